@@ -1,0 +1,67 @@
+"""``campaigns validate``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from engine.commands.common import repo_option
+
+
+@click.command()
+@repo_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: file:line:col: code: message; json: machine-readable; github: workflow annotations.",
+)
+@click.option("--no-cache", is_flag=True, help="Check every file again instead of reusing unchanged files' results.")
+def validate(repo: Path, output_format: str, no_cache: bool) -> None:
+    """Check every file of the repository and report every problem at once.
+
+    Exits 0 when there is no error (warnings do not fail), 1 otherwise.
+    """
+    from engine.validation import report
+    from engine.validation.pipeline import validate_repository
+
+    progress = _progress_bar() if sys.stderr.isatty() and output_format == "text" else None
+    try:
+        result = validate_repository(repo, use_cache=not no_cache, progress=progress)
+    finally:
+        if progress:
+            progress.close()
+    if output_format == "json":
+        click.echo(report.as_json(result.problems), nl=False)
+    elif output_format == "github":
+        click.echo(report.as_github(result.problems), nl=False)
+        click.echo(report.summary(result.problems, result.files), err=True)
+    else:
+        click.echo(report.as_text(result.problems, result.files, color=sys.stdout.isatty()), nl=False)
+    sys.exit(1 if result.has_errors else 0)
+
+
+class _progress_bar:
+    """A progress bar on stderr for big repositories (only shown when there is a lot to check)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 2000:
+            return
+        if self.bar is None:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("Checking files", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

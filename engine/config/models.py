@@ -1,0 +1,278 @@
+"""Pydantic models of every resource kind: the single source of truth.
+
+The JSON Schemas in ``schemas/`` are generated from these models
+(``python -m engine.config.schemas --write``); a test fails when a committed
+schema drifts from its model. Validation runs the generated schema with
+``jsonschema`` (so every problem is located); the models then give the rest of
+the engine typed, immutable objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+USER_ID_PATTERN = r"^[^\s]{1,32}$"
+TIME_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"
+VARIABLE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+SCHEME_PATTERN = r"^[a-z][a-z0-9+.-]*$"
+
+CHANNELS = ("push", "sms", "inbox-ewallet", "inbox-miniprogram")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN)]
+Channel = Literal["push", "sms", "inbox-ewallet", "inbox-miniprogram"]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WallTime = Annotated[str, Field(pattern=TIME_PATTERN, description="Wall-clock time HH:MM in the site's zone")]
+
+TASK_NAME_MAX = 64
+NAME_MAX = 100
+REDIRECTION_MAX = 2048
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors, and loaded resources never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- platform -------------------------------------------------------------------------------
+
+
+class Limits(Strict):
+    max_per_user_per_day: int | None = Field(
+        None, ge=1, description="Messages a user may get per calendar day in the site's zone, across all tasks"
+    )
+    rate_per_second: dict[Channel, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="Sending pace per channel"
+    )
+
+
+class Site(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    timezone: str = Field(min_length=1, description="IANA time zone, e.g. Asia/Manila")
+    channels: list[Channel] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
+    mini_programs: list[Id] = Field(default_factory=list)
+    testers: list[UserId] = Field(default_factory=list, description="Default pilot testers (user ids)")
+    limits: Limits = Field(default_factory=Limits)
+    deep_link_schemes: list[Annotated[str, Field(pattern=SCHEME_PATTERN)]] = Field(
+        default_factory=list, description="URL schemes besides https that redirections may use, e.g. gcash"
+    )
+
+
+class OutboxProvider(Strict):
+    type: Literal["outbox"]
+    path: str = Field(".campaigns/outbox", min_length=1, description="Folder of <channel>.jsonl files")
+
+
+class GatewayProvider(Strict):
+    type: Literal["gateway"]
+    url: str = Field(pattern=r"^https?://", description="Endpoint receiving POSTed message batches")
+    token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the bearer token")
+    timeout: float = Field(10.0, gt=0, description="Seconds before a request is retried")
+    max_attempts: int = Field(5, ge=1, le=20, description="Tries per message before it is failed")
+    batch_size: int = Field(20, ge=1, le=20, description="Messages per request (at most 20)")
+
+
+Provider = Annotated[Union[OutboxProvider, GatewayProvider], Field(discriminator="type")]
+
+
+class Approval(Strict):
+    forbid_self_merge: bool = Field(False, description="A pull request merged by its own author is no approval")
+
+
+class Executor(Strict):
+    poll_interval: float = Field(30.0, gt=0, description="Seconds between polls of `campaigns run`")
+    batch_size: int = Field(1000, ge=1, le=100000, description="Deliveries claimed per batch")
+
+
+class Platform(Strict):
+    state: str = Field("sqlite:///.campaigns/state.db", description="State database URL (sqlite:/// or postgresql://)")
+    user_directory: str | None = Field(None, description="Database URL of the user directory; default: the state database")
+    main_branch: str = Field("main", min_length=1)
+    sites: dict[Id, Site] = Field(min_length=1)
+    providers: dict[Literal["default", "push", "sms", "inbox-ewallet", "inbox-miniprogram"], Provider] = Field(
+        default_factory=lambda: {"default": OutboxProvider(type="outbox")},
+        description="How each channel is delivered; `default` covers channels not named",
+    )
+    approval: Approval = Field(default_factory=Approval)
+    executor: Executor = Field(default_factory=Executor)
+
+
+# --- templates and creatives ----------------------------------------------------------------
+
+
+class FieldSpec(Strict):
+    required: bool = False
+    max_length: int = Field(ge=1, le=4096)
+
+
+class TemplateFields(Strict):
+    title: FieldSpec | None = None
+    content: FieldSpec | None = None
+    redirection: FieldSpec | None = None
+
+
+class Variable(Strict):
+    example: str | int | float | bool = Field(description="Value used in previews and pilot tests")
+    description: str | None = None
+
+
+class Template(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    channel: Channel
+    status: Literal["approved", "under-review", "rejected"]
+    fields: TemplateFields
+    variables: dict[Annotated[str, Field(pattern=VARIABLE_PATTERN)], Variable] = Field(default_factory=dict)
+
+
+class Creative(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    template: Id
+    title: str | None = None
+    content: str | None = None
+    redirection: str | list[str] | None = Field(None, description="One URL, or a list of URLs")
+    description: str | None = None
+
+
+# --- audiences ------------------------------------------------------------------------------
+
+Scalar = Union[str, int, float, bool]
+
+
+class Condition(Strict):
+    attr: Annotated[str, Field(pattern=VARIABLE_PATTERN)]
+    eq: Scalar | None = None
+    ne: Scalar | None = None
+    in_: list[Scalar] | None = Field(None, alias="in", min_length=1)
+    not_in: list[Scalar] | None = Field(None, min_length=1)
+    gt: int | float | str | None = None
+    gte: int | float | str | None = None
+    lt: int | float | str | None = None
+    lte: int | float | str | None = None
+    exists: bool | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        json_schema_extra={"minProperties": 2, "maxProperties": 2},
+    )
+
+
+class AllOf(Strict):
+    all: list[Condition] = Field(min_length=1)
+
+
+class Where(Strict):
+    any: list[AllOf] | None = Field(None, min_length=1)
+    all: list[Condition] | None = Field(None, min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+
+SOURCE_KINDS = ("users", "csv", "where", "include")
+
+
+class Source(Strict):
+    """Exactly one of ``users``, ``csv``, ``where`` or ``include`` (``exclude`` only with ``include``)."""
+
+    users: list[UserId] | None = Field(None, min_length=1, description="Explicit user ids")
+    csv: str | None = Field(None, min_length=1, description="CSV file with a user_id column, relative to the audience file")
+    where: Where | None = Field(None, description="Rules over user-directory attributes")
+    include: list[Id] | None = Field(None, min_length=1, description="Union of other audiences")
+    exclude: list[Id] | None = Field(None, min_length=1, description="Audiences removed from the included ones")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "oneOf": [{"required": [kind]} for kind in SOURCE_KINDS],
+            "dependentRequired": {"exclude": ["include"]},
+        },
+    )
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in SOURCE_KINDS if getattr(self, kind) is not None)
+
+
+class Audience(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    site: Id
+    mini_program: Id | None = None
+    refresh: Literal["once", "auto"] = "auto"
+    source: Source
+    description: str | None = None
+
+
+# --- campaigns and tasks --------------------------------------------------------------------
+
+
+class Campaign(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str
+    owner: str | None = None
+
+
+class Window(Strict):
+    start: WallTime
+    finish: WallTime
+
+
+class OneTime(Strict):
+    type: Literal["one_time"]
+
+
+class Daily(Strict):
+    type: Literal["daily"]
+    every: int = Field(1, ge=1, le=366)
+
+
+class Weekly(Strict):
+    type: Literal["weekly"]
+    days: list[Weekday] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
+    every: int = Field(1, ge=1, le=53)
+
+
+class Monthly(Strict):
+    type: Literal["monthly"]
+    day: Annotated[int, Field(ge=1, le=31)] | Literal["last"]
+
+
+Recurrence = Annotated[Union[OneTime, Daily, Weekly, Monthly], Field(discriminator="type")]
+
+
+class Schedule(Strict):
+    start_date: dt.date
+    finish_date: dt.date
+    windows: list[Window] = Field(min_length=1)
+    do_not_disturb: list[Weekday] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
+    recurrence: Recurrence
+
+
+class Task(Strict):
+    name: str = Field(min_length=1, max_length=TASK_NAME_MAX)
+    site: Id
+    mini_program: Id | None = None
+    channel: Channel
+    schedule: Schedule
+    audiences: list[Id] = Field(min_length=1)
+    creatives: list[Id] = Field(min_length=1)
+    testers: list[UserId] = Field(default_factory=list, description="Pilot testers; default: the site's testers")
+    status: Literal["active", "paused"] = "active"
+    description: str | None = None
+
+
+MODELS: dict[str, type[Strict]] = {
+    "platform": Platform,
+    "template": Template,
+    "audience": Audience,
+    "creative": Creative,
+    "campaign": Campaign,
+    "task": Task,
+}

@@ -1,0 +1,153 @@
+"""Creative texts are Jinja templates, rendered per user in a sandbox.
+
+One environment serves validation, pilot tests and delivery: Jinja2's
+``SandboxedEnvironment`` with ``StrictUndefined`` (a missing variable is an error,
+never a blank hole). The only name a text sees is ``user``: the user's directory
+attributes (or the template's ``example`` values in previews and pilot tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+ROOT_NAME = "user"
+ALWAYS_AVAILABLE = frozenset({"user_id"})  # every user has an id, whatever the template declares
+
+
+@lru_cache(maxsize=1)
+def environment():
+    """The shared sandbox: no autoescape (these are not HTML), StrictUndefined, no loader."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def is_template(text: str) -> bool:
+    """Plain text needs no Jinja at all (the common case; keeps validation fast)."""
+    return "{" in text and ("{{" in text or "{%" in text or "{#" in text)
+
+
+@dataclass(frozen=True, slots=True)
+class TextAnalysis:
+    """What a creative text does, found without rendering it."""
+
+    error: str | None = None  # template-syntax message
+    error_line: int = 1  # 1-based line inside the text
+    variables: tuple[str, ...] = ()  # attributes of ``user`` it reads
+    unknown_names: tuple[str, ...] = ()  # top-level names other than ``user``
+    literal_length: int = 0  # characters of plain text around the expressions
+    outputs: tuple[str | None, ...] = ()  # per ``{{ }}``: the user attribute it prints, or None
+
+
+def _unsafe_attribute(name: str) -> bool:
+    from jinja2 import sandbox
+
+    unsafe = (
+        sandbox.UNSAFE_FUNCTION_ATTRIBUTES
+        | sandbox.UNSAFE_METHOD_ATTRIBUTES
+        | sandbox.UNSAFE_GENERATOR_ATTRIBUTES
+        | sandbox.UNSAFE_COROUTINE_ATTRIBUTES
+        | sandbox.UNSAFE_ASYNC_GENERATOR_ATTRIBUTES
+        | {"mro", "format", "format_map"}
+    )
+    return name.startswith("_") or name in unsafe
+
+
+def _user_attribute(node) -> str | None:
+    """``user.x`` or ``user['x']`` -> ``x``."""
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == ROOT_NAME:
+        return node.attr
+    if (
+        isinstance(node, nodes.Getitem)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name == ROOT_NAME
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
+        return node.arg.value
+    return None
+
+
+def _printed_attribute(node) -> str | None:
+    """The user attribute a ``{{ }}`` prints, looking through filters like ``default``."""
+    from jinja2 import nodes
+
+    while isinstance(node, nodes.Filter) and node.node is not None:
+        node = node.node
+    return _user_attribute(node)
+
+
+def analyze(text: str) -> TextAnalysis:
+    """Parse a creative text with the sandbox's parser and report what it reaches for."""
+    if not is_template(text):
+        return TextAnalysis(literal_length=len(text))
+    from jinja2 import TemplateSyntaxError, meta, nodes
+
+    env = environment()
+    try:
+        tree = env.parse(text)
+    except TemplateSyntaxError as bad:
+        return TextAnalysis(error=f"Jinja syntax error: {bad.message}", error_line=bad.lineno or 1)
+
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        return TextAnalysis(
+            error="creatives cannot include, import or extend other templates", error_line=node.lineno
+        )
+    for node in tree.find_all(nodes.Getattr):
+        if _unsafe_attribute(node.attr):
+            return TextAnalysis(error=f"the sandbox forbids the attribute {node.attr!r}", error_line=node.lineno)
+    for node in tree.find_all(nodes.Getitem):
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and _unsafe_attribute(node.arg.value):
+            return TextAnalysis(error=f"the sandbox forbids the item {node.arg.value!r}", error_line=node.lineno)
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            return TextAnalysis(error=f"unknown filter {node.name!r}", error_line=node.lineno)
+    for node in tree.find_all(nodes.Test):
+        if node.name not in env.tests:
+            return TextAnalysis(error=f"unknown test {node.name!r}", error_line=node.lineno)
+
+    variables: dict[str, None] = {}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = _user_attribute(node)
+        if name is not None:
+            variables[name] = None
+    unknown = sorted(meta.find_undeclared_variables(tree) - {ROOT_NAME})
+
+    literal = 0
+    outputs: list[str | None] = []
+    for output in tree.find_all(nodes.Output):
+        for child in output.nodes:
+            if isinstance(child, nodes.TemplateData):
+                literal += len(child.data)
+            else:
+                outputs.append(_printed_attribute(child))
+    return TextAnalysis(
+        variables=tuple(variables), unknown_names=tuple(unknown), literal_length=literal, outputs=tuple(outputs)
+    )
+
+
+def preview_length(analysis: TextAnalysis, examples: dict[str, Any]) -> int:
+    """Length of the text with the template's example values in place of its variables."""
+    return analysis.literal_length + sum(
+        len(str(examples[name])) for name in analysis.outputs if name is not None and name in examples
+    )
+
+
+@lru_cache(maxsize=4096)
+def compiled(text: str):
+    """A compiled template (compiling costs far more than rendering, so each text compiles once)."""
+    return environment().from_string(text)
+
+
+def render(text: str | None, user: dict[str, Any]) -> str | None:
+    """Render one text for one user; raises jinja2's UndefinedError when an attribute is missing."""
+    if text is None:
+        return None
+    if not is_template(text):
+        return text
+    return compiled(text).render(user=user)

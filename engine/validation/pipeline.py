@@ -1,0 +1,193 @@
+"""``validate``: every file through the per-file checks (cached, in parallel), then the rules across files.
+
+The result carries every problem, located, and, when there is no error, the
+:class:`~engine.config.repository.Repository` that plan and the other commands use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.config import yamlload
+from engine.config.discovery import SourceFile, discover
+from engine.config.repository import Repository, Resource
+from engine.validation import filecheck, rules
+from engine.validation.cache import ValidationCache
+from engine.validation.problems import ERROR, Problem
+
+PARALLEL_THRESHOLD = 400  # files to check before worker processes pay for themselves
+BATCH = 250
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ValidationResult:
+    root: Path
+    problems: list[Problem]
+    repository: Repository | None
+    files: int = 0
+    checked: int = 0  # files checked this run (the rest came from the cache)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [problem for problem in self.problems if problem.is_error]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [problem for problem in self.problems if not problem.is_error]
+
+    @property
+    def has_errors(self) -> bool:
+        return any(problem.is_error for problem in self.problems)
+
+
+def _workers() -> int:
+    configured = os.environ.get("CAMPAIGNS_WORKERS")
+    if configured and configured.isdigit():
+        return max(1, int(configured))
+    return os.cpu_count() or 1
+
+
+def _check_all(pending: list[tuple[bytes, str]], progress: Progress | None) -> list[filecheck.FileResult]:
+    """Run the per-file checks, in worker processes when there are many files."""
+    workers = _workers()
+    if workers == 1 or len(pending) < PARALLEL_THRESHOLD:
+        results = []
+        for start in range(0, len(pending), BATCH):
+            results.extend(filecheck.check_batch(pending[start : start + BATCH]))
+            if progress:
+                progress(len(results), len(pending))
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # warm the imports before forking so every worker starts with them loaded
+    from engine.config.schemas import validator_for
+
+    for kind in ("task", "creative", "audience", "template", "campaign", "platform"):
+        validator_for(kind)
+    filecheck.check_file(b"name: warm-up\n", "campaign")
+
+    batches = [pending[start : start + BATCH] for start in range(0, len(pending), BATCH)]
+    results: list[filecheck.FileResult] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for batch_results in pool.map(filecheck.check_batch, batches):
+            results.extend(batch_results)
+            if progress:
+                progress(len(results), len(pending))
+    return results
+
+
+def _read(root: Path, source: SourceFile) -> bytes | Problem:
+    try:
+        with open(root / source.path, "rb") as handle:
+            return handle.read(yamlload.MAX_FILE_BYTES + 1)
+    except OSError as bad:
+        return Problem(source.path, 1, 1, "yaml-syntax", f"cannot read the file: {bad.strerror}")
+
+
+def validate_repository(root: Path, *, use_cache: bool = True, progress: Progress | None = None) -> ValidationResult:
+    """Validate the repository at ``root``: every problem at once, and the Repository if it is sound."""
+    root = root.resolve()
+    sources, problems = discover(root)
+    cache = ValidationCache.load(root) if use_cache else None
+
+    results: dict[str, filecheck.FileResult] = {}
+    pending: list[tuple[bytes, str]] = []
+    pending_sources: list[SourceFile] = []
+    for source in sources:
+        raw = _read(root, source)
+        if isinstance(raw, Problem):
+            problems.append(raw)
+            continue
+        hit = cache.get(source.path, filecheck.digest_bytes(raw)) if cache else None
+        if hit is not None:
+            results[source.path] = hit
+        else:
+            pending.append((raw, source.kind))
+            pending_sources.append(source)
+    checked = _check_all(pending, progress) if pending else []
+    for source, result in zip(pending_sources, checked):
+        results[source.path] = result
+        if cache:
+            cache.put(source.path, result)
+    if cache:
+        cache.retain({source.path for source in sources})
+        cache.save()
+
+    entries = []
+    for source in sources:
+        result = results.get(source.path)
+        if result is None:
+            continue
+        _, data, file_problems, facts = result
+        problems.extend(Problem(source.path, line, column, code, message, severity) for line, column, code, severity, message in file_problems)
+        entries.append(rules.Entry(source, data, facts))
+
+    catalog = rules.Catalog(entries)
+    findings: list[rules.Finding] = []
+    if catalog.platform is not None:
+        findings.extend(rules.check_tasks(catalog))
+        audience_findings, attachments = rules.check_audiences(catalog, str(root))
+        findings.extend(audience_findings)
+    else:
+        attachments = {}
+    findings.extend(rules.check_creatives(catalog))
+    findings.extend(rules.check_unused(catalog))
+    problems.extend(_locate(root, findings))
+    problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
+
+    repository = None
+    if not any(problem.severity == ERROR for problem in problems):
+        repository = _repository(root, catalog, results, attachments)
+    return ValidationResult(root, problems, repository, files=len(sources), checked=len(pending))
+
+
+def _locate(root: Path, findings: list[rules.Finding]) -> list[Problem]:
+    """Turn JSON paths into lines and columns, parsing again only the files that have findings."""
+    trees: dict[str, object] = {}
+    located = []
+    for finding in findings:
+        if finding.path:
+            if finding.file not in trees:
+                try:
+                    trees[finding.file] = yamlload.parse(yamlload.decode((root / finding.file).read_bytes())).root
+                except (OSError, yamlload.YamlProblem):
+                    trees[finding.file] = None
+            line, column = yamlload.locate(trees[finding.file], finding.path, key=finding.at_key)
+        else:
+            line, column = 1, 1
+        located.append(Problem(finding.file, line, column, finding.code, finding.message, finding.severity))
+    return located
+
+
+def _repository(root: Path, catalog: rules.Catalog, results: dict, attachments: dict) -> Repository:
+    def resources(kind: str) -> dict[str, Resource]:
+        built = {}
+        for rid, entry in catalog.by_kind.get(kind, {}).items():
+            source = entry.source
+            built[rid] = Resource(
+                kind,
+                rid,
+                source.path,
+                entry.data,
+                results[source.path][0],
+                source.campaign if kind == "task" else None,
+                attachments.get(rid, {}) if kind == "audience" else {},
+            )
+        return built
+
+    return Repository(
+        root=root,
+        platform=resources("platform")["platform"],
+        templates=resources("template"),
+        audiences=resources("audience"),
+        creatives=resources("creative"),
+        campaigns=resources("campaign"),
+        tasks=resources("task"),
+    )

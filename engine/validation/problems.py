@@ -1,0 +1,58 @@
+"""A located problem with a stable code, and the list of every code a rule can give."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ERROR = "error"
+WARNING = "warning"
+
+# code -> what it means; the README's table of rules is checked against this
+CODES: dict[str, str] = {
+    "yaml-syntax": "not parseable YAML (also binary or non-UTF-8 files)",
+    "duplicate-key": "a mapping repeats a key",
+    "schema": "any other JSON Schema violation (type, missing field, unknown field, enum)",
+    "invalid-id": "file name is not a valid id, or an id is defined twice",
+    "unknown-reference": "a referenced site, mini program, campaign, audience, creative, template or file does not exist",
+    "name-too-long": "task name > 64 characters; creative, audience, template, campaign name > 100",
+    "date-range": "finish_date before start_date",
+    "window-too-short": "a window is not longer than 2 hours",
+    "window-order": "a window does not start later than the previous window's finish, or finish <= start",
+    "no-occurrences": "the schedule never delivers",
+    "channel-mismatch": "channel not enabled on the site, or a creative's template is for another channel",
+    "template-not-approved": "a task uses a creative whose template is not approved",
+    "field-required": "a creative misses a field its template requires",
+    "field-too-long": "a creative's field exceeds its template's max_length",
+    "url-invalid": "a redirection URL is malformed, too long, or of a scheme not allowed",
+    "template-syntax": "a Jinja template does not parse, or reaches for anything the sandbox forbids",
+    "variable-unknown": "a creative uses a variable its template does not declare",
+    "path-outside-repo": "a file reference leaves the repository",
+    "unknown-attribute": "an audience rule names an attribute the user directory does not have",
+    "unused": "a template, creative or audience that nothing uses (warning)",
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Problem:
+    """One finding. ``file`` is relative to the repository root, with ``/`` separators."""
+
+    file: str
+    line: int
+    column: int
+    code: str
+    message: str
+    severity: str = ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+        }

@@ -1,0 +1,350 @@
+"""Rules across files: references, channels, template fields, variables, deep links, paths.
+
+These run on every validate (they are cheap); their findings carry a JSON path that the
+pipeline turns into a line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config.discovery import SourceFile
+from engine.templating import ALWAYS_AVAILABLE
+from engine.validation.problems import ERROR, WARNING
+
+PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    file: str
+    path: tuple
+    code: str
+    message: str
+    severity: str = ERROR
+    at_key: bool = False
+
+
+@dataclass(slots=True)
+class Entry:
+    source: SourceFile
+    data: dict[str, Any] | None  # None when the file failed its schema
+    facts: dict[str, Any]
+
+
+class Catalog:
+    """Every file's data by kind and id; ``known`` also holds ids whose files failed to load."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.by_kind: dict[str, dict[str, Entry]] = {}
+        for entry in entries:
+            self.by_kind.setdefault(entry.source.kind, {}).setdefault(entry.source.id, entry)
+
+    def known(self, kind: str, rid: str) -> bool:
+        return rid in self.by_kind.get(kind, {})
+
+    def data(self, kind: str, rid: str) -> dict[str, Any] | None:
+        entry = self.by_kind.get(kind, {}).get(rid)
+        return entry.data if entry else None
+
+    def valid(self, kind: str) -> Iterator[Entry]:
+        for entry in self.by_kind.get(kind, {}).values():
+            if entry.data is not None:
+                yield entry
+
+    @property
+    def platform(self) -> dict[str, Any] | None:
+        return self.data("platform", "platform")
+
+
+def _missing(kind: str, rid: str, known: list[str]) -> str:
+    import difflib
+
+    hint = difflib.get_close_matches(rid, known, n=1)
+    return f"{kind} {rid!r} does not exist" + (f"; did you mean {hint[0]!r}?" if hint else "")
+
+
+def check_tasks(catalog: Catalog) -> Iterator[Finding]:
+    platform = catalog.platform
+    sites = platform["sites"] if platform else None
+    campaigns = catalog.by_kind.get("campaign", {})
+    for entry in catalog.valid("task"):
+        task, file = entry.data, entry.source.path
+        if entry.source.campaign not in campaigns:
+            yield Finding(
+                file,
+                (),
+                "unknown-reference",
+                f"campaign {entry.source.campaign!r} has no campaigns/{entry.source.campaign}/campaign.yaml",
+            )
+        site = sites.get(task["site"]) if sites is not None else None
+        if sites is not None and site is None:
+            yield Finding(file, ("site",), "unknown-reference", _missing("site", task["site"], list(sites)))
+        if site is not None:
+            if task["channel"] not in site["channels"]:
+                yield Finding(
+                    file,
+                    ("channel",),
+                    "channel-mismatch",
+                    f"channel {task['channel']!r} is not enabled on site {task['site']!r} "
+                    f"(enabled: {', '.join(site['channels'])})",
+                )
+            mini_program = task.get("mini_program")
+            if mini_program is not None and mini_program not in site.get("mini_programs", []):
+                yield Finding(
+                    file,
+                    ("mini_program",),
+                    "unknown-reference",
+                    f"mini program {mini_program!r} is not on site {task['site']!r}",
+                )
+        for index, audience_id in enumerate(task["audiences"]):
+            if not catalog.known("audience", audience_id):
+                yield Finding(
+                    file,
+                    ("audiences", index),
+                    "unknown-reference",
+                    _missing("audience", audience_id, list(catalog.by_kind.get("audience", {}))),
+                )
+                continue
+            audience = catalog.data("audience", audience_id)
+            if audience is not None and audience["site"] != task["site"]:
+                yield Finding(
+                    file,
+                    ("audiences", index),
+                    "unknown-reference",
+                    f"audience {audience_id!r} belongs to site {audience['site']!r}, not {task['site']!r}",
+                )
+        for index, creative_id in enumerate(task["creatives"]):
+            if not catalog.known("creative", creative_id):
+                yield Finding(
+                    file,
+                    ("creatives", index),
+                    "unknown-reference",
+                    _missing("creative", creative_id, list(catalog.by_kind.get("creative", {}))),
+                )
+                continue
+            yield from _task_creative(catalog, entry, index, creative_id, site)
+
+
+def _task_creative(catalog: Catalog, entry: Entry, index: int, creative_id: str, site) -> Iterator[Finding]:
+    task, file = entry.data, entry.source.path
+    creative_entry = catalog.by_kind["creative"][creative_id]
+    creative = creative_entry.data
+    template = catalog.data("template", creative["template"]) if creative else None
+    if template is None:
+        return
+    if template["channel"] != task["channel"]:
+        yield Finding(
+            file,
+            ("creatives", index),
+            "channel-mismatch",
+            f"creative {creative_id!r} uses template {creative['template']!r} for channel "
+            f"{template['channel']!r}, but this task sends {task['channel']!r}",
+        )
+    if template["status"] != "approved":
+        yield Finding(
+            file,
+            ("creatives", index),
+            "template-not-approved",
+            f"creative {creative_id!r} uses template {creative['template']!r}, which is {template['status']}; "
+            "the task cannot run until the template is approved",
+            WARNING,
+        )
+    if site is not None:
+        allowed = {"https", *site.get("deep_link_schemes", [])}
+        for scheme, _, _ in creative_entry.facts.get("urls", []):
+            if scheme not in allowed:
+                yield Finding(
+                    creative_entry.source.path,
+                    ("redirection",),
+                    "url-invalid",
+                    f"redirection: the {scheme}: deep link is not allowed on site {task['site']!r} "
+                    f"(used by task {entry.source.id!r}); allowed: {', '.join(sorted(allowed))}",
+                )
+
+
+def check_creatives(catalog: Catalog) -> Iterator[Finding]:
+    for entry in catalog.valid("creative"):
+        creative, file = entry.data, entry.source.path
+        template_id = creative["template"]
+        if not catalog.known("template", template_id):
+            yield Finding(
+                file,
+                ("template",),
+                "unknown-reference",
+                _missing("template", template_id, list(catalog.by_kind.get("template", {}))),
+            )
+            continue
+        template = catalog.data("template", template_id)
+        if template is None:
+            continue
+        yield from _creative_fields(entry, template_id, template)
+
+
+def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator[Finding]:
+    creative, file, facts = entry.data, entry.source.path, entry.facts
+    specs = template["fields"]
+    declared = set(template.get("variables", {})) | ALWAYS_AVAILABLE
+    examples = {name: variable["example"] for name, variable in template.get("variables", {}).items()}
+    for field in ("title", "content", "redirection"):
+        spec, value = specs.get(field), creative.get(field)
+        required = bool(spec and spec.get("required")) or (field == "redirection" and template["channel"] in PUSH_LIKE)
+        if value in (None, "", []):
+            if required:
+                why = "" if spec and spec.get("required") else f" ({template['channel']} notifications need one)"
+                yield Finding(file, (), "field-required", f"missing {field!r}, which template {template_id!r} requires{why}")
+            continue
+        if spec is None:
+            if field != "redirection":
+                yield Finding(file, (field,), "schema", f"template {template_id!r} has no {field!r} field", at_key=True)
+            continue
+        if field in facts.get("texts", {}):
+            variables, literal, outputs = facts["texts"][field]
+            length = literal + sum(len(str(examples[name])) for name in outputs if name in examples)
+            if length > spec["max_length"]:
+                yield Finding(
+                    file,
+                    (field,),
+                    "field-too-long",
+                    f"{field} is {length} characters (with the template's example values); "
+                    f"template {template_id!r} allows at most {spec['max_length']}",
+                )
+            yield from _unknown_variables(file, (field,), field, variables, declared, template_id)
+    for index, (_, length, variables) in enumerate(facts.get("urls", [])):
+        redirection = creative.get("redirection")
+        path = ("redirection",) if isinstance(redirection, str) else ("redirection", index)
+        spec = specs.get("redirection")
+        if spec is not None and length > spec["max_length"]:
+            yield Finding(
+                file,
+                path,
+                "field-too-long",
+                f"redirection is {length} characters; template {template_id!r} allows at most {spec['max_length']}",
+            )
+        yield from _unknown_variables(file, path, "redirection", variables, declared, template_id)
+
+
+def _unknown_variables(file, path, field, variables, declared, template_id) -> Iterator[Finding]:
+    for name in variables:
+        if name not in declared:
+            known = ", ".join(sorted(declared - ALWAYS_AVAILABLE)) or "none"
+            yield Finding(
+                file,
+                path,
+                "variable-unknown",
+                f"{field}: uses user.{name}, which template {template_id!r} does not declare (declared: {known})",
+            )
+
+
+def check_audiences(catalog: Catalog, root: str) -> tuple[list[Finding], dict[str, dict[str, str]]]:
+    """Audience references and CSV files; also returns each audience's attachments (path -> digest)."""
+    from engine.validation.filecheck import digest_bytes
+
+    findings: list[Finding] = []
+    attachments: dict[str, dict[str, str]] = {}
+    platform = catalog.platform
+    sites = platform["sites"] if platform else None
+    real_root = os.path.realpath(root)
+    for entry in catalog.valid("audience"):
+        audience, file = entry.data, entry.source.path
+        site = sites.get(audience["site"]) if sites is not None else None
+        if sites is not None and site is None:
+            findings.append(Finding(file, ("site",), "unknown-reference", _missing("site", audience["site"], list(sites))))
+        mini_program = audience.get("mini_program")
+        if site is not None and mini_program is not None and mini_program not in site.get("mini_programs", []):
+            findings.append(
+                Finding(file, ("mini_program",), "unknown-reference", f"mini program {mini_program!r} is not on site {audience['site']!r}")
+            )
+        source = audience["source"]
+        for key in ("include", "exclude"):
+            for index, other in enumerate(source.get(key) or []):
+                if not catalog.known("audience", other):
+                    findings.append(
+                        Finding(file, ("source", key, index), "unknown-reference",
+                                _missing("audience", other, list(catalog.by_kind.get("audience", {}))))
+                    )
+                elif other == entry.source.id:
+                    findings.append(Finding(file, ("source", key, index), "unknown-reference", "an audience cannot include itself"))
+        if source.get("csv"):
+            finding, attachment = _check_csv(file, source["csv"], root, real_root, digest_bytes)
+            if finding:
+                findings.append(finding)
+            if attachment:
+                attachments[entry.source.id] = attachment
+    findings.extend(_include_cycles(catalog))
+    return findings, attachments
+
+
+def _check_csv(file: str, reference: str, root: str, real_root: str, digest_bytes) -> tuple[Finding | None, dict]:
+    path = ("source", "csv")
+    if os.path.isabs(reference):
+        return Finding(file, path, "path-outside-repo", f"{reference!r} is an absolute path; give a path relative to the audience file"), {}
+    target = os.path.realpath(os.path.join(root, os.path.dirname(file), reference))
+    if not (target == real_root or target.startswith(real_root + os.sep)):
+        return Finding(file, path, "path-outside-repo", f"{reference!r} points outside the repository"), {}
+    relative = os.path.relpath(target, real_root).replace(os.sep, "/")
+    try:
+        with open(target, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return Finding(file, path, "unknown-reference", f"CSV file {relative!r} does not exist"), {}
+    except OSError as bad:
+        return Finding(file, path, "unknown-reference", f"cannot read CSV file {relative!r}: {bad.strerror}"), {}
+    try:
+        header = next(csv.reader([raw.decode("utf-8-sig").split("\n", 1)[0]]), [])
+    except UnicodeDecodeError:
+        return Finding(file, path, "schema", f"CSV file {relative!r} is not UTF-8 text"), {}
+    if "user_id" not in [column.strip() for column in header]:
+        return Finding(file, path, "schema", f"CSV file {relative!r} has no user_id column in its first row"), {}
+    return None, {relative: digest_bytes(raw)}
+
+
+def _include_cycles(catalog: Catalog) -> Iterator[Finding]:
+    graph = {
+        entry.source.id: [other for other in (entry.data["source"].get("include") or []) + (entry.data["source"].get("exclude") or [])]
+        for entry in catalog.valid("audience")
+    }
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> Iterator[Finding]:
+        state[node] = 1
+        for other in graph.get(node, []):
+            if state.get(other) == 1 and other not in reported:
+                cycle = trail[trail.index(other):] + [other] if other in trail else [node, other]
+                reported.add(other)
+                yield Finding(
+                    catalog.by_kind["audience"][other].source.path,
+                    ("source",),
+                    "unknown-reference",
+                    f"audiences include each other in a cycle: {' -> '.join(cycle)}",
+                )
+            elif other in graph and state.get(other) is None:
+                yield from visit(other, trail + [other])
+        state[node] = 2
+
+    for node in graph:
+        if state.get(node) is None:
+            yield from visit(node, [node])
+
+
+def check_unused(catalog: Catalog) -> Iterator[Finding]:
+    used_templates = {entry.data["template"] for entry in catalog.valid("creative")}
+    used_creatives, used_audiences = set(), set()
+    for entry in catalog.valid("task"):
+        used_creatives.update(entry.data["creatives"])
+        used_audiences.update(entry.data["audiences"])
+    for entry in catalog.valid("audience"):
+        source = entry.data["source"]
+        used_audiences.update(source.get("include") or [])
+        used_audiences.update(source.get("exclude") or [])
+    for kind, used in (("template", used_templates), ("creative", used_creatives), ("audience", used_audiences)):
+        for rid, entry in catalog.by_kind.get(kind, {}).items():
+            if rid not in used and entry.data is not None:
+                by = {"template": "creative", "creative": "task", "audience": "task"}[kind]
+                yield Finding(entry.source.path, (), "unused", f"no {by} uses {kind} {rid!r}", WARNING)
