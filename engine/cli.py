@@ -19,6 +19,7 @@ from engine.errors import CampaignsError
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "validate": "engine.commands.validate:validate",
+    "schedule": "engine.commands.schedule:schedule",
 }
 
 
