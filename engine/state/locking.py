@@ -43,6 +43,8 @@ def whoami() -> tuple[str, str, int]:
 
 
 class LockBackend(Protocol):
+    connection: Connection | None
+
     def try_acquire(self) -> bool:
         """Take the lock without waiting; False when another holder has it."""
 
@@ -59,6 +61,8 @@ class LockBackend(Protocol):
 
 class FileLock:
     """``flock`` on a file next to the SQLite database."""
+
+    connection = None  # writes use the store's pool (SQLite serialises writers itself)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -123,13 +127,19 @@ class AdvisoryLock:
         self.key = key
         self._conn: Connection | None = None
 
+    @property
+    def connection(self) -> Connection | None:
+        """The session holding the lock: the store runs its writes on it, so ending this
+        session (``state unlock``) also aborts the holder's open transaction."""
+        return self._conn
+
     def try_acquire(self) -> bool:
         if self._conn is not None:
             raise RuntimeError("state lock already held by this store")
         conn = self.engine.connect()
         try:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
             got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+            conn.commit()  # a session-level advisory lock outlives the transaction that took it
         except BaseException:
             conn.close()
             raise
@@ -144,7 +154,9 @@ class AdvisoryLock:
         if conn is None:
             return
         try:
+            conn.rollback()
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            conn.commit()
             conn.close()
         except Exception:  # noqa: BLE001 - e.g. the session was terminated by `state unlock`
             conn.invalidate()

@@ -369,10 +369,16 @@ class StateStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with _database_errors(self.location.display), self._engine.connect() as conn:
-            conn.execution_options(campaigns_write=True)
-            with conn.begin():
-                yield conn
+        with _database_errors(self.location.display):
+            held = self._lock.connection if self._held is not None else None
+            if held is not None:  # PostgreSQL while locked: write on the lock's own session
+                with held.begin():
+                    yield held
+                return
+            with self._engine.connect() as conn:
+                conn.execution_options(campaigns_write=True)
+                with conn.begin():
+                    yield conn
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -180,3 +180,23 @@ def test_a_writer_racing_an_open_apply_in_another_process_gets_stale_state(
     assert holder.wait() == 0
     assert state_store.meta().serial == before.serial + 1
     assert len(state_store.resource_digests()) == 10
+
+
+@pytest.mark.postgres
+def test_postgres_unlock_aborts_the_holders_open_transaction(
+    pg_database_url: str, tmp_path: Path, spawn_holder
+) -> None:
+    url = f"{pg_database_url}?schema=u_{uuid.uuid4().hex[:10]}"
+    with StateStore.open(url, tmp_path) as store:
+        before = store.meta()
+        holder = spawn_holder(url, "transaction", "--resources", "50", "--hold", "2")
+        store.unlock(store.lock_holder().lock_id)
+        assert store.meta() == before
+        assert holder.wait(timeout=20) != 0  # its commit fails: its session was ended under it
+        assert "state database error" in holder.proc.stderr.read()
+        assert store.meta() == before
+        assert store.resource_digests() == {}
+        with store.lock("apply"):
+            with store.transaction(before.lineage, before.serial) as tx:
+                tx.put_resources([])
+        assert store.meta().serial == before.serial + 1
