@@ -8,6 +8,7 @@ attributes (or the template's ``example`` values in previews and pilot tests).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -82,11 +83,62 @@ def _printed_attribute(node) -> str | None:
     return _user_attribute(node)
 
 
+# The common creative only prints attributes, optionally with a literal default:
+#   "Hi {{ user.first_name }}, {{ user.points | default(0) }} points"
+# For such texts the Jinja parse is known in advance, so they skip it (a test checks that
+# this fast path and the full sandbox parse agree on every text it accepts).
+_SIMPLE_TAG = re.compile(
+    r"\{\{\s*user\.([A-Za-z][A-Za-z0-9_]*)\s*"
+    r"(?:\|\s*default\(\s*(?:'[^'{}\\]*'|\"[^\"{}\\]*\"|-?[0-9]+(?:\.[0-9]+)?)\s*\)\s*)?\}\}"
+)
+
+
+def _analyze_simple(text: str) -> TextAnalysis | None:
+    names = []
+    literal = 0
+    position = 0
+    for match in _SIMPLE_TAG.finditer(text):
+        literal += match.start() - position
+        position = match.end()
+        names.append(match.group(1))
+    rest = _SIMPLE_TAG.sub("", text)
+    if "{{" in rest or "{%" in rest or "{#" in rest or "}}" in rest or "%}" in rest or "#}" in rest:
+        return None
+    literal += len(text) - position
+    return TextAnalysis(variables=tuple(dict.fromkeys(names)), literal_length=literal, outputs=tuple(names))
+
+
+def _walk(tree):
+    """Every node of a Jinja AST (cheaper than repeated ``find_all`` passes)."""
+    from jinja2.nodes import Node
+
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        children = []
+        for name in node.fields:
+            value = getattr(node, name, None)
+            if isinstance(value, Node):
+                children.append(value)
+            elif isinstance(value, list):
+                children.extend(item for item in value if isinstance(item, Node))
+        stack.extend(reversed(children))  # document order
+
+
 def analyze(text: str) -> TextAnalysis:
     """Parse a creative text with the sandbox's parser and report what it reaches for."""
     if not is_template(text):
         return TextAnalysis(literal_length=len(text))
-    from jinja2 import TemplateSyntaxError, meta, nodes
+    simple = _analyze_simple(text)
+    if simple is not None:
+        return simple
+    return analyze_with_jinja(text)
+
+
+def analyze_with_jinja(text: str) -> TextAnalysis:
+    """The full analysis: the sandbox's own parser, then one walk over the syntax tree."""
+    from jinja2 import TemplateSyntaxError, nodes
 
     env = environment()
     try:
@@ -94,40 +146,45 @@ def analyze(text: str) -> TextAnalysis:
     except TemplateSyntaxError as bad:
         return TextAnalysis(error=f"Jinja syntax error: {bad.message}", error_line=bad.lineno or 1)
 
-    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        return TextAnalysis(
-            error="creatives cannot include, import or extend other templates", error_line=node.lineno
-        )
-    for node in tree.find_all(nodes.Getattr):
-        if _unsafe_attribute(node.attr):
-            return TextAnalysis(error=f"the sandbox forbids the attribute {node.attr!r}", error_line=node.lineno)
-    for node in tree.find_all(nodes.Getitem):
-        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and _unsafe_attribute(node.arg.value):
-            return TextAnalysis(error=f"the sandbox forbids the item {node.arg.value!r}", error_line=node.lineno)
-    for node in tree.find_all(nodes.Filter):
-        if node.name not in env.filters:
-            return TextAnalysis(error=f"unknown filter {node.name!r}", error_line=node.lineno)
-    for node in tree.find_all(nodes.Test):
-        if node.name not in env.tests:
-            return TextAnalysis(error=f"unknown test {node.name!r}", error_line=node.lineno)
-
     variables: dict[str, None] = {}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        name = _user_attribute(node)
-        if name is not None:
-            variables[name] = None
-    unknown = sorted(meta.find_undeclared_variables(tree) - {ROOT_NAME})
-
+    loaded: dict[str, None] = {}
+    stored: set[str] = set()
     literal = 0
     outputs: list[str | None] = []
-    for output in tree.find_all(nodes.Output):
-        for child in output.nodes:
-            if isinstance(child, nodes.TemplateData):
-                literal += len(child.data)
+
+    def fail(message: str, node) -> TextAnalysis:
+        return TextAnalysis(error=message, error_line=getattr(node, "lineno", 1) or 1)
+
+    for node in _walk(tree):
+        if isinstance(node, (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+            return fail("creatives cannot include, import or extend other templates", node)
+        if isinstance(node, nodes.Getattr) and _unsafe_attribute(node.attr):
+            return fail(f"the sandbox forbids the attribute {node.attr!r}", node)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            if isinstance(node.arg.value, str) and _unsafe_attribute(node.arg.value):
+                return fail(f"the sandbox forbids the item {node.arg.value!r}", node)
+        if isinstance(node, nodes.Filter) and node.name not in env.filters:
+            return fail(f"unknown filter {node.name!r}", node)
+        if isinstance(node, nodes.Test) and node.name not in env.tests:
+            return fail(f"unknown test {node.name!r}", node)
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            name = _user_attribute(node)
+            if name is not None:
+                variables[name] = None
+        elif isinstance(node, nodes.Name):
+            if node.ctx == "load":
+                loaded[node.name] = None
             else:
-                outputs.append(_printed_attribute(child))
+                stored.add(node.name)
+        elif isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    literal += len(child.data)
+                else:
+                    outputs.append(_printed_attribute(child))
+    unknown = [name for name in loaded if name != ROOT_NAME and name not in stored and name not in env.globals and name != "loop"]
     return TextAnalysis(
-        variables=tuple(variables), unknown_names=tuple(unknown), literal_length=literal, outputs=tuple(outputs)
+        variables=tuple(variables), unknown_names=tuple(sorted(unknown)), literal_length=literal, outputs=tuple(outputs)
     )
 
 

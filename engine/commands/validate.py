@@ -31,7 +31,7 @@ def validate(repo: Path, output_format: str, no_cache: bool) -> None:
 
     progress = _progress_bar() if sys.stderr.isatty() and output_format == "text" else None
     try:
-        result = validate_repository(repo, use_cache=not no_cache, progress=progress)
+        result = validate_repository(repo, use_cache=not no_cache, progress=progress, need_repository=False)
     finally:
         if progress:
             progress.close()

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config.models import ID_PATTERN
+from engine.config.names import ID_PATTERN
 from engine.errors import CampaignsError
 from engine.validation.problems import ERROR, WARNING, Problem
 

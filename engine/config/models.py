@@ -10,18 +10,22 @@ the engine typed, immutable objects.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-USER_ID_PATTERN = r"^[^\s]{1,32}$"
-TIME_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"
-VARIABLE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
-SCHEME_PATTERN = r"^[a-z][a-z0-9+.-]*$"
-
-CHANNELS = ("push", "sms", "inbox-ewallet", "inbox-miniprogram")
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+from engine.config.names import (  # noqa: F401 - re-exported
+    CHANNELS,
+    ID_PATTERN,
+    NAME_MAX,
+    REDIRECTION_MAX,
+    SCHEME_PATTERN,
+    TASK_NAME_MAX,
+    TIME_PATTERN,
+    USER_ID_PATTERN,
+    VARIABLE_PATTERN,
+    WEEKDAYS,
+)
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN)]
@@ -29,15 +33,41 @@ Channel = Literal["push", "sms", "inbox-ewallet", "inbox-miniprogram"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WallTime = Annotated[str, Field(pattern=TIME_PATTERN, description="Wall-clock time HH:MM in the site's zone")]
 
-TASK_NAME_MAX = 64
-NAME_MAX = 100
-REDIRECTION_MAX = 2048
-
 
 class Strict(BaseModel):
-    """Unknown fields are errors, and loaded resources never change."""
+    """Unknown fields are errors, and loaded resources never change.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validation accepts a document only if its generated JSON Schema accepts it too (a
+    property test holds them together): no field takes ``null`` (the schema offers none;
+    an absent field is how YAML says "not set"), patterns use Python's ``re`` like
+    jsonschema, and constraints the schema states with extra keywords (uniqueItems,
+    exactly-one-of) are checked here as well.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None:
+                    raise ValueError(f"{key!r} has no value")
+        return data
+
+
+def _unique(items: list) -> list:
+    seen: list = []
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed more than once")
+        seen.append(item)
+    return items
+
+
+def UniqueList(item: Any, **constraints: Any) -> Any:
+    """A list whose items are all different (``uniqueItems`` in the schema)."""
+    return Annotated[list[item], AfterValidator(_unique), Field(json_schema_extra={"uniqueItems": True}, **constraints)]
 
 
 # --- platform -------------------------------------------------------------------------------
@@ -55,7 +85,7 @@ class Limits(Strict):
 class Site(Strict):
     name: str = Field(min_length=1, max_length=NAME_MAX)
     timezone: str = Field(min_length=1, description="IANA time zone, e.g. Asia/Manila")
-    channels: list[Channel] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
+    channels: UniqueList(Channel, min_length=1)
     mini_programs: list[Id] = Field(default_factory=list)
     testers: list[UserId] = Field(default_factory=list, description="Default pilot testers (user ids)")
     limits: Limits = Field(default_factory=Limits)
@@ -157,11 +187,20 @@ class Condition(Strict):
     exists: bool | None = None
 
     model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        json_schema_extra={"minProperties": 2, "maxProperties": 2},
+        extra="forbid", frozen=True, regex_engine="python-re", json_schema_extra={"minProperties": 2, "maxProperties": 2}
     )
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> "Condition":
+        if len(self.model_fields_set - {"attr"}) != 1:
+            raise ValueError("a condition is 'attr' plus exactly one operator")
+        return self
+
+    @property
+    def operator(self) -> tuple[str, Any]:
+        """``(name, operand)`` of the condition's single operator (``in`` for ``in_``)."""
+        name = next(iter(self.model_fields_set - {"attr"}))
+        return ("in" if name == "in_" else name), getattr(self, name)
 
 
 class AllOf(Strict):
@@ -172,7 +211,20 @@ class Where(Strict):
     any: list[AllOf] | None = Field(None, min_length=1)
     all: list[Condition] | None = Field(None, min_length=1)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"minProperties": 1, "maxProperties": 1})
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, regex_engine="python-re", json_schema_extra={"minProperties": 1, "maxProperties": 1}
+    )
+
+    @model_validator(mode="after")
+    def _any_or_all(self) -> "Where":
+        if len(self.model_fields_set) != 1:
+            raise ValueError("write either 'any:' or 'all:'")
+        return self
+
+    @property
+    def groups(self) -> list[list[Condition]]:
+        """The rule as OR-of-AND groups."""
+        return [group.all for group in self.any] if self.any is not None else [list(self.all or [])]
 
 
 SOURCE_KINDS = ("users", "csv", "where", "include")
@@ -190,11 +242,21 @@ class Source(Strict):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        regex_engine="python-re",
         json_schema_extra={
             "oneOf": [{"required": [kind]} for kind in SOURCE_KINDS],
             "dependentRequired": {"exclude": ["include"]},
         },
     )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Source":
+        present = [kind for kind in SOURCE_KINDS if kind in self.model_fields_set]
+        if len(present) != 1:
+            raise ValueError("a source is exactly one of users, csv, where, include")
+        if "exclude" in self.model_fields_set and "include" not in self.model_fields_set:
+            raise ValueError("'exclude' needs 'include'")
+        return self
 
     @property
     def kind(self) -> str:
@@ -235,7 +297,7 @@ class Daily(Strict):
 
 class Weekly(Strict):
     type: Literal["weekly"]
-    days: list[Weekday] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
+    days: UniqueList(Weekday, min_length=1)
     every: int = Field(1, ge=1, le=53)
 
 
@@ -251,7 +313,7 @@ class Schedule(Strict):
     start_date: dt.date
     finish_date: dt.date
     windows: list[Window] = Field(min_length=1)
-    do_not_disturb: list[Weekday] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
+    do_not_disturb: UniqueList(Weekday) = Field(default_factory=list)
     recurrence: Recurrence
 
 

@@ -14,7 +14,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from engine.config.models import MODELS
 from engine.errors import CampaignsError
 
 KINDS = ("platform", "template", "audience", "creative", "campaign", "task")
@@ -39,6 +38,8 @@ class Resource:
     @cached_property
     def model(self) -> Any:
         """The typed, immutable pydantic model (built on first use)."""
+        from engine.config.models import MODELS
+
         return MODELS[self.kind].model_validate(self.data)
 
 

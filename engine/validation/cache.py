@@ -74,15 +74,68 @@ class ValidationCache:
         self.dirty = self.dirty or bool(stale)
 
     def save(self) -> None:
-        """Write atomically; a read-only checkout simply goes without a cache."""
-        if not self.dirty:
-            return
+        if self.dirty:
+            _atomic_dump(self.path, (self.key, self.entries))
+            self.dirty = False
+
+
+RESULT_FILE = "validate-result.marshal"
+
+
+def files_key(digests: list[tuple[str, str]]) -> str:
+    """One digest over every (path, content digest) of the repository."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for path, digest in sorted(digests):
+        hasher.update(f"{path}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
+class ResultCache:
+    """The last complete result: problems and attachment digests for one exact set of files.
+
+    Lets an unchanged repository answer without loading any file's data or running a rule;
+    the files referenced by audiences (CSV) are re-hashed to make sure they did not change.
+    """
+
+    def __init__(self, root: Path, key: str | None = None) -> None:
+        self.root = root
+        self.path = root / CACHE_DIR / RESULT_FILE
+        self.key = key or _engine_key()
+
+    def lookup(self, files: str, context: str) -> tuple[list, dict] | None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as handle:
-                marshal.dump((self.key, self.entries), handle)
-            os.replace(temporary, self.path)
-        except OSError:
-            return
-        self.dirty = False
+            with open(self.path, "rb") as handle:
+                key, stored_files, stored_context, attachments, problems = marshal.load(handle)
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        if (key, stored_files, stored_context) != (self.key, files, context):
+            return None
+        from engine.validation.filecheck import digest_bytes
+
+        for audience_attachments in attachments.values():
+            for path, digest in audience_attachments.items():
+                try:
+                    with open(os.path.join(self.root, path), "rb") as handle:
+                        if digest_bytes(handle.read()) != digest:
+                            return None
+                except OSError:
+                    return None
+        return problems, attachments
+
+    def store(self, files: str, context: str, attachments: dict, problems: list) -> None:
+        _atomic_dump(self.path, (self.key, files, context, attachments, problems))
+
+
+def _atomic_dump(path: Path, value) -> None:
+    """Write with marshal atomically; a read-only checkout simply goes without a cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ignore = path.parent.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# campaigns' local state and caches\n*\n")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            marshal.dump(value, handle)
+        os.replace(temporary, path)
+    except OSError:
+        return

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from engine.config import yamlload
 from engine.config.discovery import SourceFile, discover
 from engine.config.repository import Repository, Resource
 from engine.validation import filecheck, rules
+from engine.validation import cache as cache_module
 from engine.validation.cache import ValidationCache
 from engine.validation.problems import ERROR, Problem
 
@@ -83,34 +84,60 @@ def _check_all(pending: list[tuple[bytes, str]], progress: Progress | None) -> l
     return results
 
 
-def _read(root: Path, source: SourceFile) -> bytes | Problem:
+def _read(root: str, source: SourceFile) -> bytes | Problem:
     try:
-        with open(root / source.path, "rb") as handle:
+        with open(os.path.join(root, source.path), "rb") as handle:
             return handle.read(yamlload.MAX_FILE_BYTES + 1)
     except OSError as bad:
         return Problem(source.path, 1, 1, "yaml-syntax", f"cannot read the file: {bad.strerror}")
 
 
-def validate_repository(root: Path, *, use_cache: bool = True, progress: Progress | None = None) -> ValidationResult:
-    """Validate the repository at ``root``: every problem at once, and the Repository if it is sound."""
-    root = root.resolve()
-    sources, problems = discover(root)
-    cache = ValidationCache.load(root) if use_cache else None
+def validate_repository(
+    root: Path, *, use_cache: bool = True, progress: Progress | None = None, need_repository: bool = True
+) -> ValidationResult:
+    """Validate the repository at ``root``: every problem at once, and the Repository if it is sound.
 
+    With ``need_repository=False`` (``campaigns validate``) an unchanged repository is answered
+    from the result cache without loading any file's data.
+    """
+    with filecheck.gc_paused():
+        return _validate(root.resolve(), use_cache, progress, need_repository)
+
+
+def _validate(root: Path, use_cache: bool, progress: Progress | None, need_repository: bool) -> ValidationResult:
+    sources, problems = discover(root)
+    raws: dict[str, bytes] = {}
+    digests: dict[str, str] = {}
+    root_text = str(root)
+    for source in sources:
+        raw = _read(root_text, source)
+        if isinstance(raw, Problem):
+            problems.append(raw)
+            continue
+        raws[source.path] = raw
+        digests[source.path] = filecheck.digest_bytes(raw)
+
+    files_key = cache_module.files_key(list(digests.items())) if use_cache else ""
+    context = ""  # what else the rules read (none yet besides the files and their attachments)
+    remembered = cache_module.ResultCache(root).lookup(files_key, context) if use_cache else None
+    if remembered is not None and not need_repository:
+        stored, _ = remembered
+        return ValidationResult(root, [Problem(*fields) for fields in stored], None, files=len(sources))
+
+    cache = ValidationCache.load(root) if use_cache else None
     results: dict[str, filecheck.FileResult] = {}
     pending: list[tuple[bytes, str]] = []
     pending_sources: list[SourceFile] = []
     for source in sources:
-        raw = _read(root, source)
-        if isinstance(raw, Problem):
-            problems.append(raw)
+        if source.path not in raws:
             continue
-        hit = cache.get(source.path, filecheck.digest_bytes(raw)) if cache else None
+        hit = cache.get(source.path, digests[source.path]) if cache else None
         if hit is not None:
             results[source.path] = hit
         else:
-            pending.append((raw, source.kind))
+            pending.append((raws[source.path], source.kind))
             pending_sources.append(source)
+    del raws
     checked = _check_all(pending, progress) if pending else []
     for source, result in zip(pending_sources, checked):
         results[source.path] = result
@@ -120,32 +147,43 @@ def validate_repository(root: Path, *, use_cache: bool = True, progress: Progres
         cache.retain({source.path for source in sources})
         cache.save()
 
-    entries = []
-    for source in sources:
-        result = results.get(source.path)
-        if result is None:
-            continue
-        _, data, file_problems, facts = result
-        problems.extend(Problem(source.path, line, column, code, message, severity) for line, column, code, severity, message in file_problems)
-        entries.append(rules.Entry(source, data, facts))
-
+    entries = [rules.Entry(source, results[source.path][1], results[source.path][3]) for source in sources if source.path in results]
     catalog = rules.Catalog(entries)
-    findings: list[rules.Finding] = []
-    if catalog.platform is not None:
-        findings.extend(rules.check_tasks(catalog))
-        audience_findings, attachments = rules.check_audiences(catalog, str(root))
-        findings.extend(audience_findings)
+    if remembered is not None:
+        stored, attachments = remembered
+        problems = [Problem(*fields) for fields in stored]
     else:
-        attachments = {}
-    findings.extend(rules.check_creatives(catalog))
-    findings.extend(rules.check_unused(catalog))
-    problems.extend(_locate(root, findings))
-    problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
+        for source in sources:
+            if source.path in results:
+                problems.extend(
+                    Problem(source.path, line, column, code, message, severity)
+                    for line, column, code, severity, message in results[source.path][2]
+                )
+        attachments = _cross_file(root, catalog, problems)
+        problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
+        if use_cache:
+            cache_module.ResultCache(root).store(
+                files_key, context, attachments, [astuple(problem) for problem in problems]
+            )
 
     repository = None
     if not any(problem.severity == ERROR for problem in problems):
         repository = _repository(root, catalog, results, attachments)
     return ValidationResult(root, problems, repository, files=len(sources), checked=len(pending))
+
+
+def _cross_file(root: Path, catalog: rules.Catalog, problems: list[Problem]) -> dict:
+    """Run the rules across files; returns each audience's attachments (CSV path -> digest)."""
+    findings: list[rules.Finding] = []
+    attachments: dict = {}
+    if catalog.platform is not None:
+        findings.extend(rules.check_tasks(catalog))
+        audience_findings, attachments = rules.check_audiences(catalog, str(root))
+        findings.extend(audience_findings)
+    findings.extend(rules.check_creatives(catalog))
+    findings.extend(rules.check_unused(catalog))
+    problems.extend(_locate(root, findings))
+    return attachments
 
 
 def _locate(root: Path, findings: list[rules.Finding]) -> list[Problem]:
