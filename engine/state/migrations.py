@@ -49,8 +49,15 @@ def _v1_initial(conn: Connection) -> None:
     )
 
 
+def _v2_attachments(conn: Connection) -> None:
+    metadata = MetaData()
+    t.v2_tables(metadata)
+    metadata.create_all(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "lineage and serial, resources, task statuses, pilot tests, history, lock holder", _v1_initial),
+    Migration(2, "attachments: files resources refer to, by content digest", _v2_attachments),
 ]
 
 

@@ -206,6 +206,30 @@ class Transaction:
             )
         return len(changed)
 
+    @property
+    def connection(self) -> Connection:
+        """This apply's connection, for packages that keep their own tables in the state
+        (they write in the same all-or-nothing transaction)."""
+        self._check()
+        return self._conn
+
+    def put_attachments(self, files: Iterable[tuple[str, str, bytes]]) -> int:
+        """Store files by content digest: ``(digest, path, content)``; known digests are skipped."""
+        self._check()
+        items = {digest: (path, content) for digest, path, content in files}
+        a = t.attachments
+        known: set[str] = set()
+        for chunk in _chunks(sorted(items)):
+            known.update(self._conn.execute(select(a.c.digest).where(a.c.digest.in_(chunk))).scalars())
+        rows = [
+            {"digest": digest, "path": path, "size": len(content), "content": content, "serial": self.serial}
+            for digest, (path, content) in items.items()
+            if digest not in known
+        ]
+        if rows:
+            self._conn.execute(a.insert(), rows)
+        return len(rows)
+
     def delete_resources(self, addresses: Iterable[str]) -> int:
         """Forget these resources (addresses not stored are ignored). Returns how many were deleted."""
         self._check()
@@ -361,6 +385,26 @@ class StateStore:
     def display_url(self) -> str:
         """The state URL for messages (no password; SQLite path absolute)."""
         return self.location.display
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for packages that keep their own tables in the state (user directory,
+        delivery ledger); database errors become one-line StateErrors."""
+        with self._read() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A connection inside one committed-or-rolled-back transaction, for the same packages."""
+        with self._write() as conn:
+            yield conn
+
+    def attachment(self, digest: str) -> bytes | None:
+        """The content of a file stored by an apply, or None."""
+        a = t.attachments
+        with self._read() as conn:
+            content = conn.execute(select(a.c.content).where(a.c.digest == digest)).scalar_one_or_none()
+        return bytes(content) if content is not None else None
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

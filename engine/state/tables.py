@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -143,8 +144,23 @@ def v1_tables(metadata: MetaData) -> dict[str, Table]:
     return {table.name: table for table in tables}
 
 
+def v2_tables(metadata: MetaData) -> dict[str, Table]:
+    """Schema version 2: files that resources refer to (an audience's CSV), by content digest,
+    so the executor needs the state alone, never a checkout of the repository."""
+    table = Table(
+        "campaigns_attachments",
+        metadata,
+        Column("digest", String(64), primary_key=True),
+        Column("path", String, nullable=False),
+        Column("size", BigInteger, nullable=False),
+        Column("content", LargeBinary, nullable=False),
+        Column("serial", BigInteger, nullable=False),
+    )
+    return {table.name: table}
+
+
 METADATA = MetaData()
-_current = v1_tables(METADATA)
+_current = {**v1_tables(METADATA), **v2_tables(METADATA)}
 
 schema_version = _current["campaigns_schema_version"]
 meta = _current["campaigns_meta"]
@@ -153,3 +169,4 @@ task_states = _current["campaigns_task_states"]
 pilot_tests = _current["campaigns_pilot_tests"]
 history = _current["campaigns_history"]
 lock = _current["campaigns_lock"]
+attachments = _current["campaigns_attachments"]
