@@ -102,7 +102,7 @@ def _analyze_simple(text: str) -> TextAnalysis | None:
         position = match.end()
         names.append(match.group(1))
     rest = _SIMPLE_TAG.sub("", text)
-    if "{{" in rest or "{%" in rest or "{#" in rest or "}}" in rest or "%}" in rest or "#}" in rest:
+    if "{" in rest or "}" in rest:  # any other brace could combine with a tag ("{{{"): let Jinja judge
         return None
     literal += len(text) - position
     return TextAnalysis(variables=tuple(dict.fromkeys(names)), literal_length=literal, outputs=tuple(names))

@@ -334,6 +334,8 @@ def _include_cycles(catalog: Catalog) -> Iterator[Finding]:
 
 
 def check_unused(catalog: Catalog) -> Iterator[Finding]:
+    """Warn about resources nothing refers to (not while a referring file failed to load)."""
+    loaded = {kind: all(entry.data is not None for entry in catalog.by_kind.get(kind, {}).values()) for kind in ("creative", "task", "audience")}
     used_templates = {entry.data["template"] for entry in catalog.valid("creative")}
     used_creatives, used_audiences = set(), set()
     for entry in catalog.valid("task"):
@@ -343,7 +345,10 @@ def check_unused(catalog: Catalog) -> Iterator[Finding]:
         source = entry.data["source"]
         used_audiences.update(source.get("include") or [])
         used_audiences.update(source.get("exclude") or [])
+    referrers = {"template": ("creative",), "creative": ("task",), "audience": ("task", "audience")}
     for kind, used in (("template", used_templates), ("creative", used_creatives), ("audience", used_audiences)):
+        if not all(loaded[referrer] for referrer in referrers[kind]):
+            continue
         for rid, entry in catalog.by_kind.get(kind, {}).items():
             if rid not in used and entry.data is not None:
                 by = {"template": "creative", "creative": "task", "audience": "task"}[kind]

@@ -125,18 +125,11 @@ def test_is_open_and_window_at_follow_half_open_windows():
     assert occurrence.start == first.start and occurrence.finish == second.finish
 
 
-def test_has_occurrences_on_ten_thousand_tasks_is_cheap():
-    # The `no-occurrences` rule runs on every task of `validate`; 10,000 tasks must take well under
-    # a second even on a slow CI machine (measured ~10 µs/task; see bench/schedule_has_occurrences.py).
+def test_has_occurrences_answers_schedules_that_can_never_match():
+    # "Daily every 7 from a Monday with Mondays blocked" never matches: rrule alone would scan on
+    # towards year 9999; the engine must see it up front (speed is measured in bench/, not here).
     from engine.schedule.occurrences import has_occurrences
 
-    tasks = [
-        schedule("2026-01-05", "2036-01-05", {"type": "weekly", "days": ["friday"], "every": 2}, do_not_disturb=["monday"]),
-        schedule("2026-01-31", "2027-01-31", {"type": "monthly", "day": 31}),
-        schedule("2026-01-01", "2026-12-31", {"type": "daily", "every": 7}, do_not_disturb=["thursday"]),
-    ] * 3334
-    began = time.perf_counter()
-    assert all(has_occurrences(t) for t in tasks[:2]) and not has_occurrences(tasks[2])
-    for task in tasks:
-        has_occurrences(task)
-    assert time.perf_counter() - began < 1.5
+    assert has_occurrences(schedule("2026-01-05", "2036-01-05", {"type": "weekly", "days": ["friday"], "every": 2}, do_not_disturb=["monday"]))
+    assert has_occurrences(schedule("2026-01-31", "2027-01-31", {"type": "monthly", "day": 31}))
+    assert not has_occurrences(schedule("2026-01-05", "2026-12-31", {"type": "daily", "every": 7}, do_not_disturb=["monday"]))
