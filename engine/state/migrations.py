@@ -55,9 +55,20 @@ def _v2_attachments(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v3_directory(conn: Connection) -> None:
+    # The user directory and audience tables belong to engine.delivery; imported here, not at
+    # module load, so opening a state does not import the delivery package until it migrates.
+    from engine.delivery import directory_tables
+
+    metadata = MetaData()
+    directory_tables.v3_tables(metadata)
+    metadata.create_all(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "lineage and serial, resources, task statuses, pilot tests, history, lock holder", _v1_initial),
     Migration(2, "attachments: files resources refer to, by content digest", _v2_attachments),
+    Migration(3, "user directory, audience lists and refresh-once snapshots", _v3_directory),
 ]
 
 
