@@ -20,6 +20,11 @@ from engine.errors import CampaignsError
 COMMANDS: dict[str, str] = {
     "validate": "engine.commands.validate:validate",
     "schedule": "engine.commands.schedule:schedule",
+    "plan": "engine.commands.plan:plan",
+    "apply": "engine.commands.apply:apply",
+    "test": "engine.commands.test:test",
+    "state": "engine.commands.state:state",
+    "status": "engine.commands.status:status",
 }
 
 

@@ -1,0 +1,235 @@
+"""Apply: bring the state to the repository's desired state, all or nothing, under the lock.
+
+Under the state lock the plan is computed again against the state as it is now. A saved plan
+is applied only if it still describes exactly that: same lineage and serial, same repository
+content, same changes; otherwise it is stale and refused. Blockers (pilot tests, templates,
+approval evidence) are checked on the fresh plan, so a pilot test recorded after planning counts.
+
+Everything is written in one ``StateStore.transaction`` (resources, deletions, task statuses,
+CSV attachments, the history entry with the approval); a refusal or a crash writes nothing.
+
+Test-only hook: ``CAMPAIGNS_TEST_APPLY_SLEEP=<seconds>`` makes apply print a line on stderr and
+sleep inside its transaction after all writes, so tests can kill it mid-transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from engine.apply.approval import ApprovalPolicy, ApprovalRefused, Evidence
+from engine.errors import CampaignsError
+from engine.plan.model import NEEDS_APPROVAL, Change, Plan
+from engine.plan.planner import Planner, make_planner
+from engine.state.records import Approval, TaskStateWrite
+
+if TYPE_CHECKING:
+    from engine.config.repository import Repository
+    from engine.state import StateStore
+
+TEST_SLEEP_ENV = "CAMPAIGNS_TEST_APPLY_SLEEP"
+
+
+class StalePlan(CampaignsError):
+    """The saved plan no longer describes what apply would do."""
+
+
+class ApplyRefused(CampaignsError):
+    """Blockers stop the apply; ``details`` names every blocker and every change it concerns."""
+
+    def __init__(self, message: str, details: list[str]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    serial: int  # the state's serial after the apply (unchanged when nothing was applied)
+    applied: bool
+    approval: Approval | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def message(self) -> str:
+        if not self.applied:
+            return f"No changes. The state (serial {self.serial}) already matches the repository; nothing to approve."
+        c = self.counts
+        return (
+            f"Apply complete! {c.get('create', 0)} created, {c.get('update', 0)} updated, "
+            f"{c.get('delete', 0)} deleted; serial {self.serial}."
+        )
+
+
+def check_saved(saved: Plan, fresh: Plan) -> None:
+    """Refuse a saved plan that the state or the repository has moved on from."""
+    if saved.lineage != fresh.lineage:
+        raise StalePlan(
+            f"the plan was made against another state (lineage {saved.lineage}, this state is {fresh.lineage}); "
+            "make a new plan"
+        )
+    if saved.serial != fresh.serial:
+        raise StalePlan(
+            f"the plan is stale: it was made at state serial {saved.serial}, and the state is now at serial "
+            f"{fresh.serial} (another apply ran since); make a new plan"
+        )
+    if saved.repository_digest != fresh.repository_digest:
+        raise StalePlan(
+            "the plan is stale: the repository's content changed since it was made "
+            f"({saved.repository_digest[:12]} then, {fresh.repository_digest[:12]} now); make a new plan"
+        )
+    if saved.fingerprint() != fresh.fingerprint():
+        ours, theirs = set(saved.fingerprint()), set(fresh.fingerprint())
+        differing = sorted({item[0] for item in ours ^ theirs})
+        raise StalePlan(
+            "the plan no longer matches what apply would do ("
+            + ", ".join(differing[:5])
+            + (f" and {len(differing) - 5} more" if len(differing) > 5 else "")
+            + "); make a new plan"
+        )
+
+
+def refusal(plan: Plan, evidence_problem: str | None) -> ApplyRefused:
+    """One error naming every blocker, with a detail line per blocker and change."""
+    details: list[str] = []
+    if evidence_problem:
+        details.append(f"approval: {evidence_problem}")
+    blocked = plan.blockers()
+    for code, changes in blocked.items():
+        if code == NEEDS_APPROVAL:
+            details.append(
+                f"{code}: {len(changes)} change{'s' if len(changes) != 1 else ''} "
+                f"({', '.join(c.address for c in changes[:10])}{' …' if len(changes) > 10 else ''}) need approval"
+            )
+            continue
+        for change in changes:
+            for blocker in change.blockers:
+                if blocker.code == code:
+                    details.append(f"{code}: {change.address}: {blocker.message}")
+    codes = [code for code in blocked if code != NEEDS_APPROVAL]
+    tasks = sorted({c.address for code in codes for c in blocked[code]})
+    parts = []
+    if evidence_problem:
+        parts.append(f"no approval ({evidence_problem})")
+    elif NEEDS_APPROVAL in blocked:
+        parts.append(
+            "no approval evidence (apply from the merged pull request's workflow, GITHUB_EVENT_PATH or "
+            "--event FILE, or pass --approved-by NAME --reason TEXT)"
+        )
+    for code in codes:
+        names = [c.address for c in blocked[code]]
+        parts.append(f"{code} on {', '.join(names[:8])}{f' and {len(names) - 8} more' if len(names) > 8 else ''}")
+    message = "apply refused, nothing was changed: " + "; ".join(parts)
+    if tasks and len(tasks) > 8:
+        message += f" ({len(tasks)} tasks in all)"
+    return ApplyRefused(message, details)
+
+
+def _test_hook(serial: int) -> None:
+    seconds = os.environ.get(TEST_SLEEP_ENV)
+    if not seconds:
+        return
+    print(f"campaigns: test hook: sleeping {seconds}s inside the apply transaction (serial {serial})", file=sys.stderr, flush=True)
+    time.sleep(float(seconds))
+
+
+def write(planner: Planner, plan: Plan, store: StateStore, approval: Approval | None) -> int:
+    """Write every change of ``plan`` in one transaction; returns the new serial."""
+    desired = planner.desired
+    changes = plan.actionable
+    versions = []
+    deletes: list[str] = []
+    task_states: list[TaskStateWrite] = []
+    attachments: list[tuple[str, str, bytes]] = []
+    for change in changes:
+        if change.action in ("create", "update") and change.before_digest != change.after_digest:
+            versions.append(desired.version(change.address))
+            if change.attachments:
+                found = desired.attachment(change.address)
+                if found is None or found[0] != change.attachments[0]["digest"]:
+                    raise StalePlan(f"{change.address}: its CSV file changed while applying; make a new plan")
+                attachments.append(found)
+        if change.action == "delete" and change.kind != "task":
+            deletes.append(change.address)
+        if change.kind == "task" and change.status is not None:
+            task_states.append(TaskStateWrite(change.id, change.status.after, change.content_digest))
+    counts = plan.summary()
+    summary = {
+        "create": counts["create"],
+        "update": counts["update"],
+        "delete": counts["delete"],
+        "repository_digest": plan.repository_digest,
+        "statuses": _status_counts(changes),
+    }
+    with store.transaction(plan.lineage, plan.serial) as tx:
+        if versions:
+            tx.put_resources(versions)
+        if deletes:
+            tx.delete_resources(deletes)
+        if task_states:
+            tx.set_task_states(task_states)
+        if attachments:
+            tx.put_attachments(attachments)
+        tx.append_history(approval=approval, summary=summary, changes=[c.summary_json() for c in changes])
+        serial = tx.serial
+        _test_hook(serial)
+    return serial
+
+
+def _status_counts(changes: list[Change]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for change in changes:
+        if change.status is not None and change.status.changes:
+            counts[change.status.after] = counts.get(change.status.after, 0) + 1
+    return counts
+
+
+def apply(
+    repository: Repository,
+    store: StateStore,
+    *,
+    evidence: Evidence,
+    saved: Plan | None = None,
+    lock_timeout: float = 0,
+    now: dt.datetime | None = None,
+    use_cache: bool = True,
+    on_locked: Callable[[], None] | None = None,
+) -> ApplyResult:
+    """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
+    ApprovalRefused, StateLocked; none of them leaves anything written."""
+    policy = ApprovalPolicy.from_platform(repository.platform.data)
+    with store.lock("apply", timeout=lock_timeout):
+        if on_locked:
+            on_locked()
+        planner = make_planner(repository, store, now=now, approved=True, use_cache=use_cache, previews=False)
+        plan = planner.plan()
+        planner.desired.cache.save()
+        if saved is not None:
+            check_saved(saved, plan)
+        if not plan.has_changes:
+            return ApplyResult(plan, plan.serial, applied=False)
+        problem = None
+        approval = None
+        try:
+            approval = evidence.resolve(policy)
+        except ApprovalRefused as refused:
+            problem = str(refused)
+        if approval is None:
+            for change in plan.actionable:
+                change.blockers.append(_approval_blocker())
+        if plan.blockers() or problem:
+            raise refusal(plan, problem)
+        serial = write(planner, plan, store, approval)
+        counts = plan.summary()
+        return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
+
+
+def _approval_blocker():
+    from engine.plan.model import Blocker
+    from engine.plan.planner import APPROVAL_MESSAGE
+
+    return Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE)

@@ -1,0 +1,65 @@
+"""``campaigns plan``: what ``apply`` would change, for people, for a PR comment, or saved."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from engine.commands.common import repo_option
+from engine.commands.state import load_repo, open_store, state_option
+
+
+@click.command()
+@repo_option
+@state_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="text: + ~ - per change and a Plan: line; markdown: a pull-request comment "
+    "(under GitHub's 65,536-character limit); json: versioned, with everything apply needs.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="FILE",
+    help="Also save the plan (JSON with a checksum) for `campaigns apply FILE`.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there are no changes, 2 when there are changes, 1 on error.",
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour the text plan (default: only when printing to a terminal).",
+)
+def plan(
+    repo: Path, state_url: str | None, output_format: str, out: Path | None, detailed_exitcode: bool, color: bool | None
+) -> None:
+    """Compare the repository with the state and show every change apply would make.
+
+    Each change has an address (task.flash-sale, creative.flash-a, ...), an action (create,
+    update, delete), field-level differences, for tasks the status transition and the next
+    occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
+    (cleared by the merge). A repository that does not validate cannot be planned.
+    """
+    from engine.plan import model, render
+    from engine.plan.planner import compute_plan
+
+    repository = load_repo(repo)
+    with open_store(repo, state_url, platform=repository.platform.data) as store:
+        result = compute_plan(repository, store)
+    if out is not None:
+        model.save(result, out)
+    use_color = sys.stdout.isatty() if color is None else color
+    click.echo(render.render(result, output_format, color=use_color and output_format == "text"), nl=False)
+    if out is not None:
+        click.echo(f"Saved the plan to {out}; apply exactly this with `campaigns apply {out}`.", err=True)
+    if detailed_exitcode and result.has_changes:
+        sys.exit(2)

@@ -1,0 +1,270 @@
+"""``campaigns state list | show ADDRESS | history | unlock LOCK_ID``, and the ``--state`` option
+and helpers that plan, apply, test and status share.
+
+The state subcommands read ``platform.yaml`` alone to find the state, so they work on a
+repository that does not validate, and they never create a state that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import click
+
+from engine.commands.common import repo_option
+from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from engine.config.repository import Repository
+    from engine.state import StateStore
+
+state_option = click.option(
+    "--state",
+    "state_url",
+    metavar="URL",
+    help="State database URL: sqlite:///path (relative to the repository) or postgresql://user@host/db. "
+    "Default: $CAMPAIGNS_STATE, else platform.yaml `state`, else sqlite:///.campaigns/state.db.",
+)
+
+
+def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "text", help: str | None = None):
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help=help or "text for people, json for programs.",
+    )
+
+
+def load_repo(repo: Path) -> Repository:
+    """The validated repository; its problems are printed (and InvalidRepository raised) if it has errors."""
+    from engine.config.repository import InvalidRepository, load_repository
+
+    try:
+        return load_repository(repo)
+    except InvalidRepository as problem:
+        from engine.commands.common import print_problems
+
+        print_problems(problem.problems, len({p.file for p in problem.problems}))
+        raise
+
+
+@contextmanager
+def open_store(
+    repo: Path, state_url: str | None, *, platform: dict[str, Any] | None = None, create: bool = True
+) -> Iterator[StateStore]:
+    """The state of the repository at ``repo`` (see engine.config.settings for which one)."""
+    from engine.config.settings import resolve_state_url
+    from engine.state import StateStore
+
+    url = resolve_state_url(repo, state_url, platform=platform)
+    store = StateStore.open(url, base_dir=repo, create=create)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def iso(moment) -> str | None:
+    """An aware datetime as ISO 8601 UTC (``...Z``); SQLite hands back naive UTC datetimes."""
+    import datetime as dt
+
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Plain aligned columns (no colour, so it pipes cleanly)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+@click.group("state")
+def state() -> None:
+    """Inspect the state (what the last applies stored) and break a stale lock."""
+
+
+@state.command("list")
+@repo_option
+@state_option
+@format_option(help="text: one resource per line; json: lineage, serial and every resource.")
+def list_(repo: Path, state_url: str | None, output_format: str) -> None:
+    """List every resource the state holds, with the serial of the apply that last changed it."""
+    with open_store(repo, state_url, create=False) as store:
+        meta = store.meta()
+        resources = store.resources()
+        statuses = store.task_states()
+    rows = []
+    for address, stored in resources.items():
+        status = statuses[stored.id].status if stored.kind == "task" and stored.id in statuses else None
+        rows.append((address, stored, status))
+    if output_format == "json":
+        echo_json(
+            {
+                "lineage": meta.lineage,
+                "serial": meta.serial,
+                "resources": [
+                    {
+                        "address": address,
+                        "kind": stored.kind,
+                        "id": stored.id,
+                        "digest": stored.digest,
+                        "serial": stored.serial,
+                        **({"status": status} if status else {}),
+                    }
+                    for address, stored, status in rows
+                ],
+            }
+        )
+        return
+    if not rows:
+        click.echo(f"The state (serial {meta.serial}) holds no resources yet.")
+        return
+    click.echo(
+        table(
+            [[address, str(stored.serial), stored.digest[:12], status or ""] for address, stored, status in rows],
+            ["ADDRESS", "SERIAL", "DIGEST", "STATUS"],
+        ),
+        nl=False,
+    )
+
+
+@state.command("show")
+@click.argument("address")
+@repo_option
+@state_option
+@format_option(help="text: the stored body as YAML-like JSON; json: the stored record.")
+def show(address: str, repo: Path, state_url: str | None, output_format: str) -> None:
+    """Show what the state holds for ADDRESS (e.g. task.flash-sale-push, creative.flash-a, platform)."""
+    with open_store(repo, state_url, create=False) as store:
+        stored = store.resource(address)
+        if stored is None:
+            import difflib
+
+            known = list(store.resource_digests())
+            hint = difflib.get_close_matches(address, known, n=1)
+            raise UsageError(
+                f"the state holds no {address!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else " (see `campaigns state list`)")
+            )
+        task_state = store.task_states().get(stored.id) if stored.kind == "task" else None
+        runs = store.pilot_tests(stored.id) if stored.kind == "task" else []
+    record: dict[str, Any] = {
+        "address": stored.address,
+        "kind": stored.kind,
+        "id": stored.id,
+        "digest": stored.digest,
+        "serial": stored.serial,
+    }
+    if task_state is not None:
+        record["status"] = {
+            "status": task_state.status,
+            "since": iso(task_state.since),
+            "content_digest": task_state.content_digest,
+        }
+        if runs:
+            last = runs[-1]
+            record["last_pilot_test"] = {
+                "tested_at": iso(last.tested_at),
+                "passed": last.passed,
+                "content_digest": last.content_digest,
+            }
+    record["body"] = stored.body
+    if output_format == "json":
+        echo_json(record)
+        return
+    click.echo(f"# {stored.address} (serial {stored.serial}, digest {stored.digest[:12]})")
+    if task_state is not None:
+        click.echo(f"# status: {task_state.status} since {iso(task_state.since)}")
+        if runs:
+            last = runs[-1]
+            click.echo(f"# last pilot test: {iso(last.tested_at)}, {'passed' if last.passed else 'failed'}")
+    click.echo(json.dumps(stored.body, indent=2, ensure_ascii=False))
+
+
+@state.command("history")
+@repo_option
+@state_option
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the last N applies.")
+@format_option(help="text: one apply per line; json: every apply with its approval and changes.")
+def history(repo: Path, state_url: str | None, limit: int | None, output_format: str) -> None:
+    """Show the applies recorded in the state, oldest first, with who approved them and why."""
+    with open_store(repo, state_url, create=False) as store:
+        entries = store.history(limit, with_changes=output_format == "json")
+    if output_format == "json":
+        echo_json(
+            [
+                {
+                    "serial": entry.serial,
+                    "lineage": entry.lineage,
+                    "applied_at": iso(entry.applied_at),
+                    "applied_by": entry.applied_by,
+                    "approval": None
+                    if entry.approval is None
+                    else {
+                        "kind": entry.approval.kind,
+                        "approved_by": entry.approval.approved_by,
+                        "reason": entry.approval.reason,
+                        "pr_number": entry.approval.pr_number,
+                        "author": entry.approval.author,
+                        "merged_by": entry.approval.merged_by,
+                        "merge_commit": entry.approval.merge_commit,
+                        "pr_title": entry.approval.pr_title,
+                        "pr_url": entry.approval.pr_url,
+                    },
+                    "summary": entry.summary,
+                    "changes": entry.changes,
+                }
+                for entry in entries
+            ]
+        )
+        return
+    if not entries:
+        click.echo("No applies recorded yet.")
+        return
+    rows = []
+    for entry in entries:
+        approval = entry.approval
+        if approval is None:
+            who = "-"
+        elif approval.kind == "github":
+            who = f"PR #{approval.pr_number} by {approval.author}, merged by {approval.merged_by}"
+            if approval.merge_commit:
+                who += f" ({approval.merge_commit[:10]})"
+        else:
+            who = f"approved by {approval.approved_by}"
+        s = entry.summary
+        counts = f"+{s.get('create', 0)} ~{s.get('update', 0)} -{s.get('delete', 0)}"
+        reason = (approval.reason or "").strip().splitlines()[0][:60] if approval and approval.reason else ""
+        rows.append([str(entry.serial), iso(entry.applied_at) or "", entry.applied_by, counts, who, reason])
+    click.echo(table(rows, ["SERIAL", "APPLIED AT", "BY", "CHANGES", "APPROVAL", "REASON"]), nl=False)
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@repo_option
+@state_option
+def unlock(lock_id: str, repo: Path, state_url: str | None) -> None:
+    """Break a stale state lock LOCK_ID (its id is in the message of the apply that found it held).
+
+    On PostgreSQL this also ends the session still holding it; on SQLite it is refused while the
+    holding process is alive.
+    """
+    with open_store(repo, state_url, create=False) as store:
+        removed = store.unlock(lock_id)
+    click.echo(f"Removed the lock held by {removed.describe()}.")
+    sys.stdout.flush()

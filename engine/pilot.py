@@ -1,0 +1,184 @@
+"""Pilot tests (``campaigns test``): send a task's notifications to its testers, record the result.
+
+For each tester and each creative of the task, the creative's texts are rendered in the sandbox
+with the tester's user-directory attributes (or, for a tester the directory does not know, the
+template's ``example`` values), and sent through the channel's provider as occurrence ``test``.
+The run is recorded against the task's content digest (``engine.plan.desired``), which is what
+``apply`` later checks before the task may run. A passing run moves a ``draft`` task to
+``testing``. It works before the task was ever applied, e.g. on a pull-request branch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.config.names import USER_ID_PATTERN
+from engine.errors import CampaignsError, UsageError
+
+if TYPE_CHECKING:
+    from engine.config.repository import Repository
+    from engine.state import PilotTestRun, StateStore
+
+TEST_OCCURRENCE = "test"
+_USER_ID = re.compile(USER_ID_PATTERN)
+
+
+def pilot_message_id(task_id: str, content_digest: str, tester: str, creative: str) -> str:
+    """Deterministic, at most 64 characters: one message per (task content, tester, creative)."""
+    key = f"{task_id}\0{TEST_OCCURRENCE}\0{content_digest}\0{tester}\0{creative}".encode()
+    return "test-" + hashlib.sha256(key).hexdigest()[:40]
+
+
+def choose_testers(repository: Repository, task_id: str, explicit: Sequence[str] = ()) -> list[str]:
+    """``--tester`` ids, else the task's ``testers``, else its site's; a UsageError when none."""
+    task = repository.task(task_id)
+    chosen = [t.strip() for t in explicit if t.strip()] if explicit else []
+    if explicit and not chosen:
+        raise UsageError("--tester needs a user id")
+    for tester in chosen:
+        if not _USER_ID.match(tester):
+            raise UsageError(f"--tester {tester!r} is not a user id (1 to 32 characters, no spaces)")
+    if not chosen:
+        chosen = list(task.data.get("testers") or [])
+    if not chosen:
+        site = task.data["site"]
+        chosen = list(repository.platform.data["sites"][site].get("testers") or [])
+    if not chosen:
+        raise UsageError(
+            f"task {task_id!r} has no testers: pass --tester USER_ID, or list `testers` in the task "
+            f"or on site {task.data['site']!r} in platform.yaml"
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def directory_attributes(store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Testers' attributes from the user directory, when there is one (else nobody is known)."""
+    try:
+        from engine.delivery.directory import lookup_users  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    found = lookup_users(store, list(testers))
+    return {user_id: dict(attributes) for user_id, attributes in (found or {}).items()}
+
+
+@dataclass(frozen=True)
+class PilotSend:
+    """One pilot notification: a creative for a tester, rendered and sent (or why not)."""
+
+    tester: str
+    creative: str
+    message_id: str
+    profile: str  # "directory" or "examples": where the personalisation came from
+    passed: bool
+    title: str | None = None
+    content: str | None = None
+    redirection: str | list[str] | None = None
+    error: str | None = None
+
+    def detail(self) -> str:
+        if self.passed:
+            return f"creative {self.creative}: sent as {self.message_id} ({self.profile})"
+        return f"creative {self.creative}: {self.error}"
+
+
+@dataclass(frozen=True)
+class PilotOutcome:
+    task_id: str
+    channel: str
+    content_digest: str
+    sends: tuple[PilotSend, ...]
+    run: PilotTestRun
+
+    @property
+    def passed(self) -> bool:
+        return self.run.passed
+
+
+def _render_fields(creative: Mapping[str, Any], user: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    from engine.templating import render
+
+    redirection = creative.get("redirection")
+    if isinstance(redirection, list):
+        redirection = [render(url, dict(user)) for url in redirection]
+    elif redirection is not None:
+        redirection = render(redirection, dict(user))
+    return render(creative.get("title"), dict(user)), render(creative.get("content"), dict(user)), redirection
+
+
+def _render_error(problem: Exception) -> str:
+    from jinja2 import UndefinedError
+
+    if isinstance(problem, UndefinedError):
+        return f"render failed, a variable is missing: {problem.message}"
+    return f"render failed: {type(problem).__name__}: {problem}"
+
+
+def run_pilot_test(
+    repository: Repository,
+    store: StateStore,
+    task_id: str,
+    testers: Sequence[str] = (),
+    *,
+    now: dt.datetime | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> PilotOutcome:
+    """Render, send and record a pilot test of ``task_id``'s current content."""
+    from engine.delivery.providers import Message, open_provider
+    from engine.plan.desired import Desired
+    from engine.state import PilotResult
+
+    task = repository.task(task_id)
+    chosen = choose_testers(repository, task_id, testers)
+    desired = Desired(repository)
+    digest = desired.task_content_digest(task_id)
+    channel = task.data["channel"]
+    known = directory_attributes(store, chosen)
+
+    sends: list[PilotSend] = []
+    messages: list[Message] = []
+    for tester in chosen:
+        for creative_id in desired.task_creatives(task_id):
+            creative = repository.creatives[creative_id].data
+            template = repository.templates[creative["template"]].data
+            if tester in known:
+                user, profile = {**known[tester], "user_id": tester}, "directory"
+            else:
+                examples = {name: spec.get("example") for name, spec in (template.get("variables") or {}).items()}
+                user, profile = {**examples, "user_id": tester}, "examples"
+            message_id = pilot_message_id(task_id, digest, tester, creative_id)
+            try:
+                title, content, redirection = _render_fields(creative, user)
+            except Exception as problem:  # noqa: BLE001 - any render failure fails this result, never the run
+                sends.append(PilotSend(tester, creative_id, message_id, profile, False, error=_render_error(problem)))
+                continue
+            sends.append(PilotSend(tester, creative_id, message_id, profile, True, title, content, redirection))
+            messages.append(
+                Message(message_id, task_id, TEST_OCCURRENCE, tester, channel, creative_id, title, content, redirection)
+            )
+
+    if messages:
+        platform = repository.platform.model
+        with closing(open_provider(channel, platform, repository.root, env=env)) as provider:
+            deliveries = {delivery.message_id: delivery for delivery in provider.send(messages)}
+        for index, send in enumerate(sends):
+            delivery = deliveries.get(send.message_id)
+            if send.passed and (delivery is None or delivery.status != "sent"):
+                reason = delivery.error if delivery is not None else "the provider did not answer for it"
+                sends[index] = PilotSend(
+                    send.tester, send.creative, send.message_id, send.profile, False,
+                    send.title, send.content, send.redirection, error=f"not delivered: {reason}",
+                )
+
+    results = [PilotResult(send.tester, channel, send.passed, send.detail()) for send in sends]
+    if not results:
+        raise CampaignsError(f"task {task_id!r} has nothing to send")
+    passed = all(send.passed for send in sends)
+    run = store.record_pilot_test(task_id, digest, results, mark_testing=passed, now=now)
+    return PilotOutcome(task_id, channel, digest, tuple(sends), run)

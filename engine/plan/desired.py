@@ -1,0 +1,190 @@
+"""The desired state: what ``apply`` would store for a repository, and the digests to compare.
+
+Bodies (design notes, "Desired state bodies"):
+
+- platform, template, creative, campaign: the resource's JSON view;
+- task: the JSON view plus ``campaign`` (the folder it lives in);
+- audience: the JSON view, plus ``csv_digest`` (sha256 of the CSV bytes) and ``csv_path``
+  (repository-relative) for a ``csv`` source; apply stores the bytes as an attachment.
+
+A task's *content* is what a pilot test approves: the task (without its ``status``, so pausing
+and resuming keep the content and its pilot test), its creatives and their templates. Audiences
+are not part of it.
+
+Digests are computed only when needed and remembered per file (``engine.plan.cache``), so an
+unchanged repository is compared with the state without serialising a single body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from engine.config.repository import Repository, Resource
+from engine.errors import CampaignsError
+from engine.plan.cache import DigestCache
+from engine.state.records import ResourceVersion, content_digest
+
+CONTENT_EXCLUDES = ("status",)  # task fields that do not change what testers saw
+
+
+def task_body(resource: Resource) -> dict[str, Any]:
+    return {**resource.data, "campaign": resource.campaign}
+
+
+def csv_source_path(resource: Resource) -> str | None:
+    """Repository-relative path of an audience's CSV file, or None for other sources."""
+    source = resource.data.get("source") or {}
+    if "csv" not in source:
+        return None
+    if resource.attachments:
+        return next(iter(sorted(resource.attachments)))
+    return posixpath.normpath(posixpath.join(posixpath.dirname(resource.path), source["csv"]))
+
+
+def read_csv(root: Path, relative: str) -> bytes:
+    try:
+        return (Path(root) / relative).read_bytes()
+    except OSError as problem:
+        raise CampaignsError(f"cannot read the audience file {relative}: {problem.strerror}") from None
+
+
+def body_of(resource: Resource, root: Path) -> dict[str, Any]:
+    """The body apply stores for ``resource``."""
+    if resource.kind == "task":
+        return task_body(resource)
+    if resource.kind == "audience":
+        relative = csv_source_path(resource)
+        if relative is not None:
+            raw = read_csv(root, relative)
+            return {**resource.data, "csv_digest": hashlib.sha256(raw).hexdigest(), "csv_path": relative}
+    return resource.data
+
+
+def content_of(
+    task: dict[str, Any], creatives: dict[str, dict[str, Any]], templates: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The value a task's content digest is taken over."""
+    return {
+        "task": {key: value for key, value in task.items() if key not in CONTENT_EXCLUDES},
+        "creatives": creatives,
+        "templates": templates,
+    }
+
+
+def _source_key(resource: Resource) -> str:
+    if not resource.attachments:
+        return resource.digest
+    return resource.digest + "|" + ";".join(f"{p}={d}" for p, d in sorted(resource.attachments.items()))
+
+
+class Desired:
+    """The desired state of one repository: digests of every body, bodies on demand."""
+
+    def __init__(self, repository: Repository, cache: DigestCache | None = None) -> None:
+        self.repository = repository
+        self.root = Path(repository.root)
+        self.cache = cache if cache is not None else DigestCache(None, "")
+        self._bodies: dict[str, dict[str, Any]] = {}
+        self._digests: dict[str, str] = {}
+        self._content_digests: dict[str, str] = {}
+        self.resources: dict[str, Resource] = {resource.address: resource for resource in repository.resources()}
+
+    def digest(self, address: str) -> str:
+        """Content digest of one desired body (remembered per file across runs)."""
+        found = self._digests.get(address)
+        if found is None:
+            resource = self.resources[address]
+            key = _source_key(resource)
+            found = self.cache.body_digest(resource.path, key)
+            if found is None:
+                found = content_digest(self.body(address))
+                self.cache.put_body_digest(resource.path, key, found)
+            self._digests[address] = found
+        return found
+
+    @cached_property
+    def digests(self) -> dict[str, str]:
+        """address -> digest of every desired body."""
+        return {address: self.digest(address) for address in self.resources}
+
+    # -- bodies ----------------------------------------------------------------------------
+
+    def body(self, address: str) -> dict[str, Any]:
+        found = self._bodies.get(address)
+        if found is None:
+            found = self._bodies[address] = body_of(self.resources[address], self.root)
+        return found
+
+    def version(self, address: str) -> ResourceVersion:
+        resource = self.resources[address]
+        return ResourceVersion(address, resource.kind, resource.id, self.body(address))
+
+    def attachment(self, address: str) -> tuple[str, str, bytes] | None:
+        """``(sha256, path, bytes)`` of an audience's CSV file, or None."""
+        resource = self.resources[address]
+        if resource.kind != "audience":
+            return None
+        relative = csv_source_path(resource)
+        if relative is None:
+            return None
+        raw = read_csv(self.root, relative)
+        return hashlib.sha256(raw).hexdigest(), relative, raw
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    @cached_property
+    def task_ids(self) -> list[str]:
+        return list(self.repository.tasks)
+
+    def task_creatives(self, task_id: str) -> list[str]:
+        return list(self.repository.tasks[task_id].data["creatives"])
+
+    def task_templates(self, task_id: str) -> list[str]:
+        """Template ids of the task's creatives, in first-use order, without repeats."""
+        creatives = self.repository.creatives
+        return list(dict.fromkeys(creatives[c].data["template"] for c in self.task_creatives(task_id)))
+
+    def task_components(self, task_id: str) -> list[str]:
+        """Addresses whose bodies make the task's content: the task, its creatives, their templates."""
+        return (
+            [f"task.{task_id}"]
+            + [f"creative.{c}" for c in self.task_creatives(task_id)]
+            + [f"template.{t}" for t in self.task_templates(task_id)]
+        )
+
+    def task_content(self, task_id: str) -> dict[str, Any]:
+        return content_of(
+            self.body(f"task.{task_id}"),
+            {c: self.body(f"creative.{c}") for c in self.task_creatives(task_id)},
+            {t: self.body(f"template.{t}") for t in self.task_templates(task_id)},
+        )
+
+    def task_content_digest(self, task_id: str) -> str:
+        """Digest of the task's content (what ``campaigns test`` records and ``apply`` checks)."""
+        found = self._content_digests.get(task_id)
+        if found is not None:
+            return found
+        hasher = hashlib.blake2b(digest_size=16)
+        for address in self.task_components(task_id):
+            hasher.update(f"{address}={self.digest(address)}\n".encode())
+        key = hasher.hexdigest()
+        found = self.cache.content_digest(key)
+        if found is None:
+            found = content_digest(self.task_content(task_id))
+            self.cache.put_content_digest(key, found)
+        self._content_digests[task_id] = found
+        return found
+
+    def site_timezone(self, task_id: str) -> str:
+        site = self.repository.tasks[task_id].data["site"]
+        return self.repository.platform.data["sites"][site]["timezone"]
+
+
+def task_content_digest(repository: Repository, task_id: str) -> str:
+    """The content digest of one task of a repository."""
+    repository.task(task_id)  # a clear error for an unknown task
+    return content_digest(Desired(repository).task_content(task_id))

@@ -1,0 +1,376 @@
+"""A plan is a value: what ``apply`` would change, computed once, rendered many ways, saved.
+
+The JSON form (``Plan.to_json``) is versioned (``format_version``) and is both what
+``campaigns plan --format json`` prints and what ``--out FILE`` saves. A saved file carries a
+``checksum`` (sha256 of the canonical JSON of everything else), so a plan edited by hand or cut
+short in transit is refused instead of applied.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.errors import CampaignsError
+from engine.state.records import canonical_json, content_digest
+
+FORMAT_VERSION = 1
+PLAN_KIND = "campaigns-plan"
+
+Action = Literal["create", "update", "delete", "no-op"]
+ACTIONS: tuple[str, ...] = ("create", "update", "delete", "no-op")
+MARKERS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
+
+# blocker codes (SPEC section 5)
+NEEDS_PILOT_TEST = "needs-pilot-test"
+NEEDS_APPROVAL = "needs-approval"
+TEMPLATE_NOT_APPROVED = "template-not-approved"
+BLOCKER_CODES = (NEEDS_PILOT_TEST, NEEDS_APPROVAL, TEMPLATE_NOT_APPROVED)
+
+
+class PlanFileError(CampaignsError):
+    """A saved plan cannot be used: unreadable, truncated, edited, or from another version."""
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One field-level difference: ``path`` like ``schedule.windows[0].start``; ``old``/``new``
+    are absent (``None`` with ``kind`` added/removed) when the field did not exist on that side."""
+
+    path: str
+    kind: Literal["changed", "added", "removed"]
+    old: Any = None
+    new: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "kind": self.kind}
+        if self.kind != "added":
+            out["old"] = self.old
+        if self.kind != "removed":
+            out["new"] = self.new
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FieldDiff:
+        return cls(data["path"], data["kind"], data.get("old"), data.get("new"))
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why a change cannot be applied yet (``code`` is one of BLOCKER_CODES)."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A task's status transition; ``before`` is None for a task the state does not know."""
+
+    before: str | None
+    after: str
+
+    @property
+    def changes(self) -> bool:
+        return self.before != self.after
+
+    def describe(self) -> str:
+        return f"{self.before or '(new)'} -> {self.after}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.before, "to": self.after}
+
+
+@dataclass(frozen=True)
+class OccurrenceView:
+    """One upcoming occurrence of a task, as the plan shows it (ISO 8601 with UTC offsets)."""
+
+    key: str
+    start: str
+    finish: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"key": self.key, "start": self.start, "finish": self.finish}
+
+
+@dataclass(frozen=True)
+class SchedulePreview:
+    timezone: str
+    upcoming: tuple[OccurrenceView, ...]
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"timezone": self.timezone, "next": [o.to_json() for o in self.upcoming], "total": self.total}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SchedulePreview:
+        return cls(data["timezone"], tuple(OccurrenceView(**o) for o in data["next"]), data["total"])
+
+
+@dataclass
+class Change:
+    """What the plan does to one address.
+
+    ``body`` is the desired body for create/update (what apply stores). For tasks, ``status`` is
+    the transition and ``content_digest`` the digest of the task's content (task, creatives,
+    templates) that pilot tests are recorded against.
+    """
+
+    address: str
+    kind: str
+    id: str
+    action: str
+    before_digest: str | None = None
+    after_digest: str | None = None
+    body: dict[str, Any] | None = None
+    diffs: list[FieldDiff] = field(default_factory=list)
+    status: StatusChange | None = None
+    content_digest: str | None = None
+    blockers: list[Blocker] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schedule: SchedulePreview | None = None
+    audience_size: int | None = None
+    attachments: list[dict[str, str]] = field(default_factory=list)  # [{"digest", "path"}] (CSV audiences)
+
+    @property
+    def marker(self) -> str:
+        return MARKERS[self.action]
+
+    @property
+    def is_change(self) -> bool:
+        return self.action != "no-op"
+
+    def blocker_codes(self) -> list[str]:
+        return [blocker.code for blocker in self.blockers]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"address": self.address, "kind": self.kind, "id": self.id, "action": self.action}
+        if self.action == "no-op":
+            out["digest"] = self.after_digest
+            if self.status is not None:
+                out["status"] = self.status.to_json()
+            return out
+        out["before_digest"] = self.before_digest
+        out["after_digest"] = self.after_digest
+        if self.status is not None:
+            out["status"] = self.status.to_json()
+        if self.content_digest is not None:
+            out["content_digest"] = self.content_digest
+        out["diffs"] = [d.to_json() for d in self.diffs]
+        out["blockers"] = [b.to_json() for b in self.blockers]
+        if self.notes:
+            out["notes"] = list(self.notes)
+        if self.schedule is not None:
+            out["schedule"] = self.schedule.to_json()
+        if self.audience_size is not None:
+            out["audience_size"] = self.audience_size
+        if self.attachments:
+            out["attachments"] = list(self.attachments)
+        if self.body is not None:
+            out["body"] = self.body
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Change:
+        status = data.get("status")
+        if data["action"] == "no-op":
+            return cls(
+                data["address"],
+                data["kind"],
+                data["id"],
+                "no-op",
+                before_digest=data.get("digest"),
+                after_digest=data.get("digest"),
+                status=StatusChange(status["from"], status["to"]) if status else None,
+            )
+        schedule = data.get("schedule")
+        return cls(
+            address=data["address"],
+            kind=data["kind"],
+            id=data["id"],
+            action=data["action"],
+            before_digest=data.get("before_digest"),
+            after_digest=data.get("after_digest"),
+            body=data.get("body"),
+            diffs=[FieldDiff.from_json(d) for d in data.get("diffs", [])],
+            status=StatusChange(status["from"], status["to"]) if status else None,
+            content_digest=data.get("content_digest"),
+            blockers=[Blocker(b["code"], b["message"]) for b in data.get("blockers", [])],
+            notes=list(data.get("notes", [])),
+            schedule=SchedulePreview.from_json(schedule) if schedule else None,
+            audience_size=data.get("audience_size"),
+            attachments=list(data.get("attachments", [])),
+        )
+
+    def summary_json(self) -> dict[str, Any]:
+        """The compact form kept in the state's history."""
+        out: dict[str, Any] = {"address": self.address, "action": self.action, "digest": self.after_digest}
+        if self.status is not None:
+            out["status"] = self.status.to_json()
+        return out
+
+
+@dataclass
+class Plan:
+    """Every change between a repository and a state, and what is needed to apply them."""
+
+    lineage: str
+    serial: int
+    repository_digest: str
+    created_at: str  # ISO 8601, UTC
+    state: str  # the state URL it was made against (for people; apply checks lineage and serial)
+    changes: list[Change]
+    approved: bool = False  # evidence was given when the plan was made (apply time)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def actionable(self) -> list[Change]:
+        """The changes that do something (no-ops left out), in plan order."""
+        return [change for change in self.changes if change.is_change]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.is_change for change in self.changes)
+
+    def summary(self) -> dict[str, int]:
+        counts = dict.fromkeys(ACTIONS, 0)
+        for change in self.changes:
+            counts[change.action] += 1
+        return counts
+
+    def blockers(self, *, ignore: tuple[str, ...] = ()) -> dict[str, list[Change]]:
+        """code -> changes blocked by it (in plan order)."""
+        found: dict[str, list[Change]] = {}
+        for change in self.changes:
+            for blocker in change.blockers:
+                if blocker.code not in ignore:
+                    found.setdefault(blocker.code, []).append(change)
+        return found
+
+    def change(self, address: str) -> Change | None:
+        for change in self.changes:
+            if change.address == address:
+                return change
+        return None
+
+    def fingerprint(self) -> list[tuple[str, str, str | None]]:
+        """What apply writes, as comparable values: (address, action, desired digest)."""
+        return sorted((c.address, c.action, c.after_digest) for c in self.changes if c.is_change)
+
+    # -- JSON ------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        summary = self.summary()
+        blockers = self.blockers()
+        document: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "kind": PLAN_KIND,
+            "created_at": self.created_at,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "state": self.state,
+            "repository_digest": self.repository_digest,
+            "summary": {
+                "create": summary["create"],
+                "update": summary["update"],
+                "delete": summary["delete"],
+                "no_op": summary["no-op"],
+                "changes": summary["create"] + summary["update"] + summary["delete"],
+            },
+            "blockers": {code: [c.address for c in changes] for code, changes in blockers.items()},
+            "changes": [change.to_json() for change in self.changes],
+        }
+        document["checksum"] = checksum(document)
+        return document
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Plan:
+        return cls(
+            lineage=document["lineage"],
+            serial=document["serial"],
+            repository_digest=document["repository_digest"],
+            created_at=document["created_at"],
+            state=document.get("state", ""),
+            changes=[Change.from_json(c) for c in document["changes"]],
+        )
+
+
+def checksum(document: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a plan document without its ``checksum`` key."""
+    return content_digest({key: value for key, value in document.items() if key != "checksum"})
+
+
+def dumps(plan: Plan) -> str:
+    """The saved-plan text (also what ``--format json`` prints)."""
+    return json.dumps(plan.to_json(), ensure_ascii=False, indent=1) + "\n"
+
+
+def save(plan: Plan, path: Path) -> None:
+    """Write the plan to ``path`` atomically (a crash never leaves half a plan under that name)."""
+    import os
+
+    path = Path(path)
+    text = dumps(plan)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except OSError as problem:
+        try:
+            temporary.unlink()
+        except OSError:
+            pass
+        raise CampaignsError(f"cannot write the plan to {path}: {problem.strerror}") from None
+
+
+def load(path: Path) -> Plan:
+    """Read a saved plan; PlanFileError (one clear line) when it cannot be trusted."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PlanFileError(f"no plan file {path}") from None
+    except OSError as problem:
+        raise PlanFileError(f"cannot read the plan file {path}: {problem.strerror}") from None
+    return parse(raw, str(path))
+
+
+def parse(raw: bytes, where: str = "plan") -> Plan:
+    if not raw.strip():
+        raise PlanFileError(f"plan file {where} is empty; make a new plan with `campaigns plan --out`")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PlanFileError(f"plan file {where} is not text (not a saved plan)") from None
+    except json.JSONDecodeError as problem:
+        ending = problem.pos >= len(raw.rstrip()) - 1
+        what = "is truncated" if ending else f"is not valid JSON (line {problem.lineno}, column {problem.colno})"
+        raise PlanFileError(
+            f"plan file {where} {what}; it cannot be applied, make a new plan with `campaigns plan --out`"
+        ) from None
+    if not isinstance(document, dict) or document.get("kind") != PLAN_KIND:
+        raise PlanFileError(f"{where} is not a saved campaigns plan")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PlanFileError(
+            f"plan file {where} has format_version {version!r}; this campaigns reads version {FORMAT_VERSION}; "
+            "make a new plan"
+        )
+    stored = document.get("checksum")
+    if not isinstance(stored, str) or stored != checksum(document):
+        raise PlanFileError(
+            f"plan file {where} was modified after it was saved (checksum mismatch); "
+            "a plan cannot be edited, make a new one with `campaigns plan --out`"
+        )
+    try:
+        plan = Plan.from_json(document)
+    except (KeyError, TypeError, ValueError) as problem:
+        raise PlanFileError(f"plan file {where} is incomplete ({type(problem).__name__}: {problem})") from None
+    return plan

@@ -1,0 +1,111 @@
+"""What ``campaigns status`` shows, as rows a program can use: every task the state knows, its
+status, its last pilot test and its next occurrence.
+
+Built from the state alone (the stored task bodies and platform), so it answers on any machine
+that can reach the state, whatever branch is checked out. Other columns (delivery counts) are
+added by extending :class:`TaskRow` and :func:`status_rows`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.state import StateStore
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class TaskRow:
+    task: str
+    campaign: str | None
+    channel: str | None
+    status: str
+    since: dt.datetime
+    content_digest: str | None
+    last_test_at: dt.datetime | None = None
+    last_test_passed: bool | None = None
+    last_test_current: bool | None = None  # the last test was of the task's current content
+    next_occurrence: str | None = None  # key
+    next_start: dt.datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "campaign": self.campaign,
+            "channel": self.channel,
+            "status": self.status,
+            "since": _iso(self.since),
+            "content_digest": self.content_digest,
+            "last_pilot_test": None
+            if self.last_test_at is None
+            else {
+                "tested_at": _iso(self.last_test_at),
+                "passed": self.last_test_passed,
+                "current_content": self.last_test_current,
+            },
+            "next_occurrence": None
+            if self.next_occurrence is None
+            else {"key": self.next_occurrence, "start": self.next_start.isoformat() if self.next_start else None},
+            **self.extra,
+        }
+
+
+def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetime) -> tuple[str, dt.datetime] | None:
+    from engine.config.models import Schedule
+    from engine.schedule.occurrences import preview
+
+    try:
+        timezone = platform["sites"][body["site"]]["timezone"]  # type: ignore[index]
+        schedule = Schedule.model_validate(body["schedule"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    found = preview(schedule, timezone, now, 1).upcoming
+    if not found:
+        return None
+    return found[0].key, found[0].start
+
+
+def status_rows(store: StateStore, now: dt.datetime | None = None) -> list[TaskRow]:
+    """One row per task the state knows (completed ones included), sorted by task id."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    states = store.task_states()
+    bodies = store.resources(kind="task")
+    stored_platform = store.resource("platform")
+    platform = stored_platform.body if stored_platform is not None else None
+    last_runs: dict[str, Any] = {}
+    for run in store.pilot_tests():
+        last_runs[run.task_id] = run  # oldest first: the last one wins
+    rows = []
+    for task_id, state in sorted(states.items()):
+        stored = bodies.get(f"task.{task_id}")
+        body = stored.body if stored is not None else {}
+        row = TaskRow(
+            task=task_id,
+            campaign=body.get("campaign"),
+            channel=body.get("channel"),
+            status=state.status,
+            since=state.since,
+            content_digest=state.content_digest,
+        )
+        run = last_runs.get(task_id)
+        if run is not None:
+            row.last_test_at = run.tested_at
+            row.last_test_passed = run.passed
+            row.last_test_current = run.content_digest == state.content_digest
+        if state.status != "completed" and body:
+            found = _next(body, platform, now)
+            if found is not None:
+                row.next_occurrence, row.next_start = found
+        rows.append(row)
+    return rows
