@@ -65,10 +65,21 @@ def _v3_directory(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v4_ledger(conn: Connection) -> None:
+    # The delivery ledger's tables belong to engine.delivery (see ledger_tables); imported here,
+    # not at module load, for the same reason as version 3.
+    from engine.delivery import ledger_tables
+
+    metadata = MetaData()
+    ledger_tables.v4_tables(metadata)
+    metadata.create_all(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "lineage and serial, resources, task statuses, pilot tests, history, lock holder", _v1_initial),
     Migration(2, "attachments: files resources refer to, by content digest", _v2_attachments),
     Migration(3, "user directory, audience lists and refresh-once snapshots", _v3_directory),
+    Migration(4, "delivery ledger, occurrence progress, claims, pacing, executors", _v4_ledger),
 ]
 
 
