@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "test": "engine.commands.test:test",
     "state": "engine.commands.state:state",
     "status": "engine.commands.status:status",
+    "users": "engine.commands.users:users",
 }
 
 
