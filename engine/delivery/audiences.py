@@ -421,14 +421,15 @@ def _operand(value: Any, *, text_only: bool = False) -> tuple[str, Any]:
             raise AudienceError("a rule compares with NaN, which equals nothing; use a number")
         if text_only:
             return "text", str(value) if isinstance(value, int) else repr(value)
-        if isinstance(value, int) and abs(value) > 2**53:  # beyond exact doubles and SQLite's integers
-            return "number", float(value)
-        return "number", value
+        # compared as doubles on both backends (values have at most 15 digits: exact); an int
+        # would also bind as a PostgreSQL INTEGER, which overflows past 2**31 and rounds 2.5 when
+        # it types an IN list by its first element
+        return "number", float(value)
     text = str(value)
     if not text_only:
         number = parse_numeral(text)
         if number is not None:
-            return "number", number
+            return "number", float(number)
     return "text", text
 
 
@@ -501,6 +502,13 @@ def _advisory_lock(conn: Connection, store: StateStore, purpose: str) -> None:
     conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
+def _analyze(conn: Connection, table: Any) -> None:
+    """Fresh PostgreSQL statistics after a bulk write: without them the planner takes a new
+    snapshot for a dozen rows and joins it to the directory by a nested loop."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+
 def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: Any) -> None:
     """Parse each CSV / ``users:`` list once per content digest into the lists table."""
     if not sources:
@@ -533,6 +541,7 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
                     created_at=datetime.now(timezone.utc),
                 )
             )
+            _analyze(conn, dt.audience_lists)
 
 
 def _list_rows(store: StateStore, source: _ListSource, attachments: Any) -> tuple[list[tuple], list[str]]:
@@ -590,6 +599,7 @@ def _ensure_snapshots(
                     taken_at=datetime.now(timezone.utc),
                 )
             )
+            _analyze(conn, dt.snapshots)
 
 
 def _snapshots_taken(store: StateStore, task_id: str) -> set[str]:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 MAX_LISTED_PROBLEMS = 20
 _PROGRESS_EVERY = 20_000  # rows between progress callbacks
 _MEMO_LIMIT = 100_000  # distinct cell values whose JSON fragment is remembered
-_SQLITE_IMPORT_CACHE_KIB = 131_072  # page cache while importing: random-order ids touch the whole b-tree
+_SQLITE_IMPORT_CACHE_KIB = 65_536  # page cache while importing: random-order ids touch the whole b-tree
 _ID = re.compile(r"[^\s]{1,%d}" % USER_ID_MAX)
 # A canonical numeral: no sign but "-", no leading zeros, no trailing fractional zeros, no exponent.
 _NUMERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?")

@@ -441,3 +441,17 @@ def test_a_big_audience_streams_in_bounded_memory(state_store: StateStore, tmp_p
     # the whole audience as Members is ~100 MB; the stream holds a couple of batches at a time
     assert after_first < 8_000_000, after_first
     assert peak < 24_000_000, peak
+
+
+def test_numbers_of_any_size_and_mixed_lists_compare_exactly(directory: StateStore, tmp_path: Path) -> None:
+    load_directory(directory, tmp_path / "csv", [("big", "", "123456789012345", "", "", "", ""), ("half", "", "-0.5", "", "", "", "")])
+    cases = {
+        "a": ([{"attr": "points", "in": [0, 2.5]}], ["u08"]),  # an int first must not make 2.5 an integer
+        "b": ([{"attr": "points", "in": [80, 2.5, "999"]}], ["u02", "u04", "u08"]),
+        "c": ([{"attr": "points", "gt": 3_000_000_000}], ["big"]),  # past PostgreSQL's INTEGER
+        "d": ([{"attr": "points", "eq": 123456789012345}], ["big"]),
+        "e": ([{"attr": "points", "lt": 0}], ["half"]),
+        "f": ([{"attr": "points", "lte": -0.5}], ["half"]),
+    }
+    for name, (conditions, expected) in cases.items():
+        assert ids(directory, [name], {name: where(conditions)}) == expected, name
