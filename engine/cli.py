@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "test": "engine.commands.test:test",
     "state": "engine.commands.state:state",
     "status": "engine.commands.status:status",
+    "run": "engine.commands.run:run",
+    "report": "engine.commands.report:report",
     "users": "engine.commands.users:users",
 }
 

@@ -1,0 +1,286 @@
+"""``campaigns run``: the executor service (or one pass of it with ``--once``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.commands.common import repo_option
+from engine.commands.state import state_option
+from engine.errors import CampaignsError, UsageError
+
+WORKER_ENV = "CAMPAIGNS_EXECUTOR_WORKER"
+
+
+def parse_now(text: str) -> dt.datetime:
+    """An ISO 8601 instant with a UTC offset (``Z`` allowed)."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--now {text!r} is not an ISO 8601 date and time (e.g. 2026-12-01T09:30:00+08:00)") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise UsageError(f"--now {text!r} needs a UTC offset, e.g. {text.strip()}+08:00 or {text.strip()}Z")
+    return moment
+
+
+class LogReporter:
+    """One JSON object per batch on stderr (for logs that machines read)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def occurrence(self, task: str, occurrence: str, total: int | None) -> None:
+        pass
+
+    def batch(self, event: dict[str, Any]) -> None:
+        if not self.quiet:
+            click.echo(json.dumps(event, separators=(",", ":")), err=True)
+
+    def finished(self, task: str, occurrence: str) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        click.echo(json.dumps({"event": "error", "message": message}), err=True)
+
+
+class ProgressReporter:
+    """A rich progress bar per occurrence on the terminal."""
+
+    wants_total = True
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.bars: dict[tuple[str, str], Any] = {}
+        self.totals: dict[tuple[str, str], dict[str, int]] = {}
+
+    def __enter__(self) -> ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def occurrence(self, task: str, occurrence: str, total: int | None) -> None:
+        key = (task, occurrence)
+        if key not in self.bars:
+            self.bars[key] = self.progress.add_task(f"{task} {occurrence}", total=total, detail="")
+            self.totals[key] = {}
+
+    def batch(self, event: dict[str, Any]) -> None:
+        key = (event["task"], event["occurrence"])
+        self.occurrence(*key, None)
+        totals = self.totals[key]
+        done = 0
+        for name in ("sent", "failed", "suppressed", "capped", "expired"):
+            totals[name] = totals.get(name, 0) + event.get(name, 0)
+            done += event.get(name, 0)
+        detail = ", ".join(f"{value:,} {name}" for name, value in totals.items() if value)
+        self.progress.update(self.bars[key], advance=done, detail=detail)
+
+    def finished(self, task: str, occurrence: str) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        self.progress.console.print(f"[red]error:[/red] {message}")
+
+
+def _install_stop(stop: threading.Event, children: list[subprocess.Popen] | None = None) -> None:
+    """SIGTERM / SIGINT: stop after the batch in hand. A second one stops at once."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        stop.set()
+        for child in children or []:
+            try:
+                child.send_signal(signum)
+            except OSError:
+                pass
+        if not os.environ.get(WORKER_ENV):
+            click.echo(f"Stopping after the batch in hand ({signal.Signals(signum).name}).", err=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@click.command()
+@repo_option
+@state_option
+@click.option("--once", is_flag=True, help="Do everything due at this instant, then exit (for cron and tests).")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO8601",
+    help="With --once: act as if it were this instant (with a UTC offset, e.g. 2026-12-01T09:30:00+08:00); "
+    "the clock then runs on from it in real time.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Seconds between polls of the service. Default: platform.yaml executor.poll_interval (30).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    help="Deliveries claimed (and committed to the ledger) per batch. Default: platform.yaml executor.batch_size.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="CAMPAIGNS_EXECUTOR_WORKERS",
+    help="Executor processes sharing the work through the ledger (one per core speeds up big fan-outs). "
+    "Also $CAMPAIGNS_EXECUTOR_WORKERS.",
+)
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="Deliver only this task (repeatable).")
+@click.option(
+    "--log",
+    "log_mode",
+    type=click.Choice(["auto", "json", "progress", "quiet"]),
+    default="auto",
+    show_default=True,
+    help="auto: a progress bar on a terminal, else one JSON line per batch on stderr.",
+)
+def run(
+    repo: Path,
+    state_url: str | None,
+    once: bool,
+    now_text: str | None,
+    interval: float | None,
+    batch_size: int | None,
+    workers: int,
+    tasks: tuple[str, ...],
+    log_mode: str,
+) -> None:
+    """Deliver the notifications of running tasks: the executor service.
+
+    It polls the state every interval and sends, inside the windows of open occurrences, to
+    every member of each running task's audiences exactly once (ledger row and message id
+    committed before the send); users not reached when an occurrence's last window closes are
+    recorded as expired. SIGTERM or SIGINT stops it after the batch in hand (exit 0).
+    """
+    start = parse_now(now_text) if now_text else None
+    if start is not None and not once:
+        raise UsageError("--now only works with --once (the service runs on the real clock)")
+    if workers > 1:
+        sys.exit(_run_workers(workers))
+    _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode)
+
+
+def _run_one(
+    repo: Path,
+    state_url: str | None,
+    once: bool,
+    start: dt.datetime | None,
+    interval: float | None,
+    batch_size: int | None,
+    tasks: tuple[str, ...],
+    log_mode: str,
+) -> None:
+    from engine.commands.state import open_store
+    from engine.delivery.executor import Clock, Executor, PassSummary
+
+    stop = threading.Event()
+    _install_stop(stop)
+    worker = bool(os.environ.get(WORKER_ENV))
+    if log_mode == "auto":
+        log_mode = "progress" if sys.stderr.isatty() and not worker else "json"
+    reporter: Any = ProgressReporter() if log_mode == "progress" else LogReporter(quiet=log_mode == "quiet")
+    clock = Clock(start)
+    errors = 0
+    with open_store(repo, state_url) as store, _entered(reporter):
+        executor = Executor(
+            store, repo, clock=clock, batch_size=batch_size, stop=stop, reporter=reporter, tasks=tasks or None
+        )
+        with executor:
+            while True:
+                try:
+                    summary = executor.run_pass()
+                except CampaignsError as problem:
+                    if once:
+                        raise
+                    reporter.error(str(problem))
+                    summary = PassSummary(errors=[str(problem)])
+                errors = len(summary.errors)
+                if once:
+                    break
+                wait = interval if interval is not None else _poll_interval(executor)
+                if stop.wait(wait):
+                    break
+    if once and not worker:
+        click.echo(summary.line())
+    if once and errors:
+        raise CampaignsError(f"{errors} task(s) could not be delivered: " + "; ".join(summary.errors))
+
+
+class _entered:
+    def __init__(self, reporter: Any) -> None:
+        self.reporter = reporter
+
+    def __enter__(self) -> Any:
+        enter = getattr(self.reporter, "__enter__", None)
+        return enter() if enter else self.reporter
+
+    def __exit__(self, *exc: object) -> None:
+        leave = getattr(self.reporter, "__exit__", None)
+        if leave:
+            leave(*exc)
+
+
+def _poll_interval(executor: Any) -> float:
+    platform = executor._platform
+    return float(platform.executor.poll_interval) if platform is not None else 30.0
+
+
+def _run_workers(workers: int) -> int:
+    """Run ``workers`` executor processes with the same arguments; they share the work through
+    the ledger's claims. Signals are passed on; the exit code is the worst of theirs."""
+    argv = [arg for arg in sys.argv[1:]]
+    cleaned: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        cleaned.append(arg)
+    env = {**os.environ, WORKER_ENV: "1", "CAMPAIGNS_EXECUTOR_WORKERS": "1"}
+    started = time.monotonic()
+    children: list[subprocess.Popen] = []
+    stop = threading.Event()
+    _install_stop(stop, children)
+    for _ in range(workers):
+        children.append(subprocess.Popen([sys.executable, "-m", "engine", *cleaned, "--workers", "1"], env=env))
+    codes = [child.wait() for child in children]
+    if "--once" in cleaned:
+        click.echo(f"{workers} workers finished in {time.monotonic() - started:.1f} s.")
+    return max(codes, key=lambda code: code != 0)

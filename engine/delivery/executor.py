@@ -1,0 +1,714 @@
+"""The executor: delivers the occurrences of running tasks, exactly once per user.
+
+One *pass* (``Executor.run_pass``) is what ``campaigns run --once`` does and what the service
+repeats every poll interval:
+
+1. read the applied platform and the running tasks from the state;
+2. for each running task, each occurrence whose first window has opened:
+   - open now (a window contains the instant): fan out -- first take over the batches of dead
+     executors (and batches released unsent), then claim fresh batches of members until
+     everyone has a ledger row or the window closes (``deliver``);
+   - over (its last window closed): the users not reached are recorded ``expired``, also for
+     occurrences that passed while no executor ran; nothing is ever sent late (``expire``);
+   - between two windows: nothing;
+3. occurrences of tasks that are no longer running are closed the same way once they are over.
+
+Exactly-once is the ledger's claim protocol (``engine.delivery.ledger``); this module decides
+what each row says (suppressed, capped, which creative), renders, paces and sends.
+
+The clock is injectable: ``--now`` starts a simulated clock at that instant that then advances
+in real time, so a fan-out that starts a second before a window closes still stops at the close.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.delivery.ids import creative_index, message_id
+from engine.delivery.ledger import Claim, Counts, Ledger, NewRow, Outcome, Presence
+from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
+from engine.delivery.providers import Message, Provider, open_provider
+from engine.delivery.stream import MemberStream
+from engine.errors import CampaignsError
+
+if TYPE_CHECKING:
+    from engine.config.models import Platform, Task
+    from engine.schedule.occurrences import Occurrence
+    from engine.state import StateStore, TaskState
+
+UTC = dt.timezone.utc
+STATUS_CHECK_S = 2.0
+"""How often a long fan-out re-reads the task's status, so a pause or a new apply stops it."""
+GATEWAY_CHUNK = 100
+"""Messages per provider call for providers other than the outbox (a window check before each)."""
+EXPIRE_BATCH = 5000
+PREFETCH_BATCHES = 3
+"""Members read ahead before a claim, in batches: enough that when other executors took the
+next batches meanwhile, the claim still finds its members buffered."""
+
+
+class Clock:
+    """The executor's time: the real clock, or (``start``) a simulated one that begins at that
+    instant and advances in real time."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        if start is not None and (start.tzinfo is None or start.utcoffset() is None):
+            raise ValueError("the simulated start needs a UTC offset")
+        self._offset = 0.0 if start is None else start.timestamp() - time.time()
+        self.simulated = start is not None
+
+    def epoch(self) -> float:
+        return time.time() + self._offset
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.epoch(), UTC)
+
+
+# --- what a task delivers --------------------------------------------------------------------
+
+
+_MISSING = re.compile(r"'dict object' has no attribute '([^']*)'")
+
+
+class RenderError(Exception):
+    """A creative cannot be rendered for a user (a missing variable, a sandbox violation)."""
+
+
+def _compile(text: Any) -> tuple[Any, Any]:
+    """A text field as ``(render, constant)``: ``render(user=...)`` of the sandboxed template
+    (compiled once; StrictUndefined makes a missing variable an error), or None and the text
+    itself when it is plain text."""
+    from engine.templating import compiled, is_template
+
+    if text is None or not isinstance(text, str) or not is_template(text):
+        return None, text
+    return compiled(text).render, None
+
+
+class CreativeText:
+    """A creative ready to render: title, content and redirection (one URL or a list)."""
+
+    def __init__(self, creative_id: str, body: Mapping[str, Any]) -> None:
+        self.id = creative_id
+        self._title, self._title_text = _compile(body.get("title"))
+        self._content, self._content_text = _compile(body.get("content"))
+        redirection = body.get("redirection")
+        self._redirections = [_compile(item) for item in redirection] if isinstance(redirection, list) else None
+        self._redirection, self._redirection_text = _compile(redirection if self._redirections is None else None)
+
+    def render(self, user: dict) -> tuple[Any, Any, Any]:
+        """(title, content, redirection) for ``user``; raises RenderError naming the field."""
+        field_name = "title"
+        try:
+            title = self._title_text if self._title is None else self._title(user=user)
+            field_name = "content"
+            content = self._content_text if self._content is None else self._content(user=user)
+            field_name = "redirection"
+            if self._redirections is not None:
+                redirection: Any = [text if render is None else render(user=user) for render, text in self._redirections]
+            else:
+                redirection = self._redirection_text if self._redirection is None else self._redirection(user=user)
+        except Exception as problem:  # noqa: BLE001 - UndefinedError, SecurityError, filter errors
+            detail = getattr(problem, "message", None) or str(problem) or type(problem).__name__
+            missing = _MISSING.fullmatch(detail)
+            if missing:
+                detail = f"the user has no {missing.group(1)!r} attribute (missing variable)"
+            raise RenderError(f"creative {self.id}: cannot render the {field_name}: {detail}") from None
+        return title, content, redirection
+
+
+@dataclass
+class TaskRun:
+    """A running task as the executor needs it, built from the state."""
+
+    task_id: str
+    body: dict[str, Any]  # the task body without "campaign" (what audiences and models expect)
+    task: Task
+    digest: str | None
+    site: str
+    timezone: str
+    channel: str
+    creatives: list[CreativeText]
+    audience_bodies: dict[str, Any]
+    cap: int | None
+    rate: float | None
+    by_id: dict[str, CreativeText] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id = {creative.id: creative for creative in self.creatives}
+
+    def creative_for(self, user_id: str) -> CreativeText:
+        return self.creatives[creative_index(self.task_id, user_id, len(self.creatives))]
+
+
+def task_run(
+    task_id: str,
+    stored_body: Mapping[str, Any],
+    platform: Platform,
+    creatives: Mapping[str, Any],
+    audiences: Mapping[str, Any],
+    digest: str | None = None,
+) -> TaskRun:
+    """The ``TaskRun`` of a stored task; CampaignsError when the state lacks what it needs."""
+    from pydantic import ValidationError
+
+    from engine.config.models import Task
+
+    body = {key: value for key, value in stored_body.items() if key != "campaign"}
+    try:
+        task = Task.model_validate(body)
+    except ValidationError as problem:
+        raise CampaignsError(f"task {task_id}: the stored task is not valid: {problem.errors()[0]['msg']}") from None
+    site = platform.sites.get(task.site)
+    if site is None:
+        raise CampaignsError(f"task {task_id}: site {task.site!r} is not in the applied platform")
+    texts = []
+    for creative_id in task.creatives:
+        creative = creatives.get(creative_id)
+        if creative is None:
+            raise CampaignsError(f"task {task_id}: creative {creative_id!r} is not in the state")
+        texts.append(CreativeText(creative_id, creative))
+    rate = site.limits.rate_per_second.get(task.channel)  # type: ignore[call-overload]
+    return TaskRun(
+        task_id=task_id,
+        body=body,
+        task=task,
+        digest=digest,
+        site=task.site,
+        timezone=site.timezone,
+        channel=task.channel,
+        creatives=texts,
+        audience_bodies=dict(audiences),
+        cap=site.limits.max_per_user_per_day,
+        rate=float(rate) if rate else None,
+    )
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    """Where the executor tells what it does (a progress bar, log lines, a test's list)."""
+
+    def occurrence(self, task: str, occurrence: str, total: int | None) -> None: ...
+
+    def batch(self, event: dict[str, Any]) -> None: ...
+
+    def finished(self, task: str, occurrence: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+
+class SilentReporter:
+    def occurrence(self, task: str, occurrence: str, total: int | None) -> None:
+        pass
+
+    def batch(self, event: dict[str, Any]) -> None:
+        pass
+
+    def finished(self, task: str, occurrence: str) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class PassSummary:
+    """What one pass did."""
+
+    occurrences: int = 0  # occurrences delivered or expired
+    batches: int = 0
+    counts: Counts = field(default_factory=Counts)  # rows written/settled by this pass
+    unsent: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        c = self.counts
+        if not self.occurrences:
+            return "Nothing due."
+        parts = [f"{c.sent:,} sent"]
+        for name in ("failed", "suppressed", "capped", "expired"):
+            value = getattr(c, name)
+            if value:
+                parts.append(f"{value:,} {name}")
+        if self.unsent:
+            parts.append(f"{self.unsent:,} left for a later window or run")
+        plural = "s" if self.occurrences != 1 else ""
+        return f"{self.occurrences} occurrence{plural}: " + ", ".join(parts) + "."
+
+
+MembersFn = Callable[[TaskRun, bool], Iterable[list[Any]]]
+"""``members(run, snapshot) -> batches of members`` (objects with user_id, attributes, opt_out),
+de-duplicated and ordered by user_id."""
+
+
+# --- the executor ----------------------------------------------------------------------------
+
+
+class Executor:
+    """Delivers due occurrences from one state. Use as a context manager (it registers itself
+    and holds its proof of life while open)."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        base_dir: Path | str,
+        *,
+        clock: Clock | None = None,
+        batch_size: int | None = None,
+        stop: threading.Event | None = None,
+        reporter: Reporter | None = None,
+        members: MembersFn | None = None,
+        providers: Callable[[str, Platform], Provider] | None = None,
+        tasks: Iterable[str] | None = None,
+        member_batch: int = 5000,
+    ) -> None:
+        self.store = store
+        self.base_dir = Path(base_dir)
+        self.clock = clock or Clock()
+        self.batch_size = batch_size
+        self.stop = stop or threading.Event()
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.ledger = Ledger(store)
+        self.presence = Presence(store, self.ledger.executor)
+        self._members = members
+        self._open_provider = providers or (lambda channel, platform: open_provider(channel, platform, self.base_dir))
+        self.only = set(tasks) if tasks is not None else None
+        self.member_batch = member_batch
+        self._exit = ExitStack()
+        self._providers: dict[str, Provider] = {}
+        self._platform: Platform | None = None
+        self._directory: StateStore | None = None
+
+    @property
+    def executor_id(self) -> str:
+        return self.ledger.executor
+
+    def __enter__(self) -> Executor:
+        self.presence.hold()
+        self._exit.callback(self.presence.release)
+        self.ledger.register(time.time())
+        self._exit.callback(self._unregister)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_providers()
+        self._exit.close()
+        self.ledger.close()
+
+    def _unregister(self) -> None:
+        try:
+            self.ledger.unregister()
+        except Exception:  # noqa: BLE001 - the state may be gone; the row is informational
+            pass
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def run_pass(self) -> PassSummary:
+        """Do everything due at the clock's current instant (see the module doc)."""
+        summary = PassSummary()
+        platform = self._load_platform()
+        try:
+            if platform is None:
+                return summary
+            states = self.store.task_states()
+            tasks = self.store.resources(kind="task")
+            creatives = {s.id: s.body for s in self.store.resources(kind="creative").values()}
+            audiences = {s.id: s.body for s in self.store.resources(kind="audience").values()}
+            unclosed: dict[str, list[Any]] = {}
+            for (task_id, _key), progress in self.ledger.progress().items():
+                if progress.status != "closed":
+                    unclosed.setdefault(task_id, []).append(progress)
+            for task_id, state in sorted(states.items()):
+                if self.stop.is_set():
+                    break
+                if self.only is not None and task_id not in self.only:
+                    continue
+                stored = tasks.get(f"task.{task_id}")
+                running = state.status == "running"
+                if not running and task_id not in unclosed:
+                    continue
+                if stored is None:
+                    summary.errors.append(f"task {task_id}: {state.status} in the state but its definition is missing")
+                    continue
+                try:
+                    run = task_run(task_id, stored.body, platform, creatives, audiences, state.content_digest)
+                except CampaignsError as problem:
+                    summary.errors.append(str(problem))
+                    self.reporter.error(str(problem))
+                    continue
+                try:
+                    self._task(run, state, running, unclosed.get(task_id, []), summary)
+                except CampaignsError as problem:
+                    if isinstance(problem, _ProviderBroken):
+                        raise
+                    summary.errors.append(f"task {task_id}: {problem}")
+                    self.reporter.error(f"task {task_id}: {problem}")
+            self.ledger.seen(time.time())
+            return summary
+        finally:
+            self._close_providers()
+
+    def _load_platform(self) -> Platform | None:
+        from pydantic import ValidationError
+
+        from engine.config.models import Platform
+
+        stored = self.store.resource("platform")
+        if stored is None:
+            return None
+        try:
+            platform = Platform.model_validate(stored.body)
+        except ValidationError as problem:
+            raise CampaignsError(f"the applied platform is not valid: {problem.errors()[0]['msg']}") from None
+        if self._platform is None or self._platform != platform:
+            self._platform = platform
+            if self._directory is not None and self._directory is not self.store:
+                self._directory.close()
+            self._directory = None
+        if self.batch_size is None:
+            self.batch_size = platform.executor.batch_size
+        return platform
+
+    def _members_of(self, run: TaskRun, snapshot: bool = True) -> MemberStream:
+        if self._members is not None:
+            return MemberStream(self._members(run, snapshot))
+        from engine.delivery.audiences import task_members
+        from engine.delivery.directory import directory_store
+
+        if self._directory is None:
+            assert self._platform is not None
+            self._directory = directory_store(self._platform, self.store, self.base_dir)
+            if self._directory is not self.store:
+                self._exit.callback(self._directory.close)
+        batches = task_members(
+            self._directory,
+            run.task_id,
+            run.body,
+            run.audience_bodies,
+            snapshot=snapshot,
+            batch_size=self.member_batch,
+            attachments=self.store,
+        )
+        return MemberStream(batches)
+
+    def _provider(self, channel: str) -> Provider:
+        provider = self._providers.get(channel)
+        if provider is None:
+            assert self._platform is not None
+            provider = self._providers[channel] = self._open_provider(channel, self._platform)
+        return provider
+
+    def _close_providers(self) -> None:
+        providers, self._providers = self._providers, {}
+        for provider in providers.values():
+            try:
+                provider.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- one task ---------------------------------------------------------------------------
+
+    def _task(self, run: TaskRun, state: TaskState, running: bool, unclosed: list[Any], summary: PassSummary) -> None:
+        from engine.schedule.occurrences import due_occurrences
+
+        now = self.clock.now()
+        # Occurrences that ended before the task was running were never due. (A simulated
+        # clock earlier than that moment cannot say, so it looks at everything.)
+        since: dt.datetime | None = state.since if state.since <= now else None
+        if not running:
+            since = None
+        if since is not None and unclosed:
+            earliest = min(p.finish_at for p in unclosed)
+            since = min(since, dt.datetime.fromtimestamp(earliest - 1, UTC))
+        started = {p.occurrence for p in unclosed}
+        for occurrence in due_occurrences(run.task.schedule, run.timezone, now, since=since):
+            if self.stop.is_set():
+                return
+            if not running and occurrence.key not in started:
+                continue
+            now = self.clock.now()
+            if occurrence.finish <= now:
+                if self._expire(run, occurrence, summary, stream_members=running or occurrence.key in started):
+                    summary.occurrences += 1
+            elif running and occurrence.is_open(now):
+                if self._deliver(run, occurrence, summary):
+                    summary.occurrences += 1
+
+    def _open(self, run: TaskRun, occurrence: Occurrence):
+        return self.ledger.open_occurrence(
+            run.task_id,
+            occurrence.key,
+            site=run.site,
+            channel=run.channel,
+            finish_at=occurrence.finish.timestamp(),
+            now=self.clock.epoch(),
+        )
+
+    def _dead_holders(self, task_id: str, key: str) -> set[str | None]:
+        """Holders of the occurrence's claims that are released (None) or dead."""
+        holders = self.ledger.claim_holders(task_id, key)
+        named = {h for h in holders if h is not None and h != self.executor_id}
+        dead: set[str | None] = set(named - self.presence.alive(named))
+        if None in holders:
+            dead.add(None)
+        if dead - {None}:
+            self.ledger.forget_executors(h for h in dead if h is not None)
+        return dead
+
+    def _still_running(self, run: TaskRun) -> bool:
+        state = self.store.task_states().get(run.task_id)
+        return state is not None and state.status == "running" and state.content_digest == run.digest
+
+    # -- delivering -------------------------------------------------------------------------
+
+    def _deliver(self, run: TaskRun, occurrence: Occurrence, summary: PassSummary) -> bool:
+        progress = self._open(run, occurrence)
+        if progress.status == "closed":
+            return False
+        key = occurrence.key
+        window = occurrence.window_at(self.clock.now())
+        assert window is not None
+        window_end = window.finish.timestamp()
+        self.reporter.occurrence(run.task_id, key, None)
+        stream: MemberStream | None = None
+        taken: list[Claim] = []
+        checked = time.monotonic()
+        try:
+            dead = self._dead_holders(run.task_id, key)
+            if dead:
+                taken = self.ledger.take_over(run.task_id, key, dead)
+            while taken:
+                claim = taken.pop(0)
+                if self.stop.is_set() or self.clock.epoch() >= window_end:
+                    self.ledger.release(claim)
+                    continue
+                stream = stream or self._members_of(run)
+                members = stream.take_range(claim.first_user, claim.last_user)
+                self._send_claim(run, key, claim, {m.user_id: m for m in members}, window_end, summary)
+            if progress.status == "open":
+                limit = batch_limit(run.rate, self.batch_size or 1000)
+                zone = _zone(run.timezone)
+                while not self.stop.is_set() and self.clock.epoch() < window_end:
+                    if time.monotonic() - checked > STATUS_CHECK_S:
+                        checked = time.monotonic()
+                        if not self._still_running(run):
+                            break
+                    stream = stream or self._members_of(run)
+                    stream.prefetch(PREFETCH_BATCHES * limit)  # outside the claim's transaction
+                    # the daily cap counts on the site's calendar day of the send
+                    cap_key = f"{run.site}/{self.clock.now().astimezone(zone).date().isoformat()}"
+                    result = self.ledger.claim(
+                        run.task_id,
+                        key,
+                        limit=limit,
+                        take=stream.take,
+                        build=self._builder(run, key, cap_key),
+                        now=self.clock.epoch(),
+                        cap_key=cap_key,
+                        cap_limit=run.cap,
+                        pace=(run.site, run.channel, run.rate) if run.rate else None,
+                    )
+                    if result is None:
+                        break
+                    counts = Counts()
+                    for row in result.rows:
+                        if row.status != "pending":
+                            setattr(counts, row.status, getattr(counts, row.status) + 1)
+                    summary.counts.add(counts)
+                    if result.claim is not None:
+                        members = {m.user_id: m for m in result.members}
+                        self._send_claim(run, key, result.claim, members, window_end, summary, counts)
+                    elif result.rows:
+                        self._log_batch(run.task_id, key, counts, 0, 0.0, recovered=False)
+                    if result.exhausted:
+                        break
+        finally:
+            for claim in taken:
+                self.ledger.release(claim)
+            if stream is not None:
+                stream.close()
+            self.reporter.finished(run.task_id, key)
+        return True
+
+    def _builder(self, run: TaskRun, key: str, cap_key: str) -> Callable[[list[Any], dict[str, int] | None], list[NewRow]]:
+        task_id, channel, cap = run.task_id, run.channel, run.cap
+        creatives = [c.id for c in run.creatives]
+        count = len(creatives)
+
+        def build(members: list[Any], sent_today: dict[str, int] | None) -> list[NewRow]:
+            rows = []
+            append = rows.append
+            for member in members:
+                user_id = member.user_id
+                mid = message_id(task_id, key, user_id)
+                if channel in member.opt_out:
+                    append(NewRow(user_id, mid, "suppressed", error=f"opted out of {channel}"))
+                    continue
+                if sent_today is not None and cap is not None:
+                    already = sent_today.get(user_id, 0)
+                    if already >= cap:
+                        append(NewRow(user_id, mid, "capped", error=f"already {already} message(s) on {cap_key} (cap {cap})"))
+                        continue
+                creative = creatives[creative_index(task_id, user_id, count)] if count > 1 else creatives[0]
+                append(NewRow(user_id, mid, "pending", creative, cap_key))
+            return rows
+
+        return build
+
+    def _send_claim(
+        self,
+        run: TaskRun,
+        key: str,
+        claim: Claim,
+        members: Mapping[str, Any],
+        window_end: float,
+        summary: PassSummary,
+        decided: Counts | None = None,
+    ) -> None:
+        """Render, pace and send the claim's pending rows, then record the outcome."""
+        started = time.monotonic()
+        rows = claim.rows
+        special: list[Outcome] = []  # failed, or sent after more than one attempt
+        messages: list[Message] = []
+        positions: list[int] = []
+        task_id, channel = run.task_id, run.channel
+        by_id, pick = run.by_id, run.creative_for
+        for index, row in enumerate(rows):
+            member = members.get(row.user_id)
+            if member is None:
+                special.append(
+                    Outcome(row.user_id, "failed", 0, "no longer a member of the task's audiences when it was to be sent again")
+                )
+                continue
+            creative = by_id.get(row.creative) if row.creative else None
+            if creative is None:
+                creative = pick(row.user_id)
+            try:
+                title, content, redirection = creative.render(member.attributes)
+            except RenderError as problem:
+                special.append(Outcome(row.user_id, "failed", 0, str(problem)))
+                continue
+            messages.append(Message(row.message_id, task_id, key, row.user_id, channel, creative.id, title, content, redirection))
+            positions.append(index)
+
+        provider = self._provider(channel)
+        from engine.delivery.providers import Outbox
+
+        chunk = len(messages) if isinstance(provider, Outbox) else GATEWAY_CHUNK
+        bucket = None
+        if run.rate:
+            chunk = min(chunk, burst_size(run.rate))
+            bucket = TokenBucket(run.rate, chunk, start=claim.pace_start, wait=self.stop.wait)
+        cut = len(rows)
+        broken: CampaignsError | None = None
+        for start in range(0, len(messages), max(chunk, 1)):
+            part = messages[start : start + chunk]
+            if bucket is not None and not bucket.take(len(part)):
+                cut = positions[start]
+                break
+            if self.clock.epoch() >= window_end:
+                cut = positions[start]
+                break
+            try:
+                deliveries = provider.send(part)
+            except CampaignsError as problem:
+                broken = problem
+                cut = positions[start]
+                break
+            for offset, delivery in enumerate(deliveries):
+                if delivery.status != "sent" or delivery.attempts != 1:
+                    row = rows[positions[start + offset]]
+                    special.append(Outcome(row.user_id, delivery.status, delivery.attempts, delivery.error))
+        if cut < len(rows):  # rows from the cut on stay pending (render failures there too: retried later)
+            special = [o for o in special if o.user_id < rows[cut].user_id]
+        finished = self.ledger.finish(claim, cut, special, self.clock.epoch())
+        summary.batches += 1
+        summary.counts.add(Counts(sent=finished.sent, failed=finished.failed))
+        summary.unsent += finished.unsent
+        counts = Counts(sent=finished.sent, failed=finished.failed)
+        if decided is not None:
+            counts.suppressed, counts.capped = decided.suppressed, decided.capped
+        self._log_batch(task_id, key, counts, finished.unsent, time.monotonic() - started, recovered=claim.recovered)
+        if broken is not None:
+            raise _ProviderBroken(f"the {channel} provider failed: {broken}")
+
+    def _log_batch(self, task_id: str, key: str, counts: Counts, unsent: int, elapsed: float, *, recovered: bool) -> None:
+        event = {"event": "batch", "executor": self.executor_id[:8], "task": task_id, "occurrence": key, **counts.as_dict()}
+        del event["pending"]
+        event["unsent"] = unsent
+        event["elapsed_s"] = round(elapsed, 4)
+        event["at"] = round(time.time(), 3)
+        if recovered:
+            event["recovered"] = True
+        self.reporter.batch(event)
+
+    # -- expiring ---------------------------------------------------------------------------
+
+    def _expire(self, run: TaskRun, occurrence: Occurrence, summary: PassSummary, *, stream_members: bool) -> bool:
+        """The occurrence is over: whoever it did not reach is ``expired``."""
+        key = occurrence.key
+        progress = self._open(run, occurrence)
+        if progress.status == "closed":
+            return False
+        now = self.clock.epoch()
+        dead = self._dead_holders(run.task_id, key)
+        expired = self.ledger.expire_claims(run.task_id, key, dead, now) if dead else 0
+        counts = Counts(expired=expired)
+        if progress.status == "open" and stream_members:
+            stream = self._members_of(run)
+            try:
+                build = self._expiry_builder(run, key)
+                while True:
+                    result = self.ledger.claim(
+                        run.task_id, key, limit=EXPIRE_BATCH, take=stream.take, build=build, now=self.clock.epoch()
+                    )
+                    if result is None:
+                        break
+                    for row in result.rows:
+                        setattr(counts, row.status, getattr(counts, row.status) + 1)
+                    if result.exhausted:
+                        break
+            finally:
+                stream.close()
+        self.ledger.close_if_done(run.task_id, key, self.clock.epoch())
+        summary.counts.add(counts)
+        event = {"event": "expired", "task": run.task_id, "occurrence": key, **counts.as_dict()}
+        del event["pending"]
+        self.reporter.batch(event)
+        return True
+
+    def _expiry_builder(self, run: TaskRun, key: str) -> Callable[[list[Any], dict[str, int] | None], list[NewRow]]:
+        task_id, channel = run.task_id, run.channel
+        reason = "not reached before the occurrence's last window closed"
+
+        def build(members: list[Any], _sent_today: dict[str, int] | None) -> list[NewRow]:
+            rows = []
+            for member in members:
+                mid = message_id(task_id, key, member.user_id)
+                if channel in member.opt_out:
+                    rows.append(NewRow(member.user_id, mid, "suppressed", error=f"opted out of {channel}"))
+                else:
+                    rows.append(NewRow(member.user_id, mid, "expired", error=reason))
+            return rows
+
+        return build
+
+
+class _ProviderBroken(CampaignsError):
+    """A provider as a whole stopped working (e.g. the outbox cannot be written): stop the pass."""
+
+
+def _zone(name: str):
+    from engine.schedule.occurrences import site_zone
+
+    return site_zone(name)

@@ -1,0 +1,773 @@
+"""The delivery ledger: what was decided for every (task, occurrence, user), and the claim
+protocol that lets several executors share an occurrence without sending anything twice.
+
+Protocol (tables in ``engine.delivery.ledger_tables``)::
+
+    claim   one transaction, the occurrence's progress row locked (PostgreSQL ``FOR UPDATE``;
+            SQLite ``BEGIN IMMEDIATE``): take the next members after ``last_user`` from the
+            task's member stream (ordered by user_id); insert one ledger row each -- ``pending``
+            with its message id and creative, or ``suppressed`` / ``capped`` at once -- plus one
+            claims row (executor, user range) for the pending ones; advance ``last_user``
+            (``fanned`` when the stream is over); reserve the batch's stretch of the pacing
+            timeline. COMMIT. Only now may the messages go to the provider.
+    send    outside any transaction, with the message ids recorded above.
+    finish  one transaction: ``failed`` rows and rows that needed several attempts one by one,
+            then the sent rows of the range with one ``UPDATE ... BETWEEN``; the claims row is
+            deleted (or, for a tail left unsent because the window closed or a stop was asked,
+            shrunk to that tail and released: executor NULL). The occurrence is ``closed`` when
+            it is fanned and no claims row is left.
+
+A crash between claim and finish leaves ``pending`` rows under a claims row whose executor is
+dead. The next executor that looks at the occurrence takes such claims over (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL) and sends their pending rows again **with the ids already recorded**,
+so a user never gets two different ids for one occurrence. Whether an executor is alive is
+asked of the database it holds a lock in (PostgreSQL: a session advisory lock per executor;
+SQLite: an ``flock`` on a file next to the database): both die with the process, so a
+``kill -9`` is noticed at once, without leases or clocks.
+
+Counts per status are kept on the occurrence's progress row in the same transactions (from the
+rowcounts of the statements that change rows), so reports never scan the ledger.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.delivery import ledger_tables as lt
+from engine.delivery.pacing import reserve_slot
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from engine.state import StateStore
+
+COUNTED = ("pending", "sent", "failed", "expired", "capped", "suppressed")
+"""The statuses a report counts, in the order it shows them."""
+
+_DELIVERY_COLUMNS = ("task_id", "occurrence", "user_id", "message_id", "status", "creative", "cap_key", "attempts", "at", "error")
+_CHUNK = 500
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    """How many ledger rows of an occurrence (or a task, or everything) are in each status."""
+
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+    capped: int = 0
+    suppressed: int = 0
+
+    def add(self, other: Counts) -> Counts:
+        for name in COUNTED:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, name) for name in COUNTED)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTED}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The progress row of one occurrence."""
+
+    task_id: str
+    occurrence: str
+    site: str
+    channel: str
+    status: str  # open | fanned | closed
+    last_user: str | None
+    finish_at: float
+    started_at: float
+    closed_at: float | None
+    counts: Counts
+
+
+@dataclass(slots=True)
+class NewRow:
+    """A ledger row a claim writes: ``pending`` (to send) or a final status decided at once."""
+
+    user_id: str
+    message_id: str
+    status: str  # pending | suppressed | capped | expired
+    creative: str | None = None
+    cap_key: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """A pending row of a claim: what must be (re)sent, with the id recorded for it."""
+
+    user_id: str
+    message_id: str
+    creative: str | None
+
+
+@dataclass
+class Claim:
+    """A batch this executor holds: the pending rows of ``[first_user, last_user]``."""
+
+    claim_id: str
+    task_id: str
+    occurrence: str
+    first_user: str
+    last_user: str
+    rows: list[PendingRow]
+    pace_start: float | None = None  # when its stretch of the pacing timeline begins
+    recovered: bool = False  # taken over from a dead executor or a release
+
+
+@dataclass
+class ClaimResult:
+    """What one claim transaction did. ``claim`` is None when nothing was left to send in the
+    batch (all suppressed, capped or expired); ``members`` are the members it covered."""
+
+    claim: Claim | None
+    members: list[Any]
+    rows: list[NewRow]
+    exhausted: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one pending row: ``sent``, ``failed`` or ``unsent`` (left pending)."""
+
+    user_id: str
+    status: str
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass
+class Finished:
+    """What ``finish`` wrote: rows per status and whether the occurrence is now closed."""
+
+    sent: int = 0
+    failed: int = 0
+    unsent: int = 0
+    closed: bool = False
+    lost: bool = False  # the claim had been taken over (this executor was thought dead)
+
+
+Take = Callable[[str | None, int], tuple[list[Any], bool]]
+"""``take(after, limit) -> (members, exhausted)``: the next members with user_id > after."""
+
+Build = Callable[[list[Any], dict[str, int] | None], list[NewRow]]
+"""``build(members, sent_today) -> rows``: one row per member; ``sent_today`` counts messages each
+member already has on the claim's cap day (None when the site has no daily cap)."""
+
+
+# --- executor presence ----------------------------------------------------------------------
+
+
+def _advisory_key(executor: str) -> int:
+    digest = hashlib.sha256(f"campaigns:executor:{executor}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Presence:
+    """This executor's proof of life, held for its lifetime, and the test of others' lives.
+
+    PostgreSQL: a session advisory lock on a connection kept open. SQLite: an ``flock`` on
+    ``<database>.executors/<id>``. The kernel or the server drops either when the process dies.
+    """
+
+    def __init__(self, store: StateStore, executor: str) -> None:
+        self.store = store
+        self.executor = executor
+        self._conn_cm = None
+        self._fd: int | None = None
+        self._dir: Path | None = None
+        if store.backend == "sqlite":
+            assert store.location.path is not None
+            self._dir = store.location.path.with_name(store.location.path.name + ".executors")
+
+    def hold(self) -> None:
+        if self.store.backend == "postgresql":
+            from sqlalchemy import text
+
+            self._conn_cm = self.store.reading()
+            conn = self._conn_cm.__enter__()
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(self.executor)})
+            conn.commit()  # the session lock outlives the transaction
+            return
+        assert self._dir is not None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._dir / self.executor, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._conn_cm is not None:
+            try:
+                self._conn_cm.__exit__(None, None, None)  # closing the session drops the lock
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+            self._conn_cm = None
+        if self._fd is not None:
+            assert self._dir is not None
+            try:
+                os.unlink(self._dir / self.executor)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+    def alive(self, executors: Iterable[str]) -> set[str]:
+        """Which of ``executors`` hold their lock right now (this one always counts as alive)."""
+        wanted = set(executors)
+        living = {self.executor} & wanted
+        others = sorted(wanted - living)
+        if not others:
+            return living
+        if self.store.backend == "postgresql":
+            from sqlalchemy import text
+
+            with self.store.reading() as conn:
+                for other in others:
+                    key = _advisory_key(other)
+                    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                    if got:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    else:
+                        living.add(other)
+                conn.commit()
+            return living
+        assert self._dir is not None
+        for other in others:
+            try:
+                fd = os.open(self._dir / other, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue  # no file: it exited (or never ran here)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                living.add(other)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        return living
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+class Ledger:
+    """The ledger of one state, used by one executor (``executor`` is its id)."""
+
+    def __init__(self, store: StateStore, executor: str | None = None) -> None:
+        self.store = store
+        self.executor = executor or uuid.uuid4().hex
+        self.postgres = store.backend == "postgresql"
+        self._lock_fd: int | None = None
+        self._lock_path: Path | None = None
+        if not self.postgres and store.location.path is not None:
+            self._lock_path = store.location.path.with_name(store.location.path.name + ".ledger-lock")
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite, executors queue for it on an ``flock`` first: SQLite's
+        own busy handler polls with sleeps of up to 100 ms, which idles the database between
+        two executors' short transactions; the kernel wakes the next one at once."""
+        if self._lock_path is None:
+            with self.store.writing() as conn:
+                yield conn
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            with self.store.writing() as conn:
+                yield conn
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- executors --------------------------------------------------------------------------
+
+    def register(self, now: float) -> None:
+        """Record this executor (host, pid) for ``status``; refreshed by ``seen``."""
+        e = lt.executors
+        with self._write() as conn:
+            conn.execute(e.delete().where(e.c.executor == self.executor))
+            conn.execute(
+                e.insert().values(
+                    executor=self.executor, host=socket.gethostname(), pid=os.getpid(), started_at=now, seen_at=now
+                )
+            )
+
+    def seen(self, now: float) -> None:
+        e = lt.executors
+        with self._write() as conn:
+            conn.execute(e.update().where(e.c.executor == self.executor).values(seen_at=now))
+
+    def unregister(self) -> None:
+        e = lt.executors
+        with self._write() as conn:
+            conn.execute(e.delete().where(e.c.executor == self.executor))
+
+    def forget_executors(self, executors: Iterable[str]) -> None:
+        e = lt.executors
+        gone = sorted(set(executors))
+        if not gone:
+            return
+        with self._write() as conn:
+            conn.execute(e.delete().where(e.c.executor.in_(gone)))
+
+    def last_seen(self) -> float | None:
+        """When any executor last polled (None: never)."""
+        from sqlalchemy import func, select
+
+        with self.store.reading() as conn:
+            return conn.execute(select(func.max(lt.executors.c.seen_at))).scalar()
+
+    # -- occurrence progress ----------------------------------------------------------------
+
+    def progress(self, task_id: str | None = None) -> dict[tuple[str, str], Progress]:
+        """(task, occurrence) -> progress, for one task or all of them."""
+        from sqlalchemy import select
+
+        o = lt.occurrences
+        query = select(o)
+        if task_id is not None:
+            query = query.where(o.c.task_id == task_id)
+        with self.store.reading() as conn:
+            rows = conn.execute(query.order_by(o.c.task_id, o.c.finish_at)).all()
+        return {(row.task_id, row.occurrence): _progress(row) for row in rows}
+
+    def open_occurrence(
+        self, task_id: str, occurrence: str, *, site: str, channel: str, finish_at: float, now: float
+    ) -> Progress:
+        """The occurrence's progress row, created (``open``) if it does not exist yet."""
+        from sqlalchemy import select
+
+        o = lt.occurrences
+        key = (o.c.task_id == task_id) & (o.c.occurrence == occurrence)
+        with self.store.reading() as conn:
+            row = conn.execute(select(o).where(key)).one_or_none()
+        if row is not None:
+            return _progress(row)
+        with self._write() as conn:
+            conn.exec_driver_sql(
+                self._sql(
+                    "INSERT INTO campaigns_delivery_occurrences (task_id, occurrence, site, channel, status, "
+                    "last_user, finish_at, started_at, closed_at, pending, sent, failed, expired, capped, suppressed) "
+                    "VALUES (?, ?, ?, ?, 'open', NULL, ?, ?, NULL, 0, 0, 0, 0, 0, 0) "
+                    "ON CONFLICT (task_id, occurrence) DO NOTHING"
+                ),
+                (task_id, occurrence, site, channel, finish_at, now),
+            )
+            row = conn.execute(select(o).where(key)).one()
+        return _progress(row)
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        task_id: str,
+        occurrence: str,
+        *,
+        limit: int,
+        take: Take,
+        build: Build,
+        now: float,
+        cap_key: str | None = None,
+        cap_limit: int | None = None,
+        pace: tuple[str, str, float] | None = None,
+    ) -> ClaimResult | None:
+        """Give the next ``limit`` members of the occurrence their ledger rows, in one
+        transaction. None when the occurrence is no longer open (fanned or closed).
+
+        ``pace`` is ``(site, channel, rate)``: the pending rows reserve ``n / rate`` seconds
+        of the (site, channel) timeline; the claim's ``pace_start`` says when they may start.
+        """
+        with self._write() as conn:
+            found = conn.exec_driver_sql(
+                self._sql(
+                    "SELECT status, last_user FROM campaigns_delivery_occurrences WHERE task_id = ? AND occurrence = ?"
+                    + (" FOR UPDATE" if self.postgres else "")
+                ),
+                (task_id, occurrence),
+            ).one_or_none()
+            if found is None or found[0] != "open":
+                return None
+            after = found[1]
+            members, exhausted = take(after, limit)
+            sent_today: dict[str, int] | None = None
+            if members and cap_key is not None and cap_limit is not None:
+                sent_today = self._sent_on(conn, cap_key, members[0].user_id, members[-1].user_id)
+            rows = build(members, sent_today)
+            if len(rows) != len(members):
+                raise AssertionError("build() must give one row per member")
+            counts = Counts()
+            for row in rows:
+                setattr(counts, row.status, getattr(counts, row.status) + 1)
+            self._insert(conn, task_id, occurrence, rows, now)
+            claim: Claim | None = None
+            pending = [PendingRow(r.user_id, r.message_id, r.creative) for r in rows if r.status == "pending"]
+            if pending:
+                claim = Claim(uuid.uuid4().hex, task_id, occurrence, pending[0].user_id, pending[-1].user_id, pending)
+                conn.exec_driver_sql(
+                    self._sql(
+                        "INSERT INTO campaigns_delivery_claims (claim_id, task_id, occurrence, executor, "
+                        "first_user, last_user, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (claim.claim_id, task_id, occurrence, self.executor, claim.first_user, claim.last_user, len(pending), now),
+                )
+                if pace is not None:
+                    claim.pace_start = self._reserve(conn, pace, len(pending))
+            last_user = members[-1].user_id if members else after
+            status = "fanned" if exhausted else "open"
+            self._bump(conn, task_id, occurrence, counts, last_user=last_user, status=status)
+            if exhausted:
+                self._close_if_done(conn, task_id, occurrence, now)
+        return ClaimResult(claim, members, rows, exhausted)
+
+    def _sent_on(self, conn: Connection, cap_key: str, first: str, last: str) -> dict[str, int]:
+        """Messages per user on the cap day (rows that count keep their cap_key; see finish)."""
+        if self.postgres:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_advisory_key("cap:" + cap_key),))
+        result = conn.exec_driver_sql(
+            self._sql(
+                "SELECT user_id, count(*) FROM campaigns_deliveries WHERE cap_key = ? AND user_id >= ? AND user_id <= ? "
+                "GROUP BY user_id"
+            ),
+            (cap_key, first, last),
+        )
+        return {user_id: count for user_id, count in result}
+
+    def _insert(self, conn: Connection, task_id: str, occurrence: str, rows: Sequence[NewRow], now: float) -> None:
+        if not rows:
+            return
+        values = [
+            (task_id, occurrence, r.user_id, r.message_id, r.status, r.creative, r.cap_key, 0, now, r.error) for r in rows
+        ]
+        if self.postgres:
+            raw = conn.connection.driver_connection
+            with raw.cursor() as cursor:
+                with cursor.copy(f"COPY campaigns_deliveries ({', '.join(_DELIVERY_COLUMNS)}) FROM STDIN") as copy:
+                    for value in values:
+                        copy.write_row(value)
+        else:
+            conn.exec_driver_sql(
+                f"INSERT INTO campaigns_deliveries ({', '.join(_DELIVERY_COLUMNS)}) VALUES ({', '.join('?' * len(_DELIVERY_COLUMNS))})",
+                values,
+            )
+
+    def _reserve(self, conn: Connection, pace: tuple[str, str, float], count: int) -> float:
+        site, channel, rate = pace
+        conn.exec_driver_sql(
+            self._sql(
+                "INSERT INTO campaigns_delivery_pacing (site, channel, next_free) VALUES (?, ?, 0) "
+                "ON CONFLICT (site, channel) DO NOTHING"
+            ),
+            (site, channel),
+        )
+        next_free = conn.exec_driver_sql(
+            self._sql(
+                "SELECT next_free FROM campaigns_delivery_pacing WHERE site = ? AND channel = ?"
+                + (" FOR UPDATE" if self.postgres else "")
+            ),
+            (site, channel),
+        ).scalar()
+        start, free = reserve_slot(next_free, time.time(), count, rate)
+        conn.exec_driver_sql(
+            self._sql("UPDATE campaigns_delivery_pacing SET next_free = ? WHERE site = ? AND channel = ?"),
+            (free, site, channel),
+        )
+        return start
+
+    def _bump(
+        self,
+        conn: Connection,
+        task_id: str,
+        occurrence: str,
+        counts: Counts,
+        *,
+        last_user: str | None = None,
+        status: str | None = None,
+    ) -> None:
+        sets = [f"{name} = {name} + ?" for name in COUNTED]
+        params: list[Any] = [getattr(counts, name) for name in COUNTED]
+        if last_user is not None:
+            sets.append("last_user = ?")
+            params.append(last_user)
+        if status is not None:
+            sets.append("status = ?")
+            params.append(status)
+        conn.exec_driver_sql(
+            self._sql(
+                f"UPDATE campaigns_delivery_occurrences SET {', '.join(sets)} WHERE task_id = ? AND occurrence = ?"
+            ),
+            (*params, task_id, occurrence),
+        )
+
+    def _close_if_done(self, conn: Connection, task_id: str, occurrence: str, now: float) -> bool:
+        """Fanned and no claim left (so no pending row): closed."""
+        left = conn.exec_driver_sql(
+            self._sql("SELECT count(*) FROM campaigns_delivery_claims WHERE task_id = ? AND occurrence = ?"),
+            (task_id, occurrence),
+        ).scalar()
+        if left:
+            return False
+        closed = conn.exec_driver_sql(
+            self._sql(
+                "UPDATE campaigns_delivery_occurrences SET status = 'closed', closed_at = ? "
+                "WHERE task_id = ? AND occurrence = ? AND status = 'fanned'"
+            ),
+            (now, task_id, occurrence),
+        ).rowcount
+        return bool(closed)
+
+    # -- finishing --------------------------------------------------------------------------
+
+    def finish(self, claim: Claim, cut: int, special: Sequence[Outcome], now: float) -> Finished:
+        """Record what became of a claim's rows, in one transaction.
+
+        Rows ``[0, cut)`` of ``claim.rows`` were handed to the provider (or failed before it);
+        they are ``sent`` (attempts 1) unless ``special`` says otherwise: failed ones, and sent
+        ones that took more than one attempt. Rows from ``cut`` on were not sent (a stop or a
+        closing window cut them off; messages go out in row order): they stay pending, and the
+        claim shrinks to them and is released for anyone to send later.
+        """
+        if not 0 <= cut <= len(claim.rows):
+            raise ValueError("cut is outside the claim")
+        if special and any(o.status not in ("sent", "failed") for o in special):
+            raise ValueError("special outcomes are sent or failed")
+        outcomes = claim.rows
+        done = Finished(unsent=len(outcomes) - cut)
+        task_id, occurrence = claim.task_id, claim.occurrence
+        with self._write() as conn:
+            holder = conn.exec_driver_sql(
+                self._sql(
+                    "SELECT executor FROM campaigns_delivery_claims WHERE claim_id = ?"
+                    + (" FOR UPDATE" if self.postgres else "")
+                ),
+                (claim.claim_id,),
+            ).one_or_none()
+            done.lost = holder is None or holder[0] != self.executor
+            failed = [o for o in special if o.status == "failed"]
+            retried = [o for o in special if o.status == "sent"]
+            if failed:  # a failed message does not count toward the daily cap
+                done.failed = conn.exec_driver_sql(
+                    self._sql(
+                        "UPDATE campaigns_deliveries SET status = 'failed', attempts = ?, error = ?, at = ?, cap_key = NULL "
+                        "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
+                    ),
+                    [(o.attempts, o.error, now, task_id, occurrence, o.user_id) for o in failed],
+                ).rowcount
+            if retried:
+                done.sent += conn.exec_driver_sql(
+                    self._sql(
+                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = ?, at = ? "
+                        "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
+                    ),
+                    [(o.attempts, now, task_id, occurrence, o.user_id) for o in retried],
+                ).rowcount
+            if cut > 0:
+                done.sent += conn.exec_driver_sql(
+                    self._sql(
+                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = 1, at = ? "
+                        "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
+                    ),
+                    (now, task_id, occurrence, claim.rows[0].user_id, claim.rows[cut - 1].user_id),
+                ).rowcount
+            if not done.lost:
+                if cut < len(outcomes):
+                    conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_delivery_claims SET executor = NULL, first_user = ?, size = ? WHERE claim_id = ?"
+                        ),
+                        (claim.rows[cut].user_id, len(outcomes) - cut, claim.claim_id),
+                    )
+                else:
+                    conn.exec_driver_sql(
+                        self._sql("DELETE FROM campaigns_delivery_claims WHERE claim_id = ?"), (claim.claim_id,)
+                    )
+            moved = Counts(sent=done.sent, failed=done.failed, pending=-(done.sent + done.failed))
+            self._bump(conn, task_id, occurrence, moved)
+            done.closed = self._close_if_done(conn, task_id, occurrence, now)
+        return done
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def claim_holders(self, task_id: str, occurrence: str) -> set[str | None]:
+        """The executors holding claims of the occurrence (None: released claims)."""
+        c = lt.claims
+        from sqlalchemy import select
+
+        with self.store.reading() as conn:
+            return set(
+                conn.execute(
+                    select(c.c.executor).distinct().where(c.c.task_id == task_id, c.c.occurrence == occurrence)
+                ).scalars()
+            )
+
+    def take_over(self, task_id: str, occurrence: str, holders: Iterable[str | None], *, limit: int = 1000) -> list[Claim]:
+        """Take over the claims of ``holders`` (dead executors, None for released claims) and
+        return them with their pending rows, first user first. Claims another executor is
+        taking over at the same moment are skipped (PostgreSQL ``SKIP LOCKED``)."""
+        dead = sorted(h for h in holders if h is not None)
+        released = None in set(holders)
+        if not dead and not released:
+            return []
+        conditions = []
+        params: list[Any] = [task_id, occurrence]
+        if released:
+            conditions.append("executor IS NULL")
+        if dead:
+            conditions.append(f"executor IN ({', '.join('?' * len(dead))})")
+            params.extend(dead)
+        taken: list[Claim] = []
+        with self._write() as conn:
+            rows = conn.exec_driver_sql(
+                self._sql(
+                    "SELECT claim_id, first_user, last_user FROM campaigns_delivery_claims "
+                    f"WHERE task_id = ? AND occurrence = ? AND ({' OR '.join(conditions)}) ORDER BY first_user LIMIT ?"
+                    + (" FOR UPDATE SKIP LOCKED" if self.postgres else "")
+                ),
+                (*params, limit),
+            ).all()
+            for claim_id, first, last in rows:
+                conn.exec_driver_sql(
+                    self._sql("UPDATE campaigns_delivery_claims SET executor = ? WHERE claim_id = ?"),
+                    (self.executor, claim_id),
+                )
+                pending = [
+                    PendingRow(user_id, message_id, creative)
+                    for user_id, message_id, creative in conn.exec_driver_sql(
+                        self._sql(
+                            "SELECT user_id, message_id, creative FROM campaigns_deliveries WHERE task_id = ? AND "
+                            "occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending' ORDER BY user_id"
+                        ),
+                        (task_id, occurrence, first, last),
+                    )
+                ]
+                taken.append(Claim(claim_id, task_id, occurrence, first, last, pending, recovered=True))
+        return taken
+
+    def release(self, claim: Claim) -> None:
+        """Give a claim back unsent (a stop before anything of it went out)."""
+        with self._write() as conn:
+            conn.exec_driver_sql(
+                self._sql("UPDATE campaigns_delivery_claims SET executor = NULL WHERE claim_id = ? AND executor = ?"),
+                (claim.claim_id, self.executor),
+            )
+
+    # -- expiry -----------------------------------------------------------------------------
+
+    def expire_claims(self, task_id: str, occurrence: str, holders: Iterable[str | None], now: float) -> int:
+        """The occurrence is over: the pending rows of released claims (never sent) and of dead
+        executors' claims (maybe sent before the crash) become ``expired``. Claims of live
+        executors are left to them. Returns how many rows expired."""
+        holders = set(holders)
+        dead = sorted(h for h in holders if h is not None)
+        expired = 0
+        with self._write() as conn:
+            rows = conn.exec_driver_sql(
+                self._sql(
+                    "SELECT claim_id, executor, first_user, last_user FROM campaigns_delivery_claims "
+                    "WHERE task_id = ? AND occurrence = ?" + (" FOR UPDATE SKIP LOCKED" if self.postgres else "")
+                ),
+                (task_id, occurrence),
+            ).all()
+            for claim_id, executor, first, last in rows:
+                if executor is not None and executor not in dead:
+                    continue
+                error = (
+                    "the occurrence's last window closed before it was sent"
+                    if executor is None
+                    else "the executor sending it stopped (crash) and the occurrence's last window closed before "
+                    "it could be sent again; it may have been delivered once"
+                )
+                expired += conn.exec_driver_sql(
+                    self._sql(
+                        "UPDATE campaigns_deliveries SET status = 'expired', error = ?, at = ?, cap_key = NULL "
+                        "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
+                    ),
+                    (error, now, task_id, occurrence, first, last),
+                ).rowcount
+                conn.exec_driver_sql(self._sql("DELETE FROM campaigns_delivery_claims WHERE claim_id = ?"), (claim_id,))
+            if expired:
+                self._bump(conn, task_id, occurrence, Counts(expired=expired, pending=-expired))
+            self._close_if_done(conn, task_id, occurrence, now)
+        return expired
+
+    def close_if_done(self, task_id: str, occurrence: str, now: float) -> bool:
+        with self._write() as conn:
+            return self._close_if_done(conn, task_id, occurrence, now)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def rows(self, task_id: str, occurrence: str | None = None) -> list[dict[str, Any]]:
+        """Every ledger row of a task (or one occurrence), ordered by occurrence and user: for
+        tests and audits, not for big occurrences."""
+        from sqlalchemy import select
+
+        d = lt.deliveries
+        query = select(d).where(d.c.task_id == task_id)
+        if occurrence is not None:
+            query = query.where(d.c.occurrence == occurrence)
+        with self.store.reading() as conn:
+            return [dict(row._mapping) for row in conn.execute(query.order_by(d.c.occurrence, d.c.user_id))]
+
+    def counted(self, task_id: str | None = None) -> dict[tuple[str, str], Counts]:
+        """Counts per (task, occurrence) computed from the ledger rows themselves (a full scan;
+        the progress rows keep the same numbers incrementally)."""
+        from sqlalchemy import func, select
+
+        d = lt.deliveries
+        query = select(d.c.task_id, d.c.occurrence, d.c.status, func.count()).group_by(
+            d.c.task_id, d.c.occurrence, d.c.status
+        )
+        if task_id is not None:
+            query = query.where(d.c.task_id == task_id)
+        found: dict[tuple[str, str], Counts] = {}
+        with self.store.reading() as conn:
+            for task, occurrence, status, count in conn.execute(query):
+                counts = found.setdefault((task, occurrence), Counts())
+                setattr(counts, status, getattr(counts, status) + count)
+        return found
+
+
+def _progress(row: Any) -> Progress:
+    return Progress(
+        task_id=row.task_id,
+        occurrence=row.occurrence,
+        site=row.site,
+        channel=row.channel,
+        status=row.status,
+        last_user=row.last_user,
+        finish_at=row.finish_at,
+        started_at=row.started_at,
+        closed_at=row.closed_at,
+        counts=Counts(**{name: getattr(row, name) for name in COUNTED}),
+    )
+

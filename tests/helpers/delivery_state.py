@@ -1,0 +1,167 @@
+"""Put a platform, tasks, creatives, templates and audiences straight into a state (as ``apply``
+would store them: task bodies carry their ``campaign``), and users into its directory, for the
+executor's tests.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+SITE = "ph"
+TIMEZONE = "Asia/Manila"
+
+
+def platform_body(
+    *,
+    outbox: Path | str | None = None,
+    cap: int | None = None,
+    rates: dict[str, int] | None = None,
+    providers: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
+    if cap is not None:
+        limits["max_per_user_per_day"] = cap
+    if rates:
+        limits["rate_per_second"] = rates
+    body: dict[str, Any] = {
+        "sites": {
+            SITE: {
+                "name": "Philippines",
+                "timezone": TIMEZONE,
+                "channels": ["push", "sms", "inbox-ewallet", "inbox-miniprogram"],
+                "testers": ["u-tester"],
+                "limits": limits,
+            }
+        },
+        "providers": providers or {"default": {"type": "outbox", "path": str(outbox or ".campaigns/outbox")}},
+    }
+    if batch_size is not None:
+        body["executor"] = {"batch_size": batch_size, "poll_interval": 1}
+    return body
+
+
+def template_body(channel: str = "push") -> dict[str, Any]:
+    fields: dict[str, Any] = {"title": {"required": True, "max_length": 100}, "content": {"required": True, "max_length": 500}}
+    if channel != "sms":
+        fields["redirection"] = {"required": True, "max_length": 2048}
+    return {
+        "name": f"Template {channel}",
+        "channel": channel,
+        "status": "approved",
+        "fields": fields,
+        "variables": {"first_name": {"example": "Maria"}, "points": {"example": 10}},
+    }
+
+
+def creative_body(title: str = "Hi {{ user.first_name }}", content: str = "You have {{ user.points }} points",
+                  template: str = "tpl-push", redirection: Any = "https://shop.example.com/x") -> dict[str, Any]:
+    body: dict[str, Any] = {"name": "Creative", "template": template, "title": title, "content": content}
+    if redirection is not None:
+        body["redirection"] = redirection
+    return body
+
+
+def task_body(
+    *,
+    channel: str = "push",
+    start: str = "2026-12-01",
+    finish: str = "2026-12-01",
+    windows: list[tuple[str, str]] | None = None,
+    recurrence: dict[str, Any] | None = None,
+    audiences: list[str] | None = None,
+    creatives: list[str] | None = None,
+    do_not_disturb: list[str] | None = None,
+    campaign: str = "camp",
+) -> dict[str, Any]:
+    schedule: dict[str, Any] = {
+        "start_date": start,
+        "finish_date": finish,
+        "windows": [{"start": a, "finish": b} for a, b in (windows or [("09:00", "11:30")])],
+        "recurrence": recurrence or {"type": "one_time"},
+    }
+    if do_not_disturb:
+        schedule["do_not_disturb"] = do_not_disturb
+    return {
+        "name": "Task",
+        "site": SITE,
+        "channel": channel,
+        "schedule": schedule,
+        "audiences": audiences or ["everyone"],
+        "creatives": creatives or ["cr-a"],
+        "status": "active",
+        "campaign": campaign,
+    }
+
+
+def everyone_audience() -> dict[str, Any]:
+    return {"name": "Everyone", "site": SITE, "refresh": "auto", "source": {"where": {"all": [{"attr": "points", "exists": True}]}}}
+
+
+def seed(
+    store: Any,
+    *,
+    platform: dict[str, Any],
+    tasks: dict[str, dict[str, Any]],
+    creatives: dict[str, dict[str, Any]] | None = None,
+    templates: dict[str, dict[str, Any]] | None = None,
+    audiences: dict[str, dict[str, Any]] | None = None,
+    statuses: dict[str, str] | None = None,
+) -> None:
+    """Store these resources (one apply) and set every task's status (``running`` unless given)."""
+    from engine.state import ResourceVersion, TaskStateWrite
+
+    creatives = creatives or {"cr-a": creative_body()}
+    templates = templates or {"tpl-push": template_body("push")}
+    audiences = audiences or {"everyone": everyone_audience()}
+    versions = [ResourceVersion("platform", "platform", "platform", platform)]
+    for kind, items in (("task", tasks), ("creative", creatives), ("template", templates), ("audience", audiences)):
+        versions += [ResourceVersion(f"{kind}.{name}", kind, name, body) for name, body in items.items()]
+    meta = store.meta()
+    with store.transaction(meta.lineage, meta.serial) as tx:
+        tx.put_resources(versions)
+        tx.set_task_states(
+            [TaskStateWrite(task_id, (statuses or {}).get(task_id, "running"), f"digest-{task_id}") for task_id in tasks]
+        )
+        tx.append_history(approval=None, summary={}, changes=[])
+
+
+def set_status(store: Any, task_id: str, status: str, digest: str | None = None) -> None:
+    from engine.state import TaskStateWrite
+
+    meta = store.meta()
+    with store.transaction(meta.lineage, meta.serial) as tx:
+        tx.set_task_states([TaskStateWrite(task_id, status, digest or f"digest-{task_id}")])
+        tx.append_history(approval=None, summary={}, changes=[])
+
+
+def write_users(path: Path, count: int, *, prefix: str = "u", opt_out: dict[int, str] | None = None,
+                missing_name: set[int] | None = None) -> list[str]:
+    """A users CSV with ``count`` users ``<prefix>00000``...; returns their ids."""
+    ids = []
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "first_name", "points", "opt_out"])
+        for number in range(count):
+            user_id = f"{prefix}{number:05d}"
+            ids.append(user_id)
+            name = "" if missing_name and number in missing_name else f"Name{number}"
+            writer.writerow([user_id, name, number, (opt_out or {}).get(number, "")])
+    return ids
+
+
+def import_users(store: Any, path: Path) -> None:
+    from engine.delivery.directory import import_users as load
+
+    load(store, path)
+
+
+def outbox_lines(folder: Path, channel: str = "push") -> list[dict[str, Any]]:
+    import json
+
+    path = Path(folder) / f"{channel}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
