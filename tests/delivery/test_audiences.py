@@ -455,3 +455,61 @@ def test_numbers_of_any_size_and_mixed_lists_compare_exactly(directory: StateSto
     }
     for name, (conditions, expected) in cases.items():
         assert ids(directory, [name], {name: where(conditions)}) == expected, name
+
+
+def test_the_shipped_example_audiences(state_store: StateStore, tmp_path: Path) -> None:
+    """Every task of the example repository, its audiences stored as apply stores them, against
+    the example CSVs evaluated in Python."""
+    import importlib.util
+
+    from repo_factory import example_repo
+
+    from engine.config.repository import load_repository
+
+    spec = importlib.util.spec_from_file_location("audiences_oracle", Path(__file__).with_name("test_audiences_oracle.py"))
+    assert spec is not None and spec.loader is not None
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    oracle_condition = oracle.oracle_condition
+
+    repo = example_repo(tmp_path / "repo")
+    repository = load_repository(repo, use_cache=False)
+    import_users(state_store, repo / "audiences/users.csv")
+    directory = list(csv.DictReader((repo / "audiences/users.csv").open()))
+
+    bodies: dict[str, dict] = {}
+    expected: dict[str, set[str]] = {}
+    for audience_id, resource in repository.audiences.items():
+        body = dict(resource.data)
+        source_data = body["source"]
+        if "csv" in source_data:
+            relative = f"audiences/{source_data['csv']}"
+            digest = put_csv(state_store, (repo / relative).read_text(), relative)
+            body.update(csv_digest=digest, csv_path=relative)
+            expected[audience_id] = {row["user_id"] for row in csv.DictReader((repo / relative).open())}
+        bodies[audience_id] = body
+    for audience_id, body in bodies.items():
+        rule = body["source"].get("where")
+        if rule:
+            groups = [g["all"] for g in rule["any"]] if "any" in rule else [rule["all"]]
+            expected[audience_id] = {
+                row["user_id"] for row in directory if any(all(oracle_condition(row, c) for c in g) for g in groups)
+            }
+    for audience_id, body in bodies.items():
+        source_data = body["source"]
+        if "include" in source_data:
+            expected[audience_id] = set().union(*(expected[i] for i in source_data["include"])) - set().union(
+                *(expected[e] for e in source_data.get("exclude", []))
+            )
+
+    assert repository.tasks
+    for task_id, task in repository.tasks.items():
+        wanted = sorted(set().union(*(expected[a] for a in task.data["audiences"])))
+        assert wanted, task_id  # the example's audiences are not empty
+        found = members(state_store, task.data["audiences"], bodies, task_id=task_id)
+        assert [m.user_id for m in found] == wanted, task_id
+        assert audience_size(state_store, {"audiences": task.data["audiences"]}, bodies, task_id=task_id) == len(wanted)
+        for member in found:
+            assert member.attributes["user_id"] == member.user_id
+    known = known_attributes(state_store)
+    assert all(check_audience_attributes(body, known) == [] for body in bodies.values())
