@@ -213,7 +213,7 @@ def _run_one(
     reporter: Any = ProgressReporter() if log_mode == "progress" else LogReporter(quiet=log_mode == "quiet")
     clock = Clock(start)
     errors = 0
-    with open_store(repo, state_url) as store, _entered(reporter):
+    with open_store(repo, state_url, create=False) as store, _entered(reporter):
         executor = Executor(
             store, repo, clock=clock, batch_size=batch_size, stop=stop, reporter=reporter, tasks=tasks or None
         )

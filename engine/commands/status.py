@@ -17,13 +17,27 @@ from engine.commands.state import echo_json, format_option, iso, open_store, sta
 def status(repo: Path, state_url: str | None, output_format: str) -> None:
     """Show every task the state knows: its status and since when, its last pilot test (and
     whether it tested the current content) and its next occurrence."""
+    from engine.delivery.report import delivery_totals, executor_behind
     from engine.status import status_rows
 
     with open_store(repo, state_url, create=False) as store:
         meta = store.meta()
         rows = status_rows(store)
+        totals = delivery_totals(store)
+        behind = executor_behind(store)
+    for row in rows:  # delivery counts from the ledger (engine.delivery.report)
+        counts = totals.get(row.task)
+        row.extra["deliveries"] = counts.as_dict() if counts is not None else None
     if output_format == "json":
-        echo_json({"lineage": meta.lineage, "serial": meta.serial, "tasks": [row.to_json() for row in rows]})
+        echo_json(
+            {
+                "lineage": meta.lineage,
+                "serial": meta.serial,
+                "tasks": [row.to_json() for row in rows],
+                "executor": {"behind": [b.describe() for b in behind], "ok": not behind},
+            }
+        )
+        _fail_if_behind(behind)
         return
     if not rows:
         click.echo(f"No tasks in the state yet (serial {meta.serial}).")
@@ -39,6 +53,34 @@ def status(repo: Path, state_url: str | None, output_format: str) -> None:
         upcoming = "-"
         if row.next_start is not None:
             upcoming = row.next_start.isoformat(sep=" ", timespec="minutes")
-        lines.append([row.task, row.campaign or "", row.channel or "", row.status, iso(row.since) or "", test, upcoming])
-    click.echo(table(lines, ["TASK", "CAMPAIGN", "CHANNEL", "STATUS", "SINCE", "LAST PILOT TEST", "NEXT OCCURRENCE"]), nl=False)
+        delivered = _delivered(row.extra.get("deliveries"))
+        lines.append([row.task, row.campaign or "", row.channel or "", row.status, iso(row.since) or "", test, upcoming, delivered])
+    click.echo(
+        table(lines, ["TASK", "CAMPAIGN", "CHANNEL", "STATUS", "SINCE", "LAST PILOT TEST", "NEXT OCCURRENCE", "DELIVERIES"]), nl=False
+    )
     click.echo(f"State serial {meta.serial}, lineage {meta.lineage}.")
+    _fail_if_behind(behind)
+
+
+def _delivered(counts: dict[str, int] | None) -> str:
+    """``1,200 sent, 3 failed`` (only the counts that are not zero), or ``-``."""
+    if not counts:
+        return "-"
+    order = ("sent", "failed", "expired", "capped", "suppressed", "pending")
+    shown = [f"{counts[name]:,} {name}" for name in order if counts.get(name)]
+    return ", ".join(shown) or "-"
+
+
+def _fail_if_behind(behind: list) -> None:
+    """The health check: exit non-zero when an occurrence is still open well past its last window."""
+    if not behind:
+        return
+    from engine.errors import CampaignsError
+
+    for item in behind:
+        click.echo(f"behind: {item.describe()}", err=True)
+    plural = "s" if len(behind) != 1 else ""
+    raise CampaignsError(
+        f"the executor has fallen behind: {len(behind)} occurrence{plural} past their last window not delivered or expired "
+        "(is `campaigns run` running?)"
+    )

@@ -164,4 +164,6 @@ def outbox_lines(folder: Path, channel: str = "push") -> list[dict[str, Any]]:
     path = Path(folder) / f"{channel}.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]  # a line being written right now is not there yet
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]

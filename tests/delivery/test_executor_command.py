@@ -1,0 +1,182 @@
+"""``campaigns run`` and ``campaigns report`` as a user runs them: options, errors, output, and
+the service stopping cleanly on SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from cli_runner import campaigns
+from delivery_state import import_users, outbox_lines, platform_body, seed, task_body, write_users
+
+from engine.delivery.ledger import Ledger
+from engine.state import StateStore
+
+NOW = "2026-12-01T09:30:00+08:00"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    write_users(tmp_path / "users.csv", 120, missing_name={9})
+    store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+    try:
+        import_users(store, tmp_path / "users.csv")
+        seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=50), tasks={"t1": task_body()})
+    finally:
+        store.close()
+    return tmp_path
+
+
+def test_help_describes_every_option() -> None:
+    result = campaigns("run", "--help")
+    assert result.code == 0
+    for option in ("--once", "--now", "--interval", "--batch-size", "--workers", "--task", "--log", "--state", "--repo"):
+        assert option in result.out
+    assert "SIGTERM" in result.out
+    assert "--format" in campaigns("report", "--help").out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--once", "--now", "2026-12-01T09:30"], "needs a UTC offset"),
+        (["--once", "--now", "soon"], "is not an ISO 8601"),
+        (["--now", "2026-12-01T09:30:00Z"], "only works with --once"),
+        (["--once", "--workers", "0"], "--workers"),
+    ],
+)
+def test_bad_options_are_one_line_errors(repo: Path, arguments: list[str], message: str) -> None:
+    result = campaigns("run", *arguments, "--repo", str(repo))
+    assert result.code != 0 and message in result.err and "Traceback" not in result.err
+
+
+def test_no_state_is_an_error_not_a_new_state(tmp_path: Path) -> None:
+    result = campaigns("run", "--once", "--repo", str(tmp_path))
+    assert result.code == 1 and "no campaigns state" in result.err
+    assert not (tmp_path / ".campaigns").exists()
+
+
+def test_once_prints_a_summary_and_one_json_line_per_batch(repo: Path) -> None:
+    result = campaigns("run", "--once", "--now", NOW, "--repo", str(repo))
+    assert result.code == 0, result.err
+    assert result.out.strip() == "1 occurrence: 119 sent, 1 failed."
+    events = [json.loads(line) for line in result.err.splitlines()]
+    assert [e["event"] for e in events] == ["batch", "batch", "batch"]
+    assert sum(e["sent"] for e in events) == 119 and sum(e["failed"] for e in events) == 1
+    assert {"task", "occurrence", "sent", "failed", "suppressed", "capped", "elapsed_s"} <= set(events[0])
+    assert len(outbox_lines(repo / ".campaigns" / "outbox")) == 119
+    again = campaigns("run", "--once", "--now", NOW, "--repo", str(repo))
+    assert again.code == 0 and again.err == ""
+
+
+def test_report_table_and_json(repo: Path) -> None:
+    campaigns("run", "--once", "--now", NOW, "--repo", str(repo))
+    table = campaigns("report", "t1", "--repo", str(repo))
+    assert table.code == 0, table.err
+    lines = table.out.splitlines()
+    assert lines[0] == "Task t1 (running, push)"
+    assert lines[1].split() == ["OCCURRENCE", "STATE", "SENT", "FAILED", "EXPIRED", "CAPPED", "SUPPRESSED", "PENDING"]
+    assert lines[2].split() == ["once", "closed", "119", "1", "0", "0", "0", "0"]
+    assert lines[3].split() == ["total", "119", "1", "0", "0", "0", "0"]
+    data = json.loads(campaigns("report", "t1", "--format", "json", "--repo", str(repo)).out)
+    assert data["occurrences"][0] == {
+        "occurrence": "once", "state": "closed", "finish": "2026-12-01T03:30:00+00:00",
+        "sent": 119, "failed": 1, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0,
+    }
+    assert data["totals"]["sent"] == 119
+
+
+def test_report_counts_members_not_yet_reached_as_pending(repo: Path) -> None:
+    store = StateStore.open(f"sqlite:///{repo}/.campaigns/state.db", repo)
+    try:
+        ledger = Ledger(store)
+        ledger.open_occurrence("t1", "once", site="ph", channel="push", finish_at=2e9, now=0)
+    finally:
+        store.close()
+    data = json.loads(campaigns("report", "t1", "--format", "json", "--repo", str(repo)).out)
+    assert data["occurrences"][0]["state"] == "open" and data["occurrences"][0]["pending"] == 120
+    quick = json.loads(campaigns("report", "t1", "--format", "json", "--no-estimate", "--repo", str(repo)).out)
+    assert quick["occurrences"][0]["pending"] == 0
+
+
+def test_report_of_an_unknown_task(repo: Path) -> None:
+    result = campaigns("report", "t11", "--repo", str(repo))
+    assert result.code == 1 and "task 't11' is not in the state (did you mean 't1'?)" in result.err
+
+
+def _live_repo(tmp_path: Path, rate: int | None = None) -> Path:
+    """A task whose window is open right now, on the real clock (the service has no --now)."""
+    today = dt.datetime.now(ZoneInfo("Asia/Manila")).date()
+    write_users(tmp_path / "users.csv", 300)
+    store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+    try:
+        import_users(store, tmp_path / "users.csv")
+        task = task_body(start=(today - dt.timedelta(days=1)).isoformat(), finish=(today + dt.timedelta(days=1)).isoformat(),
+                         windows=[("00:00", "23:59")])
+        seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=20, rates={"push": rate} if rate else None),
+             tasks={"t1": task})
+    finally:
+        store.close()
+    return tmp_path
+
+
+def _service(repo: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--repo", str(repo), "--interval", "0.2", "--log", "json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_service_polls_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    repo = _live_repo(tmp_path)
+    service = _service(repo)
+    try:
+        deadline = time.monotonic() + 30
+        while len(outbox_lines(repo / ".campaigns" / "outbox")) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few idle polls
+        service.send_signal(signum)
+        out, err = service.communicate(timeout=20)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert service.returncode == 0, err
+    assert "Stopping after the batch in hand" in err
+    assert len(outbox_lines(repo / ".campaigns" / "outbox")) == 300
+
+
+def test_sigterm_mid_fan_out_leaves_nothing_lost(tmp_path: Path) -> None:
+    repo = _live_repo(tmp_path, rate=100)  # 300 users at 100/s: three seconds
+    service = _service(repo)
+    try:
+        deadline = time.monotonic() + 30
+        while len(outbox_lines(repo / ".campaigns" / "outbox")) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        service.send_signal(signal.SIGTERM)
+        _out, err = service.communicate(timeout=20)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert service.returncode == 0, err
+    sent = len(outbox_lines(repo / ".campaigns" / "outbox"))
+    assert 40 <= sent < 300
+    store = StateStore.open(f"sqlite:///{repo}/.campaigns/state.db", repo)
+    try:
+        rows = Ledger(store).rows("t1", "once")
+        assert sum(1 for row in rows if row["status"] == "sent") == sent
+        assert Ledger(store).claim_holders("t1", "once") <= {None}  # nothing left held by the stopped executor
+    finally:
+        store.close()
+    rest = campaigns("run", "--once", "--repo", str(repo))
+    assert rest.code == 0, rest.err
+    users = [line["user_id"] for line in outbox_lines(repo / ".campaigns" / "outbox")]
+    assert sorted(users) == sorted(set(users)) and len(users) == 300
