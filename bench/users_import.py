@@ -10,6 +10,10 @@ All timed as whole processes in the same run, so the ratio holds on a noisy mach
 
 Goal (issue 5): >= 100,000 rows/s on SQLite.
 
+Then, on the imported directory, the cost of streaming an audience's members (what the executor
+pays per member): ``task_members`` over a where rule that selects every user, against a floor
+that reads the same rows with a bare DBAPI cursor and ``json.loads`` of each attribute document.
+
     python bench/users_import.py [--rows 1000000] [--repeat 3] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -41,6 +45,62 @@ FIRST_NAMES = ["Juan", "Maria", "Jose", "Ana", "Tess", "Tom", "Andrea", "Joy", "
 CITIES = ["Manila", "Quezon City", "Makati", "Cebu", "Davao", "Taguig", "Pasig", "Iloilo"]
 SEGMENTS = ["new", "returning", "vip", "dormant"]
 OPT_OUTS = ["", "", "", "", "", "", "push", "sms", "sms|push", "inbox-ewallet"]
+
+
+MEMBERS = r"""
+import sys, time
+from engine.state import StateStore
+from engine.delivery.audiences import task_members
+bodies = {"all": {"name": "all", "site": "ph", "source": {"where": {"all": [{"attr": "points", "gte": 0}]}}}}
+with StateStore.open(sys.argv[1], ".") as store:
+    start = time.perf_counter()
+    count = 0
+    for batch in task_members(store, "bench", {"audiences": ["all"]}, bodies, batch_size=5000):
+        count += len(batch)
+    print(count, time.perf_counter() - start)
+"""
+
+MEMBERS_FLOOR_SQLITE = r"""
+import json, sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1])
+start = time.perf_counter()
+count = 0
+loads = json.loads
+cursor = conn.execute("SELECT user_id, attributes, opt_out FROM campaigns_users ORDER BY user_id")
+while rows := cursor.fetchmany(5000):
+    for user_id, attributes, opt_out in rows:
+        loads(attributes)
+    count += len(rows)
+print(count, time.perf_counter() - start)
+"""
+
+MEMBERS_FLOOR_POSTGRESQL = r"""
+import json, psycopg, sys, time
+conn = psycopg.connect(sys.argv[1])
+start = time.perf_counter()
+count = 0
+loads = json.loads
+with conn.transaction():
+    cursor = conn.cursor(name="floor")
+    cursor.execute("SELECT user_id, attributes::text, opt_out FROM campaigns_users ORDER BY user_id")
+    while rows := cursor.fetchmany(5000):
+        for user_id, attributes, opt_out in rows:
+            loads(attributes)
+        count += len(rows)
+print(count, time.perf_counter() - start)
+"""
+
+
+def members_figures(label: str, state_url: str, floor_script: str, floor_target: str, repeat: int) -> None:
+    """Streaming cost per member (in-process timing, best of ``repeat``) against its floor."""
+    ours = min(float(run([sys.executable, "-c", MEMBERS, state_url])[2].split()[1]) for _ in range(repeat))
+    count, _ = run([sys.executable, "-c", MEMBERS, state_url])[2].split()
+    floor = min(float(run([sys.executable, "-c", floor_script, floor_target])[2].split()[1]) for _ in range(repeat))
+    members = int(count)
+    print(
+        f"{label} members streamed: {members:,} in {ours:.2f} s = {ours / members * 1e6:.2f} us/member; "
+        f"floor (cursor + json.loads) {floor / members * 1e6:.2f} us/member ({ours / floor:.1f}x)"
+    )
 
 
 def generate(path: Path, rows: int, seed: int = 5) -> None:
@@ -118,7 +178,8 @@ def main() -> None:
             state = work / f"sqlite-{attempt}" / "state.db"
             elapsed, rss, out = run(campaigns("users", "import", str(csv_path), "--repo", str(work), "--state", f"sqlite:///{state}"))
             results.append((elapsed, rss, out))
-            shutil.rmtree(state.parent, ignore_errors=True)
+            if attempt:
+                shutil.rmtree(state.parent, ignore_errors=True)
         elapsed, rss, out = min(results)
         print(
             f"sqlite  users import (whole process):     {elapsed:6.2f} s  {options.rows / elapsed:>12,.0f} rows/s  "
@@ -126,6 +187,8 @@ def main() -> None:
             f"{'met' if options.rows / elapsed >= 100_000 else 'NOT met'}"
         )
         print(f"        {out}")
+        first = work / "sqlite-0" / "state.db"
+        members_figures("sqlite ", f"sqlite:///{first}", MEMBERS_FLOOR_SQLITE, str(first), options.repeat)
 
         if not options.no_pg:
             name = f"campaigns_bench_{uuid.uuid4().hex[:10]}"
@@ -147,6 +210,9 @@ def main() -> None:
                         f"{elapsed / floor:4.1f}x floor  peak RSS {rss} MB (client)"
                     )
                     print(f"        {out}")
+                    members_figures(
+                        "postgresql", f"{url}?schema=s0", MEMBERS_FLOOR_POSTGRESQL, f"{url}?options=-csearch_path%3Ds0", options.repeat
+                    )
                 finally:
                     pg_admin(options.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
