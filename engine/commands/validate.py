@@ -21,7 +21,15 @@ from engine.commands.common import repo_option
     help="text: file:line:col: code: message; json: machine-readable; github: workflow annotations.",
 )
 @click.option("--no-cache", is_flag=True, help="Check every file again instead of reusing unchanged files' results.")
-def validate(repo: Path, output_format: str, no_cache: bool) -> None:
+@click.option(
+    "--state",
+    "state",
+    metavar="URL",
+    default=None,
+    help="State database holding the user directory that audience rules are checked against "
+    "(default: CAMPAIGNS_STATE, else platform.yaml's state).",
+)
+def validate(repo: Path, output_format: str, no_cache: bool, state: str | None) -> None:
     """Check every file of the repository and report every problem at once.
 
     Exits 0 when there is no error (warnings do not fail), 1 otherwise.
@@ -31,7 +39,9 @@ def validate(repo: Path, output_format: str, no_cache: bool) -> None:
 
     progress = _progress_bar() if sys.stderr.isatty() and output_format == "text" else None
     try:
-        result = validate_repository(repo, use_cache=not no_cache, progress=progress, need_repository=False)
+        result = validate_repository(
+            repo, use_cache=not no_cache, progress=progress, need_repository=False, state=state
+        )
     finally:
         if progress:
             progress.close()

@@ -17,6 +17,7 @@ from engine.config.repository import Repository, Resource
 from engine.validation import filecheck, rules
 from engine.validation import cache as cache_module
 from engine.validation.cache import ValidationCache
+from engine.validation.directory_check import attribute_findings, directory_attributes, unreadable_directory_finding
 from engine.validation.problems import ERROR, Problem
 
 PARALLEL_THRESHOLD = 400  # files to check before worker processes pay for themselves
@@ -93,18 +94,35 @@ def _read(root: str, source: SourceFile) -> bytes | Problem:
 
 
 def validate_repository(
-    root: Path, *, use_cache: bool = True, progress: Progress | None = None, need_repository: bool = True
+    root: Path,
+    *,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    need_repository: bool = True,
+    state: str | None = None,
 ) -> ValidationResult:
     """Validate the repository at ``root``: every problem at once, and the Repository if it is sound.
 
     With ``need_repository=False`` (``campaigns validate``) an unchanged repository is answered
-    from the result cache without loading any file's data.
+    from the result cache without loading any file's data. ``state`` (a URL) says where to find
+    the user directory for the ``unknown-attribute`` rule, as ``--state`` does.
     """
     with filecheck.gc_paused():
-        return _validate(root.resolve(), use_cache, progress, need_repository)
+        return _validate(root.resolve(), use_cache, progress, need_repository, state)
 
 
-def _validate(root: Path, use_cache: bool, progress: Progress | None, need_repository: bool) -> ValidationResult:
+def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | None:
+    platform = next((source for source in sources if source.kind == "platform"), None)
+    try:
+        data = yamlload.load(raws[platform.path]) if platform else None
+    except (yamlload.YamlProblem, KeyError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _validate(
+    root: Path, use_cache: bool, progress: Progress | None, need_repository: bool, state: str | None
+) -> ValidationResult:
     sources, problems = discover(root)
     raws: dict[str, bytes] = {}
     digests: dict[str, str] = {}
@@ -118,7 +136,9 @@ def _validate(root: Path, use_cache: bool, progress: Progress | None, need_repos
         digests[source.path] = filecheck.digest_bytes(raw)
 
     files_key = cache_module.files_key(list(digests.items())) if use_cache else ""
-    context = ""  # what else the rules read (none yet besides the files and their attachments)
+    known_attributes, directory_warning = directory_attributes(root, _platform_data(sources, raws), state)
+    # what the rules read besides the files and their attachments
+    context = "|".join(sorted(known_attributes)) if known_attributes is not None else (directory_warning or "")
     remembered = cache_module.ResultCache(root).lookup(files_key, context) if use_cache else None
     if remembered is not None and not need_repository:
         stored, _ = remembered
@@ -159,7 +179,7 @@ def _validate(root: Path, use_cache: bool, progress: Progress | None, need_repos
                     Problem(source.path, line, column, code, message, severity)
                     for line, column, code, severity, message in results[source.path][2]
                 )
-        attachments = _cross_file(root, catalog, problems)
+        attachments = _cross_file(root, catalog, problems, known_attributes, directory_warning)
         problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
         if use_cache:
             cache_module.ResultCache(root).store(
@@ -172,9 +192,20 @@ def _validate(root: Path, use_cache: bool, progress: Progress | None, need_repos
     return ValidationResult(root, problems, repository, files=len(sources), checked=len(pending))
 
 
-def _cross_file(root: Path, catalog: rules.Catalog, problems: list[Problem]) -> dict:
+def _cross_file(
+    root: Path,
+    catalog: rules.Catalog,
+    problems: list[Problem],
+    known_attributes: frozenset[str] | None,
+    directory_warning: str | None,
+) -> dict:
     """Run the rules across files; returns each audience's attachments (CSV path -> digest)."""
     findings: list[rules.Finding] = []
+    if known_attributes is not None:
+        findings.extend(attribute_findings(catalog, known_attributes))
+    elif directory_warning:
+        platform = catalog.by_kind.get("platform", {}).get("platform")
+        findings.append(unreadable_directory_finding(platform.source.path if platform else "platform.yaml", directory_warning))
     attachments: dict = {}
     if catalog.platform is not None:
         findings.extend(rules.check_tasks(catalog))
