@@ -131,7 +131,7 @@ class Claim:
     occurrence: str
     first_user: str
     last_user: str
-    rows: list[PendingRow]
+    rows: list[PendingRow] | list[NewRow]  # user_id, message_id, creative of each pending row
     pace_start: float | None = None  # when its stretch of the pacing timeline begins
     recovered: bool = False  # taken over from a dead executor or a release
 
@@ -427,11 +427,14 @@ class Ledger:
             if len(rows) != len(members):
                 raise AssertionError("build() must give one row per member")
             counts = Counts()
-            for row in rows:
-                setattr(counts, row.status, getattr(counts, row.status) + 1)
+            pending = [r for r in rows if r.status == "pending"]  # NewRow has PendingRow's attributes
+            counts.pending = len(pending)
+            if len(pending) != len(rows):
+                for row in rows:
+                    if row.status != "pending":
+                        setattr(counts, row.status, getattr(counts, row.status) + 1)
             self._insert(conn, task_id, occurrence, rows, now)
             claim: Claim | None = None
-            pending = [PendingRow(r.user_id, r.message_id, r.creative) for r in rows if r.status == "pending"]
             if pending:
                 claim = Claim(uuid.uuid4().hex, task_id, occurrence, pending[0].user_id, pending[-1].user_id, pending)
                 conn.exec_driver_sql(
@@ -565,6 +568,11 @@ class Ledger:
         done = Finished(unsent=len(outcomes) - cut)
         task_id, occurrence = claim.task_id, claim.occurrence
         with self._write() as conn:
+            if self.postgres:
+                # Losing this commit in a server crash only means the rows stay pending and are
+                # sent again with their recorded ids, which is allowed: no need to wait for the
+                # WAL flush. (The claim's commit, which records the ids, does wait.)
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
             holder = conn.exec_driver_sql(
                 self._sql(
                     "SELECT executor FROM campaigns_delivery_claims WHERE claim_id = ?"
