@@ -58,13 +58,15 @@ def choose_testers(repository: Repository, task_id: str, explicit: Sequence[str]
     return list(dict.fromkeys(chosen))
 
 
-def directory_attributes(store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Testers' attributes from the user directory, when there is one (else nobody is known)."""
+def directory_attributes(repository: Repository, store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Testers' attributes from the user directory (``platform.yaml`` ``user_directory``, else the
+    state), when the directory package is installed; testers it does not know are absent."""
     try:
-        from engine.delivery.directory import lookup_users  # type: ignore[import-not-found]
+        from engine.delivery.directory import lookup_users, open_directory
     except ImportError:
         return {}
-    found = lookup_users(store, list(testers))
+    with open_directory(repository.platform.model, store, repository.root) as directory:
+        found = lookup_users(directory, list(testers))
     return {user_id: dict(attributes) for user_id, attributes in (found or {}).items()}
 
 
@@ -139,7 +141,7 @@ def run_pilot_test(
     desired = Desired(repository)
     digest = desired.task_content_digest(task_id)
     channel = task.data["channel"]
-    known = directory_attributes(store, chosen)
+    known = directory_attributes(repository, store, chosen)
 
     sends: list[PilotSend] = []
     messages: list[Message] = []

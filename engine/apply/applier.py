@@ -26,6 +26,7 @@ from engine.apply.approval import ApprovalPolicy, ApprovalRefused, Evidence
 from engine.errors import CampaignsError
 from engine.plan.model import NEEDS_APPROVAL, Change, Plan
 from engine.plan.planner import Planner, make_planner
+from engine.plan.source import LocalSource
 from engine.state.records import Approval, TaskStateWrite
 
 if TYPE_CHECKING:
@@ -198,19 +199,27 @@ def apply(
     now: dt.datetime | None = None,
     use_cache: bool = True,
     on_locked: Callable[[], None] | None = None,
+    read_since_ns: int | None = None,
 ) -> ApplyResult:
     """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
-    ApprovalRefused, StateLocked; none of them leaves anything written."""
+    ApprovalRefused, StateLocked; none of them leaves anything written.
+
+    ``read_since_ns``: when the repository's files started being read; given, the applied
+    repository is remembered for ``engine.plan.fastpath``."""
     policy = ApprovalPolicy.from_platform(repository.platform.data)
+    from engine.plan import fastpath
+
     with store.lock("apply", timeout=lock_timeout):
         if on_locked:
             on_locked()
-        planner = make_planner(repository, store, now=now, approved=True, use_cache=use_cache, previews=False)
+        planner = make_planner(repository, LocalSource(store), now=now, approved=True, use_cache=use_cache, previews=False)
         plan = planner.plan()
         planner.desired.cache.save()
         if saved is not None:
             check_saved(saved, plan)
         if not plan.has_changes:
+            if read_since_ns is not None and use_cache:
+                fastpath.remember(planner.desired, read_since_ns)
             return ApplyResult(plan, plan.serial, applied=False)
         problem = None
         approval = None
@@ -224,6 +233,8 @@ def apply(
         if plan.blockers() or problem:
             raise refusal(plan, problem)
         serial = write(planner, plan, store, approval)
+        if read_since_ns is not None and use_cache:
+            fastpath.remember(planner.desired, read_since_ns)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
 

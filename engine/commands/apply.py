@@ -53,12 +53,19 @@ def apply(
     from engine.apply.approval import Evidence
     from engine.plan import model
 
+    import gc
+    import time
+
+    gc.disable()  # a short-lived process that builds many objects and no cycles worth collecting
     evidence = Evidence.from_options(str(event) if event else None, approved_by, reason)
     saved = model.load(plan_file) if plan_file is not None else None
+    started = time.time_ns()
     repository = load_repo(repo)
     with open_store(repo, state_url, platform=repository.platform.data) as store:
         try:
-            result = run_apply(repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout)
+            result = run_apply(
+                repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout, read_since_ns=started
+            )
         except ApplyRefused as refused:
             for line in refused.details:
                 click.echo(f"  {line}", err=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.state import load_repo, open_store, state_option
+from engine.commands.state import load_repo, state_option
 
 
 @click.command()
@@ -49,12 +49,34 @@ def plan(
     occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
     (cleared by the merge). A repository that does not validate cannot be planned.
     """
-    from engine.plan import model, render
-    from engine.plan.planner import compute_plan
+    import gc
+    import time
 
-    repository = load_repo(repo)
-    with open_store(repo, state_url, platform=repository.platform.data) as store:
-        result = compute_plan(repository, store)
+    from engine.config.settings import resolve_state_url
+    from engine.plan import fastpath, model, render
+    from engine.plan.planner import compute_plan
+    from engine.plan.source import ForkedSource, LocalSource, can_fork
+
+    gc.disable()  # a short-lived process that builds many objects and no cycles worth collecting
+    url = resolve_state_url(repo, state_url)
+    store = None
+    if can_fork():  # open and read the state on another core while the repository is validated
+        source = ForkedSource.start(url, repo)
+    else:
+        from engine.state import StateStore
+
+        store = StateStore.open(url, base_dir=repo)
+        source = LocalSource(store)
+    try:
+        result = fastpath.noop_plan(repo, source)
+        if result is None:
+            started = time.time_ns()
+            repository = load_repo(repo)
+            result = compute_plan(repository, source, read_since_ns=started)
+    finally:
+        source.close()
+        if store is not None:
+            store.close()
     if out is not None:
         model.save(result, out)
     use_color = sys.stdout.isatty() if color is None else color

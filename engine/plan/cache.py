@@ -2,9 +2,13 @@
 
 A desired body is a pure function of its file's bytes (plus, for audiences, the bytes of their
 CSV file), and a task's content digest a pure function of the bodies it covers. Remembering them
-in ``.campaigns/cache/plan.marshal`` means a plan over an unchanged 20,000-file repository
-serialises and hashes nothing; a changed file is computed again because its bytes, hence its
-digest, differ. The cache is dropped whenever the engine's code changes.
+in ``.campaigns/cache/`` means a plan over an unchanged 20,000-file repository serialises and
+hashes nothing; a changed file is computed again because its bytes, hence its digest, differ.
+The cache is dropped whenever the engine's code changes.
+
+Body digests (``plan.marshal``, read by every plan) are keyed by their source key (the file's
+content digest, plus what else the body depends on), the cheapest shape to load and look up;
+content digests (``plan-contents.marshal``) are only read when a task's content digest is needed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from engine import __version__
 
 CACHE_FILE = Path(".campaigns") / "cache" / "plan.marshal"
+CONTENTS_FILE = CACHE_FILE.with_name("plan-contents.marshal")
 _CODE = (
     ("config", None),
     ("validation", None),
@@ -24,9 +29,13 @@ _CODE = (
     ("plan", "cache.py"),
     ("state", "records.py"),
 )
+_KEY: str | None = None
 
 
 def _engine_key() -> str:
+    global _KEY
+    if _KEY is not None:
+        return _KEY
     package = Path(__file__).resolve().parent.parent
     hasher = hashlib.blake2b(__version__.encode(), digest_size=16)
     for folder, name in _CODE:
@@ -36,19 +45,49 @@ def _engine_key() -> str:
                 hasher.update(path.name.encode() + path.read_bytes())
             except OSError:
                 continue
-    return hasher.hexdigest()
+    _KEY = hasher.hexdigest()
+    return _KEY
+
+
+def _load(path: Path, key: str) -> dict | None:
+    try:
+        with open(path, "rb") as handle:
+            stored_key, entries = marshal.load(handle)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if stored_key != key or not isinstance(entries, dict):
+        return None
+    return entries
+
+
+def _dump(path: Path, key: str, entries: dict) -> None:
+    """Write atomically; a read-only checkout simply goes without a cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ignore = path.parent.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# campaigns' local state and caches\n*\n")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            marshal.dump((key, entries), handle)
+        os.replace(temporary, path)
+    except OSError:
+        return
 
 
 class DigestCache:
-    """``bodies``: path -> (source key, body digest); ``contents``: component key -> content digest."""
+    """``bodies``: source key -> body digest; ``contents``: component key -> content digest."""
 
-    def __init__(self, path: Path | None, key: str, bodies: dict | None = None, contents: dict | None = None):
-        self.path = path
+    def __init__(self, root: Path | None, key: str, bodies: dict | None = None) -> None:
+        self.root = Path(root) if root is not None else None
         self.key = key
-        self.bodies: dict[str, tuple[str, str]] = bodies or {}
-        self.contents: dict[str, str] = contents or {}
+        self.bodies: dict[str, str] = bodies or {}
+        self._contents: dict[str, str] | None = None if root is not None else {}
         self.dirty = False
-        self._used: set[str] = set()
+        self.new = 0  # digests computed this run
+        self.loaded = bool(bodies)
+        self.contents_dirty = False
+        self.used: set[str] | None = None  # source keys of this repository (set by Desired.digests)
 
     @classmethod
     def load(cls, root: Path | None) -> DigestCache:
@@ -56,59 +95,43 @@ class DigestCache:
         key = _engine_key()
         if root is None:
             return cls(None, key)
-        path = Path(root) / CACHE_FILE
-        try:
-            with open(path, "rb") as handle:
-                stored_key, bodies, contents = marshal.load(handle)
-        except (OSError, EOFError, ValueError, TypeError):
-            return cls(path, key)
-        if stored_key != key or not isinstance(bodies, dict) or not isinstance(contents, dict):
-            return cls(path, key)
-        return cls(path, key, bodies, contents)
+        return cls(root, key, _load(Path(root) / CACHE_FILE, key))
 
-    def body_digest(self, path: str, source_key: str) -> str | None:
-        self._used.add(path)
-        hit = self.bodies.get(path)
-        if hit is not None and hit[0] == source_key:
-            return hit[1]
-        return None
+    def body_digest(self, source_key: str) -> str | None:
+        return self.bodies.get(source_key)
 
-    def put_body_digest(self, path: str, source_key: str, digest: str) -> None:
-        self._used.add(path)
-        self.bodies[path] = (source_key, digest)
+    def put_body_digest(self, source_key: str, digest: str) -> None:
+        self.bodies[source_key] = digest
         self.dirty = True
+        self.new += 1
+
+    @property
+    def contents(self) -> dict[str, str]:
+        if self._contents is None:
+            self._contents = _load(self.root / CONTENTS_FILE, self.key) or {}  # type: ignore[operator]
+        return self._contents
 
     def content_digest(self, component_key: str) -> str | None:
         return self.contents.get(component_key)
 
     def put_content_digest(self, component_key: str, digest: str) -> None:
         self.contents[component_key] = digest
-        self.dirty = True
+        self.contents_dirty = True
 
     def save(self) -> None:
-        """Write if anything changed, forgetting files not seen this time (best effort: a read-only
-        checkout simply goes without)."""
-        if self.path is None:
+        """Write what changed, forgetting sources no longer in the repository."""
+        if self.root is None:
             return
-        stale = set(self.bodies) - self._used
-        if stale and self._used:
-            for path in stale:
-                del self.bodies[path]
-            self.dirty = True
-        if len(self.contents) > 4 * max(len(self.bodies), 1000):  # keep old content digests bounded
-            self.contents = {}
-            self.dirty = True
-        if not self.dirty:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            ignore = self.path.parent.parent / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text("# campaigns' local state and caches\n*\n")
-            temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as handle:
-                marshal.dump((self.key, self.bodies, self.contents), handle)
-            os.replace(temporary, self.path)
+        pruned = False
+        if self.used is not None and len(self.bodies) > 1.5 * len(self.used) + 100:
+            self.bodies = {key: self.bodies[key] for key in self.used if key in self.bodies}
+            pruned = True
+        # A handful of new digests is cheaper to compute again than to rewrite 20,000 entries for.
+        if pruned or (self.dirty and (self.new >= 32 or not self.loaded or self.new * 50 >= len(self.bodies))):
+            _dump(self.root / CACHE_FILE, self.key, self.bodies)
             self.dirty = False
-        except OSError:
-            return
+        if self.contents_dirty and self._contents is not None:
+            if len(self._contents) > 4 * max(len(self.bodies), 1000):  # keep old content digests bounded
+                self._contents = {}
+            _dump(self.root / CONTENTS_FILE, self.key, self._contents)
+            self.contents_dirty = False

@@ -75,10 +75,13 @@ def content_of(
     }
 
 
-def _source_key(resource: Resource) -> str:
-    if not resource.attachments:
-        return resource.digest
-    return resource.digest + "|" + ";".join(f"{p}={d}" for p, d in sorted(resource.attachments.items()))
+def source_key(resource: Resource) -> str:
+    """What a body is a function of: the file's bytes, and the task's folder or the audience's CSV."""
+    if resource.kind == "task":
+        return f"{resource.digest}@{resource.campaign}"
+    if resource.attachments:
+        return resource.digest + "|" + ";".join(f"{p}={d}" for p, d in sorted(resource.attachments.items()))
+    return resource.digest
 
 
 class Desired:
@@ -94,22 +97,39 @@ class Desired:
         self.resources: dict[str, Resource] = {resource.address: resource for resource in repository.resources()}
 
     def digest(self, address: str) -> str:
-        """Content digest of one desired body (remembered per file across runs)."""
+        """Content digest of one desired body (remembered per source across runs)."""
         found = self._digests.get(address)
         if found is None:
-            resource = self.resources[address]
-            key = _source_key(resource)
-            found = self.cache.body_digest(resource.path, key)
+            key = source_key(self.resources[address])
+            found = self.cache.body_digest(key)
             if found is None:
                 found = content_digest(self.body(address))
-                self.cache.put_body_digest(resource.path, key, found)
+                self.cache.put_body_digest(key, found)
             self._digests[address] = found
         return found
 
     @cached_property
     def digests(self) -> dict[str, str]:
         """address -> digest of every desired body."""
-        return {address: self.digest(address) for address in self.resources}
+        remembered = self.cache.bodies
+        used: set[str] = set()
+        digests: dict[str, str] = {}
+        for address, resource in self.resources.items():
+            kind = resource.kind
+            if kind == "task":
+                key = f"{resource.digest}@{resource.campaign}"
+            elif resource.attachments:
+                key = source_key(resource)
+            else:
+                key = resource.digest
+            used.add(key)
+            found = remembered.get(key)
+            if found is None:
+                found = self.digest(address)
+            digests[address] = found
+        self._digests.update(digests)
+        self.cache.used = used
+        return digests
 
     # -- bodies ----------------------------------------------------------------------------
 

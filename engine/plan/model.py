@@ -215,39 +215,92 @@ class Change:
         return out
 
 
-@dataclass
-class Plan:
-    """Every change between a repository and a state, and what is needed to apply them."""
+def _split(address: str) -> tuple[str, str]:
+    if address == "platform":
+        return "platform", "platform"
+    kind, _, rid = address.partition(".")
+    return kind, rid
 
-    lineage: str
-    serial: int
-    repository_digest: str
-    created_at: str  # ISO 8601, UTC
-    state: str  # the state URL it was made against (for people; apply checks lineage and serial)
-    changes: list[Change]
-    approved: bool = False  # evidence was given when the plan was made (apply time)
+
+_KIND_ORDER = {kind: index for index, kind in enumerate(("platform", "template", "audience", "creative", "campaign", "task"))}
+
+
+def change_order(change: Change) -> tuple[int, str]:
+    """Plans list changes by kind (platform, templates, audiences, creatives, campaigns, tasks), then id."""
+    return _KIND_ORDER.get(change.kind, len(_KIND_ORDER)), change.id
+
+
+class Plan:
+    """Every change between a repository and a state, and what is needed to apply them.
+
+    ``changes`` lists every address, no-ops included. A planner may pass the no-ops separately
+    as ``noops`` (``(address, digest, status or None)``) so that a plan of 20,000 unchanged
+    resources does not build 20,000 objects unless someone asks for them (JSON does).
+    """
+
+    def __init__(
+        self,
+        lineage: str,
+        serial: int,
+        repository_digest: str,
+        created_at: str,
+        state: str,
+        changes: list[Change],
+        approved: bool = False,
+        noops: list[tuple[str, str, StatusChange | None]] | None = None,
+    ) -> None:
+        self.lineage = lineage
+        self.serial = serial
+        self.repository_digest = repository_digest
+        self.created_at = created_at  # ISO 8601, UTC
+        self.state = state  # the state URL it was made against (for people; apply checks lineage and serial)
+        self.approved = approved  # evidence was given when the plan was made (apply time)
+        self._given = changes
+        self._noops = noops
+        self._all: list[Change] | None = None if noops is not None else changes
 
     # -- queries ---------------------------------------------------------------------------
 
     @property
+    def changes(self) -> list[Change]:
+        """Every address, in plan order (see ``change_order``)."""
+        if self._all is None:
+            everything = list(self._given)
+            for address, digest, status in self._noops or ():
+                kind, rid = _split(address)
+                everything.append(
+                    Change(address, kind, rid, "no-op", before_digest=digest, after_digest=digest, status=status)
+                )
+            everything.sort(key=change_order)
+            self._all = everything
+        return self._all
+
+    @property
     def actionable(self) -> list[Change]:
         """The changes that do something (no-ops left out), in plan order."""
-        return [change for change in self.changes if change.is_change]
+        source = self._given if self._all is None else self._all
+        return [change for change in source if change.is_change]
 
     @property
     def has_changes(self) -> bool:
-        return any(change.is_change for change in self.changes)
+        source = self._given if self._all is None else self._all
+        return any(change.is_change for change in source)
 
     def summary(self) -> dict[str, int]:
         counts = dict.fromkeys(ACTIONS, 0)
-        for change in self.changes:
+        if self._all is None:
+            for change in self._given:
+                counts[change.action] += 1
+            counts["no-op"] += len(self._noops or ())
+            return counts
+        for change in self._all:
             counts[change.action] += 1
         return counts
 
     def blockers(self, *, ignore: tuple[str, ...] = ()) -> dict[str, list[Change]]:
         """code -> changes blocked by it (in plan order)."""
         found: dict[str, list[Change]] = {}
-        for change in self.changes:
+        for change in self.actionable:
             for blocker in change.blockers:
                 if blocker.code not in ignore:
                     found.setdefault(blocker.code, []).append(change)
@@ -261,7 +314,7 @@ class Plan:
 
     def fingerprint(self) -> list[tuple[str, str, str | None]]:
         """What apply writes, as comparable values: (address, action, desired digest)."""
-        return sorted((c.address, c.action, c.after_digest) for c in self.changes if c.is_change)
+        return sorted((c.address, c.action, c.after_digest) for c in self.actionable)
 
     # -- JSON ------------------------------------------------------------------------------
 
@@ -308,7 +361,7 @@ def checksum(document: dict[str, Any]) -> str:
 
 def dumps(plan: Plan) -> str:
     """The saved-plan text (also what ``--format json`` prints)."""
-    return json.dumps(plan.to_json(), ensure_ascii=False, indent=1) + "\n"
+    return json.dumps(plan.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def save(plan: Plan, path: Path) -> None:

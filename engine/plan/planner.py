@@ -21,9 +21,7 @@ only touched for resources that change.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.config.repository import KINDS, Repository
 from engine.plan.cache import DigestCache
@@ -34,15 +32,16 @@ from engine.plan.model import (
     TEMPLATE_NOT_APPROVED,
     Blocker,
     Change,
-    FieldDiff,
     OccurrenceView,
     Plan,
     SchedulePreview,
     StatusChange,
+    change_order,
 )
+from engine.plan.source import AUDIENCE_SIZE_LIMIT, LocalSource, SizeRequest, StateSnapshot, StateSource
 
 if TYPE_CHECKING:
-    from engine.state import StateStore, TaskState
+    from engine.state import StateStore
 
 PREVIEW_COUNT = 5
 _KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
@@ -53,30 +52,6 @@ APPROVAL_MESSAGE = (
 )
 
 
-@dataclass
-class StateSnapshot:
-    """What the planner reads from the state, read once."""
-
-    lineage: str
-    serial: int
-    digests: dict[str, str]
-    task_states: dict[str, TaskState]
-    passing: dict[str, set[str]]
-    display: str
-
-    @classmethod
-    def read(cls, store: StateStore) -> StateSnapshot:
-        meta = store.meta()
-        return cls(
-            lineage=meta.lineage,
-            serial=meta.serial,
-            digests=store.resource_digests(),
-            task_states=store.task_states(),
-            passing=store.passing_pilot_digests(),
-            display=store.display_url,
-        )
-
-
 def _split(address: str) -> tuple[str, str]:
     if address == "platform":
         return "platform", "platform"
@@ -84,8 +59,7 @@ def _split(address: str) -> tuple[str, str]:
     return kind, rid
 
 
-def _order(change: Change) -> tuple[int, str]:
-    return _KIND_ORDER.get(change.kind, len(_KIND_ORDER)), change.id
+_order = change_order
 
 
 def target_status(want: str, before: str | None, content_changed: bool, tested: bool) -> str:
@@ -111,17 +85,15 @@ class Planner:
         self,
         desired: Desired,
         snapshot: StateSnapshot,
+        source: StateSource | None = None,
         *,
-        stored_bodies: Callable[[list[str]], dict[str, dict[str, Any]]] | None = None,
-        audience_size: Callable[[dict[str, Any], dict[str, dict[str, Any]]], int | None] | None = None,
         now: dt.datetime | None = None,
         approved: bool = False,
         previews: bool = True,
     ) -> None:
         self.desired = desired
         self.snapshot = snapshot
-        self.stored_bodies = stored_bodies
-        self.audience_size = audience_size
+        self.source = source
         self.now = now or dt.datetime.now(dt.timezone.utc)
         self.approved = approved
         self.previews = previews
@@ -132,43 +104,39 @@ class Planner:
         desired, snapshot = self.desired, self.snapshot
         digests = desired.digests
         stored = snapshot.digests
-        changes: dict[str, Change] = {}
-        changed: set[str] = set()
+        states = snapshot.task_states
+        actionable: dict[str, Change] = {}
+        unchanged: dict[str, str] = {}  # address -> digest
         for address, digest in digests.items():
             before = stored.get(address)
+            if before == digest:
+                unchanged[address] = digest
+                continue
             kind, rid = _split(address)
-            if before is None:
-                action = "create"
-            elif before != digest:
-                action = "update"
-            else:
-                action = "no-op"
-            if action != "no-op":
-                changed.add(address)
-            changes[address] = Change(address, kind, rid, action, before_digest=before, after_digest=digest)
-
+            action = "create" if before is None else "update"
+            actionable[address] = Change(address, kind, rid, action, before_digest=before, after_digest=digest)
+        changed = set(actionable)
+        statuses: dict[str, StatusChange] = {}  # tasks that stay as they are: address -> no-op status
         for address in stored.keys() - digests.keys():
             kind, rid = _split(address)
+            state = states.get(rid) if kind == "task" else None
+            if state is not None and state.status == "completed":
+                unchanged[address] = stored[address]
+                statuses[address] = StatusChange("completed", "completed")
+                continue
             change = Change(address, kind, rid, "delete", before_digest=stored[address])
             if kind == "task":
-                state = snapshot.task_states.get(rid)
-                if state is not None and state.status == "completed":
-                    change.action = "no-op"
-                    change.after_digest = stored[address]
-                    change.status = StatusChange("completed", "completed")
-                else:
-                    change.status = StatusChange(state.status if state else None, "completed")
-                    change.content_digest = state.content_digest if state else None
-                    change.notes.append("the task file was deleted: the task is completed and kept in the state")
-            changes[address] = change
+                change.status = StatusChange(state.status if state else None, "completed")
+                change.content_digest = state.content_digest if state else None
+                change.notes.append("the task file was deleted: the task is completed and kept in the state")
+            actionable[address] = change
 
-        for task_id in desired.task_ids:
-            self._task(changes[f"task.{task_id}"], task_id, changed)
+        self._tasks(actionable, unchanged, statuses, changed)
 
-        actionable = [change for change in changes.values() if change.is_change]
-        if actionable:
-            self._details(actionable)
-        ordered = sorted(changes.values(), key=_order)
+        ordered = sorted(actionable.values(), key=_order)
+        if ordered:
+            self._details(ordered)
+        noops = [(address, digest, statuses.get(address)) for address, digest in unchanged.items()]
         return Plan(
             lineage=snapshot.lineage,
             serial=snapshot.serial,
@@ -177,7 +145,52 @@ class Planner:
             state=snapshot.display,
             changes=ordered,
             approved=self.approved,
+            noops=noops,
         )
+
+    def _tasks(
+        self,
+        actionable: dict[str, Change],
+        unchanged: dict[str, str],
+        statuses: dict[str, StatusChange],
+        changed: set[str],
+    ) -> None:
+        """Every task's status; settled tasks nothing of which changed are decided here, quickly."""
+        states = self.snapshot.task_states
+        creatives = self.desired.repository.creatives
+        changed_creatives = {address[9:] for address in changed if address.startswith("creative.")}
+        changed_templates = {address[9:] for address in changed if address.startswith("template.")}
+        shared: dict[str, StatusChange] = {}
+        for task_id, resource in self.desired.repository.tasks.items():
+            address = "task." + task_id
+            change = actionable.get(address)
+            previous = states.get(task_id)
+            if change is None and previous is not None:
+                status = previous.status
+                data = resource.data
+                settled = status == "running" if data.get("status", "active") == "active" else status in ("paused", "testing")
+                if (
+                    settled
+                    and not (changed_creatives and any(c in changed_creatives for c in data["creatives"]))
+                    and not (
+                        changed_templates
+                        and any(creatives[c].data["template"] in changed_templates for c in data["creatives"])
+                    )
+                ):
+                    same = shared.get(status)
+                    if same is None:
+                        same = shared[status] = StatusChange(status, status)
+                    statuses[address] = same
+                    continue
+            if change is None:
+                digest = unchanged[address]
+                change = Change(address, "task", task_id, "no-op", before_digest=digest, after_digest=digest)
+            self._task(change, task_id, changed)
+            if change.is_change:
+                actionable[address] = change
+                unchanged.pop(address, None)
+            else:
+                statuses[address] = change.status  # type: ignore[assignment]
 
     def _task(self, change: Change, task_id: str, changed: set[str]) -> None:
         desired, snapshot = self.desired, self.snapshot
@@ -210,8 +223,9 @@ class Planner:
             change.action = "update"
         change.status = status
         change.content_digest = content if content is not None else desired.task_content_digest(task_id)
-        if content_changed and moved and change.address not in moved:
-            change.notes.append("its content changes with " + ", ".join(moved))
+        others = [address for address in moved if address != change.address]
+        if content_changed and others:
+            change.notes.append("its content changes with " + ", ".join(others))
         if testing_needed and not tested:
             change.blockers.append(
                 Blocker(
@@ -236,9 +250,8 @@ class Planner:
 
     def _details(self, actionable: list[Change]) -> None:
         desired = self.desired
-        updated = [c.address for c in actionable if c.action == "update" and c.before_digest != c.after_digest]
-        old_bodies = self.stored_bodies(updated) if (updated and self.stored_bodies) else {}
-        audiences: dict[str, dict[str, Any]] | None = None
+        updated: dict[str, dict] = {}
+        tasks: dict[str, dict] = {}
         for change in actionable:
             if change.action in ("create", "update"):
                 change.body = desired.body(change.address)
@@ -246,16 +259,57 @@ class Planner:
                     attachment = change.body.get("csv_digest")
                     if attachment:
                         change.attachments = [{"digest": attachment, "path": change.body["csv_path"]}]
-            if change.address in old_bodies:
-                change.diffs = field_diffs(old_bodies[change.address], change.body)
+                if change.action == "update" and change.before_digest != change.after_digest:
+                    updated[change.address] = change.body
+                if change.kind == "task" and self.previews:
+                    tasks[change.id] = change.body
             if not self.approved:
                 change.blockers.append(Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE))
-            if change.kind == "task" and change.action != "delete" and self.previews:
-                change.schedule = self._preview(change.id)
-                if self.audience_size is not None:
-                    if audiences is None:
-                        audiences = {rid: desired.body(f"audience.{rid}") for rid in desired.repository.audiences}
-                    change.audience_size = self.audience_size(change.body or desired.body(change.address), audiences)
+        answer = None
+        if self.source is not None and (updated or tasks):
+            answer = self.source.submit_details(updated, self._size_request(tasks) if tasks else None)
+        if self.previews:
+            for change in actionable:
+                if change.kind == "task" and change.action != "delete":
+                    change.schedule = self._preview(change.id)
+        if answer is None:
+            return
+        diffs, sizes = answer()
+        for change in actionable:
+            if change.address in diffs:
+                change.diffs = diffs[change.address]
+            if change.kind == "task" and sizes.get(change.id) is not None:
+                change.audience_size = sizes[change.id]
+
+    def _size_request(self, tasks: dict[str, dict]) -> SizeRequest:
+        """What counting these tasks' audiences needs: the audiences they name, those included or
+        excluded by them (recursively), and the CSV contents of those."""
+        desired = self.desired
+        known = desired.repository.audiences
+        wanted: list[str] = []
+        seen: set[str] = set()
+        stack = [rid for body in list(tasks.values())[:AUDIENCE_SIZE_LIMIT] for rid in body.get("audiences", [])]
+        while stack:
+            rid = stack.pop()
+            if rid in seen or rid not in known:
+                continue
+            seen.add(rid)
+            wanted.append(rid)
+            source = known[rid].data.get("source") or {}
+            stack.extend(source.get("include") or [])
+            stack.extend(source.get("exclude") or [])
+        attachments: dict[str, bytes] = {}
+        for rid in wanted:
+            found = desired.attachment(f"audience.{rid}")
+            if found is not None:
+                attachments[found[0]] = found[2]
+        return SizeRequest(
+            platform=desired.repository.platform.data,
+            base_dir=str(desired.root),
+            tasks=dict(list(tasks.items())[:AUDIENCE_SIZE_LIMIT]),
+            audiences={rid: desired.body(f"audience.{rid}") for rid in wanted},
+            attachments=attachments,
+        )
 
     def _preview(self, task_id: str) -> SchedulePreview:
         from engine.config.models import Schedule
@@ -271,102 +325,43 @@ class Planner:
         )
 
 
-# -- field-level differences -------------------------------------------------------------------
-
-
-def format_path(steps: list[Any]) -> str:
-    """``['schedule', 'windows', 0, 'start']`` -> ``schedule.windows[0].start``."""
-    out = ""
-    for step in steps:
-        if isinstance(step, int):
-            out += f"[{step}]"
-        else:
-            out += ("." if out else "") + str(step)
-    return out or "(whole)"
-
-
-def field_diffs(old: dict[str, Any], new: dict[str, Any] | None) -> list[FieldDiff]:
-    """Field-level differences between two bodies (deepdiff, imported only when something changed)."""
-    from deepdiff import DeepDiff
-    from deepdiff.helper import NotPresent
-
-    if new is None:
-        return []
-    found: list[FieldDiff] = []
-    tree = DeepDiff(old, new, view="tree", ignore_order=False)
-    for report, levels in tree.items():
-        for level in levels:
-            path = format_path(level.path(output_format="list"))
-            old_value = None if isinstance(level.t1, NotPresent) else level.t1
-            new_value = None if isinstance(level.t2, NotPresent) else level.t2
-            if isinstance(level.t1, NotPresent):
-                found.append(FieldDiff(path, "added", None, new_value))
-            elif isinstance(level.t2, NotPresent):
-                found.append(FieldDiff(path, "removed", old_value, None))
-            else:
-                found.append(FieldDiff(path, "changed", old_value, new_value))
-    found.sort(key=lambda d: d.path)
-    return found
-
-
 # -- the entry point -----------------------------------------------------------------------------
-
-
-def audience_size_function(store: StateStore) -> Callable[[dict[str, Any], dict[str, dict[str, Any]]], int | None] | None:
-    """The user-directory helper's ``audience_size``, bound to the store, when it is installed."""
-    try:
-        from engine.delivery.audiences import audience_size  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    from engine.errors import CampaignsError
-
-    def size(task: dict[str, Any], audiences: dict[str, dict[str, Any]]) -> int | None:
-        try:
-            return audience_size(store, task, audiences)
-        except CampaignsError:
-            return None
-
-    return size
 
 
 def make_planner(
     repository: Repository,
-    store: StateStore,
+    source: StateSource,
     *,
     now: dt.datetime | None = None,
     approved: bool = False,
     use_cache: bool = True,
     previews: bool = True,
 ) -> Planner:
-    """A Planner for this repository and state (reads the state once)."""
+    """A Planner for this repository and state (reads the state's snapshot once)."""
     cache = DigestCache.load(repository.root if use_cache else None)
-    desired = Desired(repository, cache)
-    snapshot = StateSnapshot.read(store)
-
-    def stored_bodies(addresses: list[str]) -> dict[str, dict[str, Any]]:
-        return {address: stored.body for address, stored in store.resources(addresses).items()}
-
-    return Planner(
-        desired,
-        snapshot,
-        stored_bodies=stored_bodies,
-        audience_size=audience_size_function(store) if previews else None,
-        now=now,
-        approved=approved,
-        previews=previews,
-    )
+    return Planner(Desired(repository, cache), source.snapshot(), source, now=now, approved=approved, previews=previews)
 
 
 def compute_plan(
     repository: Repository,
-    store: StateStore,
+    store: StateStore | StateSource,
     *,
     now: dt.datetime | None = None,
     approved: bool = False,
     use_cache: bool = True,
+    read_since_ns: int | None = None,
 ) -> Plan:
-    """The plan that brings ``store`` to the desired state of ``repository``."""
-    planner = make_planner(repository, store, now=now, approved=approved, use_cache=use_cache)
+    """The plan that brings the state (a store, or a StateSource) to the desired state of ``repository``.
+
+    With ``read_since_ns`` (when the repository's files started being read) a plan that finds
+    nothing to do remembers the repository for ``engine.plan.fastpath``.
+    """
+    source = store if hasattr(store, "snapshot") else LocalSource(store)  # type: ignore[arg-type]
+    planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache)
     plan = planner.plan()
     planner.desired.cache.save()
+    if read_since_ns is not None and use_cache and not plan.has_changes:
+        from engine.plan import fastpath
+
+        fastpath.remember(planner.desired, read_since_ns)
     return plan
