@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -105,7 +104,7 @@ class ProgressReporter:
         self.progress.console.print(f"[red]error:[/red] {message}")
 
 
-def _install_stop(stop: threading.Event, children: list[subprocess.Popen] | None = None) -> None:
+def _install_stop(stop: threading.Event) -> None:
     """SIGTERM / SIGINT: stop after the batch in hand. A second one stops at once."""
 
     def handler(signum: int, _frame: Any) -> None:
@@ -114,11 +113,6 @@ def _install_stop(stop: threading.Event, children: list[subprocess.Popen] | None
             os.kill(os.getpid(), signum)
             return
         stop.set()
-        for child in children or []:
-            try:
-                child.send_signal(signum)
-            except OSError:
-                pass
         if not os.environ.get(WORKER_ENV):
             click.echo(f"Stopping after the batch in hand ({signal.Signals(signum).name}).", err=True)
 
@@ -187,9 +181,13 @@ def run(
     start = parse_now(now_text) if now_text else None
     if start is not None and not once:
         raise UsageError("--now only works with --once (the service runs on the real clock)")
+
+    def one(label: str | None = None) -> None:
+        _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode, label)
+
     if workers > 1:
-        sys.exit(_run_workers(workers))
-    _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode)
+        sys.exit(_run_workers(workers, one, once))
+    one()
 
 
 def _run_one(
@@ -201,13 +199,16 @@ def _run_one(
     batch_size: int | None,
     tasks: tuple[str, ...],
     log_mode: str,
+    label: str | None = None,
 ) -> None:
     from engine.commands.state import open_store
     from engine.delivery.executor import Clock, Executor, PassSummary
 
     stop = threading.Event()
     _install_stop(stop)
-    worker = bool(os.environ.get(WORKER_ENV))
+    worker = label is not None
+    if worker:
+        _stop_with_parent(stop)
     if log_mode == "auto":
         log_mode = "progress" if sys.stderr.isatty() and not worker else "json"
     reporter: Any = ProgressReporter() if log_mode == "progress" else LogReporter(quiet=log_mode == "quiet")
@@ -232,8 +233,8 @@ def _run_one(
                 wait = interval if interval is not None else _poll_interval(executor)
                 if stop.wait(wait):
                     break
-    if once and not worker:
-        click.echo(summary.line())
+    if once:
+        click.echo(f"{label}: {summary.line()}" if label else summary.line())
     if once and errors:
         raise CampaignsError(f"{errors} task(s) could not be delivered: " + "; ".join(summary.errors))
 
@@ -257,30 +258,62 @@ def _poll_interval(executor: Any) -> float:
     return float(platform.executor.poll_interval) if platform is not None else 30.0
 
 
-def _run_workers(workers: int) -> int:
-    """Run ``workers`` executor processes with the same arguments; they share the work through
-    the ledger's claims. Signals are passed on; the exit code is the worst of theirs."""
-    argv = [arg for arg in sys.argv[1:]]
-    cleaned: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--workers":
-            skip = True
-            continue
-        if arg.startswith("--workers="):
-            continue
-        cleaned.append(arg)
-    env = {**os.environ, WORKER_ENV: "1", "CAMPAIGNS_EXECUTOR_WORKERS": "1"}
+def _stop_with_parent(stop: threading.Event) -> None:
+    """A worker whose parent died (even by SIGKILL) stops after the batch in hand."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _run_workers(workers: int, one: Any, once: bool) -> int:
+    """Fork ``workers`` executor processes that share the work through the ledger's claims
+    (each has its own executor id, connections and provider). The heavy modules are imported
+    first so the children start at once. The children run in their own process group: a
+    terminal's Ctrl-C reaches this parent, which passes SIGTERM / SIGINT on exactly once.
+    The exit code is the first non-zero one of the children."""
+    import engine.delivery.audiences  # noqa: F401 - imported before forking, shared by the children
+    import engine.delivery.executor  # noqa: F401
+
     started = time.monotonic()
-    children: list[subprocess.Popen] = []
-    stop = threading.Event()
-    _install_stop(stop, children)
-    for _ in range(workers):
-        children.append(subprocess.Popen([sys.executable, "-m", "engine", *cleaned, "--workers", "1"], env=env))
-    codes = [child.wait() for child in children]
-    if "--once" in cleaned:
+    pids: list[int] = []
+    for number in range(1, workers + 1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                os.environ[WORKER_ENV] = str(number)
+                one(f"worker {number}")
+                code = 0
+            except CampaignsError as problem:
+                click.echo(f"Error: worker {number}: {problem}", err=True)
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            except BaseException as bug:  # noqa: BLE001 - never a traceback, never back into click
+                click.echo(f"Internal error in worker {number}: {type(bug).__name__}: {bug}", err=True)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        pids.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:  # the workers decide: a second signal stops them at once
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    if once:
         click.echo(f"{workers} workers finished in {time.monotonic() - started:.1f} s.")
-    return max(codes, key=lambda code: code != 0)
+    return next((code for code in codes if code != 0), 0)

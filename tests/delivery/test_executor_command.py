@@ -180,3 +180,41 @@ def test_sigterm_mid_fan_out_leaves_nothing_lost(tmp_path: Path) -> None:
     assert rest.code == 0, rest.err
     users = [line["user_id"] for line in outbox_lines(repo / ".campaigns" / "outbox")]
     assert sorted(users) == sorted(set(users)) and len(users) == 300
+
+
+def test_workers_share_a_fan_out(tmp_path: Path) -> None:
+    write_users(tmp_path / "users.csv", 400)
+    store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+    try:
+        import_users(store, tmp_path / "users.csv")
+        seed(store, platform=platform_body(outbox=".campaigns/outbox", rates={"push": 400}), tasks={"t1": task_body()})
+    finally:
+        store.close()
+    result = subprocess.run(  # one second of work at 400/s: both workers get batches
+        [sys.executable, "-m", "engine", "run", "--once", "--now", NOW, "--repo", str(tmp_path), "--workers", "2", "--batch-size", "20"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 workers finished" in result.stdout
+    assert {line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("worker")} == {"worker 1", "worker 2"}
+    users = [line["user_id"] for line in outbox_lines(tmp_path / ".campaigns" / "outbox")]
+    assert len(users) == len(set(users)) == 400
+    executors = {json.loads(line)["executor"] for line in result.stderr.splitlines() if line.startswith("{")}
+    assert len(executors) == 2
+
+
+def test_workers_stop_on_sigterm(tmp_path: Path) -> None:
+    repo = _live_repo(tmp_path, rate=100)
+    service = _service(repo, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(outbox_lines(repo / ".campaigns" / "outbox")) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        service.send_signal(signal.SIGTERM)
+        _out, err = service.communicate(timeout=20)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert service.returncode == 0, err
+    users = [line["user_id"] for line in outbox_lines(repo / ".campaigns" / "outbox")]
+    assert len(users) == len(set(users)) < 300
