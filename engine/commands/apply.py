@@ -48,28 +48,28 @@ def apply(
     that will run needs a passing pilot test of its current content; a refused apply names every
     blocker. Without changes, apply says so and needs no approval.
     """
+    import time
+
     from engine.apply.applier import ApplyRefused
     from engine.apply.applier import apply as run_apply
     from engine.apply.approval import Evidence
     from engine.plan import model
+    from engine.validation.filecheck import gc_paused
 
-    import gc
-    import time
-
-    gc.disable()  # a short-lived process that builds many objects and no cycles worth collecting
     evidence = Evidence.from_options(str(event) if event else None, approved_by, reason)
     saved = model.load(plan_file) if plan_file is not None else None
     started = time.time_ns()
-    repository = load_repo(repo)
-    with open_store(repo, state_url, platform=repository.platform.data) as store:
-        try:
-            result = run_apply(
-                repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout, read_since_ns=started
-            )
-        except ApplyRefused as refused:
-            for line in refused.details:
-                click.echo(f"  {line}", err=True)
-            raise
+    with gc_paused():  # builds many objects and no cycles worth collecting
+        repository = load_repo(repo)
+        with open_store(repo, state_url, platform=repository.platform.data) as store:
+            try:
+                result = run_apply(
+                    repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout, read_since_ns=started
+                )
+            except ApplyRefused as refused:
+                for line in refused.details:
+                    click.echo(f"  {line}", err=True)
+                raise
     if result.applied:
         for change in result.plan.actionable:
             status = f"  {change.status.describe()}" if change.status is not None else ""

@@ -49,38 +49,39 @@ def plan(
     occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
     (cleared by the merge). A repository that does not validate cannot be planned.
     """
-    import gc
     import time
 
     from engine.config.settings import resolve_state_url
     from engine.plan import fastpath, model, render
     from engine.plan.planner import compute_plan
     from engine.plan.source import ForkedSource, LocalSource, can_fork
+    from engine.validation.filecheck import gc_paused
 
-    gc.disable()  # a short-lived process that builds many objects and no cycles worth collecting
     url = resolve_state_url(repo, state_url)
     store = None
-    if can_fork():  # open and read the state on another core while the repository is validated
-        source = ForkedSource.start(url, repo)
-    else:
-        from engine.state import StateStore
+    # builds many objects and no cycles worth collecting: the collector waits until the end
+    with gc_paused():
+        if can_fork():  # open and read the state on another core while the repository is validated
+            source = ForkedSource.start(url, repo)
+        else:
+            from engine.state import StateStore
 
-        store = StateStore.open(url, base_dir=repo)
-        source = LocalSource(store)
-    try:
-        result = fastpath.noop_plan(repo, source)
-        if result is None:
-            started = time.time_ns()
-            repository = load_repo(repo)
-            result = compute_plan(repository, source, read_since_ns=started)
-    finally:
-        source.close()
-        if store is not None:
-            store.close()
-    if out is not None:
-        model.save(result, out)
-    use_color = sys.stdout.isatty() if color is None else color
-    click.echo(render.render(result, output_format, color=use_color and output_format == "text"), nl=False)
+            store = StateStore.open(url, base_dir=repo)
+            source = LocalSource(store)
+        try:
+            result = fastpath.noop_plan(repo, source)
+            if result is None:
+                started = time.time_ns()
+                repository = load_repo(repo)
+                result = compute_plan(repository, source, read_since_ns=started)
+        finally:
+            source.close()
+            if store is not None:
+                store.close()
+        if out is not None:
+            model.save(result, out)
+        use_color = (sys.stdout.isatty() if color is None else color) and output_format == "text"
+        click.echo(render.render(result, output_format, color=use_color), nl=False, color=use_color)
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this with `campaigns apply {out}`.", err=True)
     if detailed_exitcode and result.has_changes:

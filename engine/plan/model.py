@@ -403,7 +403,8 @@ def parse(raw: bytes, where: str = "plan") -> Plan:
     except UnicodeDecodeError:
         raise PlanFileError(f"plan file {where} is not text (not a saved plan)") from None
     except json.JSONDecodeError as problem:
-        ending = problem.pos >= len(raw.rstrip()) - 1
+        # A saved plan is one JSON object: cut anywhere, it no longer ends with its closing brace.
+        ending = problem.pos >= len(raw.rstrip()) - 1 or not raw.rstrip().endswith(b"}")
         what = "is truncated" if ending else f"is not valid JSON (line {problem.lineno}, column {problem.colno})"
         raise PlanFileError(
             f"plan file {where} {what}; it cannot be applied, make a new plan with `campaigns plan --out`"

@@ -1,0 +1,115 @@
+"""Pilot tests (``campaigns test``) on both backends: what is rendered and sent, what is recorded,
+who the testers are, and how a render failure shows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from planrepo import SmallRepo, apply_now, copy_example
+
+from engine.config.repository import load_repository
+from engine.delivery.providers import MESSAGE_ID_MAX
+from engine.errors import UsageError
+from engine.pilot import choose_testers, run_pilot_test
+from engine.plan.desired import Desired
+from engine.state import StateStore
+
+
+def outbox(root, channel: str) -> list[dict]:
+    path = root / ".campaigns" / "outbox" / f"{channel}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def pilot(root, url, task_id, testers=()):
+    repository = load_repository(root)
+    with StateStore.open(url, root) as store:
+        return run_pilot_test(repository, store, task_id, testers)
+
+
+def test_pilot_test_on_the_example_before_any_apply(tmp_path, state_url):
+    root = copy_example(tmp_path / "example")
+    outcome = pilot(root, state_url, "flash-sale-push")
+    assert outcome.passed
+    assert outcome.content_digest == Desired(load_repository(root)).task_content_digest("flash-sale-push")
+    lines = outbox(root, "push")
+    # two site testers x two creatives
+    assert {(m["user_id"], m["creative"]) for m in lines} == {
+        (tester, creative) for tester in ("u-tester-1", "u-tester-2") for creative in ("flash-a", "flash-b")
+    }
+    for message in lines:
+        assert message["occurrence"] == "test"
+        assert message["task"] == "flash-sale-push"
+        assert len(message["message_id"]) <= MESSAGE_ID_MAX
+        assert "{{" not in message["title"] and "{{" not in message["content"]
+    first = next(m for m in lines if m["creative"] == "flash-a")
+    assert first["title"] == "Maria, 50% off ends tonight"  # the template's example value
+    with StateStore.open(state_url, root) as store:
+        assert outcome.content_digest in store.passing_pilot_digests()["flash-sale-push"]
+        [run] = store.pilot_tests("flash-sale-push")
+        assert run.passed and len(run.results) == 4
+        assert store.task_states() == {}  # never applied: nothing to move
+
+
+def test_message_ids_are_deterministic(tmp_path, state_url):
+    root = copy_example(tmp_path / "example")
+    first = pilot(root, state_url, "flash-sale-sms")
+    again = pilot(root, state_url, "flash-sale-sms")
+    assert [s.message_id for s in first.sends] == [s.message_id for s in again.sends]
+    assert len({s.message_id for s in first.sends}) == len(first.sends)
+
+
+def test_a_passing_test_moves_a_draft_task_to_testing(tmp_path, state_url):
+    repo = SmallRepo(tmp_path / "repo")
+    repo.task("flash-push", status="paused")
+    apply_now(repo.root, state_url)
+    with StateStore.open(state_url, repo.root) as store:
+        assert store.task_states()["flash-push"].status == "draft"
+    pilot(repo.root, state_url, "flash-push")
+    with StateStore.open(state_url, repo.root) as store:
+        assert store.task_states()["flash-push"].status == "testing"
+
+
+def test_testers_option_then_task_then_site(tmp_path):
+    repo = SmallRepo(tmp_path / "repo")
+    repository = load_repository(repo.root)
+    assert choose_testers(repository, "flash-push") == ["u-tester-1"]  # the site's
+    assert choose_testers(repository, "flash-push", ["u-9", "u-8", "u-9"]) == ["u-9", "u-8"]
+    text = (repo.root / "campaigns/xmas/flash-push.yaml").read_text() + "testers: [u-task-1]\n"
+    repo.write("campaigns/xmas/flash-push.yaml", text)
+    assert choose_testers(load_repository(repo.root), "flash-push") == ["u-task-1"]
+    with pytest.raises(UsageError, match="not a user id"):
+        choose_testers(repository, "flash-push", ["has space"])
+
+
+def test_no_testers_anywhere_is_a_clear_error(tmp_path, state_url):
+    repo = SmallRepo(tmp_path / "repo")
+    repo.write("platform.yaml", (repo.root / "platform.yaml").read_text().replace("    testers: [u-tester-1]\n", ""))
+    with pytest.raises(UsageError, match="no testers: pass --tester"):
+        pilot(repo.root, state_url, "flash-push")
+
+
+def test_directory_attributes_are_used_and_a_missing_one_fails(tmp_path, state_url):
+    from engine.delivery.directory import import_users
+
+    repo = SmallRepo(tmp_path / "repo")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,first_name\nu-ana,Ana\nu-nameless,\n")
+    with StateStore.open(state_url, repo.root) as store:
+        import_users(store, users)
+    outcome = pilot(repo.root, state_url, "flash-push", ["u-ana", "u-nameless", "u-unknown"])
+    by_tester = {s.tester: s for s in outcome.sends}
+    assert by_tester["u-ana"].passed and by_tester["u-ana"].title == "Hi Ana"
+    assert by_tester["u-ana"].profile == "directory"
+    assert by_tester["u-unknown"].passed and by_tester["u-unknown"].title == "Hi Maria"
+    assert by_tester["u-unknown"].profile == "examples"
+    failed = by_tester["u-nameless"]
+    assert not failed.passed and "first_name" in failed.error and "missing" in failed.error
+    assert not outcome.passed
+    sent = outbox(repo.root, "push")
+    assert {m["user_id"] for m in sent} == {"u-ana", "u-unknown"}  # never a message with a blank hole
+    with StateStore.open(state_url, repo.root) as store:
+        assert "flash-push" not in store.passing_pilot_digests()
+        [run] = store.pilot_tests("flash-push")
+        assert not run.passed
+        assert any("first_name" in r.detail for r in run.results if not r.passed)

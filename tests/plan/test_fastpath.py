@@ -1,0 +1,113 @@
+"""The no-op fast path answers exactly what the full planner answers, and only when it may."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from planrepo import SmallRepo, apply_now, record_pass
+
+from engine.config.repository import load_repository
+from engine.plan import fastpath
+from engine.plan.planner import compute_plan
+from engine.plan.source import LocalSource
+from engine.state import StateStore
+
+
+def age(root, seconds: float = 10) -> None:
+    """Make every file look older, as files are between a checkout and a plan."""
+    past = time.time() - seconds
+    for path in root.rglob("*"):
+        if path.is_file() and ".campaigns" not in path.parts:
+            os.utime(path, (past, past))
+
+
+@pytest.fixture
+def settled(tmp_path, state_url):
+    repo = SmallRepo(tmp_path / "repo")
+    repo.task("parked", status="paused")
+    record_pass(repo.root, state_url)  # parked: (new) -> testing
+    age(repo.root)
+    apply_now(repo.root, state_url, read_since_ns=time.time_ns())
+    return repo
+
+
+def fast(repo, url):
+    with StateStore.open(url, repo.root) as store:
+        return fastpath.noop_plan(repo.root, LocalSource(store))
+
+
+def full(repo, url):
+    with StateStore.open(url, repo.root) as store:
+        return compute_plan(load_repository(repo.root), store)
+
+
+def comparable(plan) -> dict:
+    document = plan.to_json()
+    document.pop("created_at")
+    document.pop("checksum")
+    return document
+
+
+def test_same_answer_as_the_full_planner(settled, state_url):
+    quick = fast(settled, state_url)
+    assert quick is not None
+    assert comparable(quick) == comparable(full(settled, state_url))
+    assert not quick.has_changes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda repo: repo.creative("flash-a", title="Other", content="Half price today"),
+        lambda repo: repo.write("campaigns/xmas/new-task.yaml", (repo.root / "campaigns/xmas/flash-push.yaml").read_text()),
+        lambda repo: repo.delete("campaigns/xmas/parked.yaml"),
+        lambda repo: repo.write("audiences/vips.csv", "user_id\nu-1\n"),
+        lambda repo: os.utime(repo.root / "templates/push-promo.yaml"),  # touched: same bytes, but unknown
+    ],
+)
+def test_any_file_change_takes_the_full_path(settled, state_url, change):
+    change(settled)
+    assert fast(settled, state_url) is None
+
+
+def test_a_state_that_moved_takes_the_full_path(settled, state_url, tmp_path):
+    with StateStore.open(state_url, settled.root) as store:
+        meta = store.meta()
+        with store.transaction(meta.lineage, meta.serial) as tx:
+            tx.delete_resources(["creative.flash-a"])
+            tx.append_history(approval=None, summary={}, changes=[])
+    assert fast(settled, state_url) is None
+    assert full(settled, state_url).change("creative.flash-a").action == "create"
+
+
+def test_a_task_status_that_moved_takes_the_full_path(settled, state_url):
+    from engine.state import TaskStateWrite
+
+    with StateStore.open(state_url, settled.root) as store:
+        meta = store.meta()
+        with store.transaction(meta.lineage, meta.serial) as tx:
+            tx.set_task_states([TaskStateWrite("flash-push", "paused", None)])
+            tx.append_history(approval=None, summary={}, changes=[])
+    assert fast(settled, state_url) is None
+
+
+def test_files_written_just_before_reading_are_not_trusted(tmp_path, state_url):
+    repo = SmallRepo(tmp_path / "repo")  # files written now
+    record_pass(repo.root, state_url)
+    apply_now(repo.root, state_url, read_since_ns=time.time_ns())
+    assert fast(repo, state_url) is None  # nothing remembered: the files are too recent
+    age(repo.root)
+    apply_now(repo.root, state_url, read_since_ns=time.time_ns())  # nothing to apply; remembers now
+    assert fast(repo, state_url) is not None
+
+
+def test_a_draft_task_is_left_to_the_full_planner(tmp_path, state_url):
+    repo = SmallRepo(tmp_path / "repo")
+    repo.task("parked", status="paused")
+    record_pass(repo.root, state_url, "flash-push")
+    age(repo.root)
+    apply_now(repo.root, state_url, read_since_ns=time.time_ns())
+    assert fast(repo, state_url) is None  # draft may become testing: only the planner knows
+    assert not full(repo, state_url).has_changes
