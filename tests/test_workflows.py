@@ -1,0 +1,85 @@
+"""The GitHub workflows, CODEOWNERS and pre-commit hook that make "merge = approval" hold."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from repo_factory import PROJECT
+
+WORKFLOWS = PROJECT / ".github" / "workflows"
+
+
+def _actionlint() -> str | None:
+    return shutil.which("actionlint") or next(
+        (str(p) for p in [Path(sys.executable).with_name("actionlint")] if p.exists()), None
+    )
+
+
+def test_workflows_pass_actionlint():
+    executable = _actionlint()
+    if executable is None:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail("actionlint is not installed (pip install -e '.[test]')")
+        pytest.skip("actionlint is not installed")
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    result = subprocess.run([executable, "-no-color", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    executable = _actionlint()
+    if executable is None:
+        pytest.skip("actionlint is not installed")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.event.pull_request.title }}\n")
+    assert subprocess.run([executable, "-no-color", str(bad)], capture_output=True).returncode != 0
+
+
+def _load(name: str) -> dict:
+    # PyYAML reads the key `on` as True (YAML 1.1)
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    document["on"] = document.pop(True, document.get("on"))
+    return document
+
+
+def test_plan_runs_on_pull_requests_and_updates_one_comment():
+    plan = _load("plan.yml")
+    assert "pull_request" in plan["on"]
+    text = (WORKFLOWS / "plan.yml").read_text()
+    assert "campaigns validate --format github" in text
+    assert "campaigns plan --format markdown" in text
+    assert "<!-- campaigns-plan -->" in text and "updateComment" in text
+    assert "GITHUB_STEP_SUMMARY" in text
+    assert "secrets.CAMPAIGNS_STATE_URL" in text
+    assert plan["jobs"]["pilot-test"]["if"].startswith("vars.CAMPAIGNS_PILOT_TEST == 'true'")
+
+
+def test_apply_runs_only_for_merges_into_main_one_at_a_time():
+    apply = _load("apply.yml")
+    assert apply["on"]["pull_request"]["types"] == ["closed"]
+    assert apply["on"]["pull_request"]["branches"] == ["main"]
+    assert apply["jobs"]["apply"]["if"] == "github.event.pull_request.merged == true"
+    assert apply["concurrency"] == {"group": "campaigns-apply", "cancel-in-progress": False}
+    text = (WORKFLOWS / "apply.yml").read_text()
+    assert 'campaigns apply --event "$GITHUB_EVENT_PATH"' in text
+    assert "if: failure()" in text and "createComment" in text
+
+
+def test_codeowners_split_platform_and_marketing():
+    owners = dict(
+        line.split()[:2] for line in (PROJECT / ".github" / "CODEOWNERS").read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
+    assert owners["/templates/"] == owners["/platform.yaml"] == "@your-org/platform-team"
+    assert owners["/campaigns/"] == owners["/creatives/"] == owners["/audiences/"] == "@your-org/marketing-leads"
+
+
+def test_pre_commit_hook_runs_validate():
+    [hook] = yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "campaigns-validate" and hook["entry"] == "campaigns validate"
+    assert hook["pass_filenames"] is False
