@@ -227,6 +227,11 @@ def _run_one(
                         raise
                     reporter.error(str(problem))
                     summary = PassSummary(errors=[str(problem)])
+                except Exception as bug:  # noqa: BLE001 - the service logs it and polls again
+                    if once:
+                        raise
+                    reporter.error(f"internal error: {type(bug).__name__}: {bug}")
+                    summary = PassSummary(errors=[str(bug)])
                 errors = len(summary.errors)
                 if once:
                     break

@@ -383,15 +383,9 @@ class Executor:
         if self._members is not None:
             return MemberStream(self._members(run, snapshot))
         from engine.delivery.audiences import task_members
-        from engine.delivery.directory import directory_store
 
-        if self._directory is None:
-            assert self._platform is not None
-            self._directory = directory_store(self._platform, self.store, self.base_dir)
-            if self._directory is not self.store:
-                self._exit.callback(self._directory.close)
         batches = task_members(
-            self._directory,
+            self._directory_store(),
             run.task_id,
             run.body,
             run.audience_bodies,
@@ -400,6 +394,17 @@ class Executor:
             attachments=self.store,
         )
         return MemberStream(batches)
+
+    def _directory_store(self) -> StateStore:
+        """The store holding the user directory (the state itself unless platform.yaml names another)."""
+        if self._directory is None:
+            from engine.delivery.directory import directory_store
+
+            assert self._platform is not None
+            self._directory = directory_store(self._platform, self.store, self.base_dir)
+            if self._directory is not self.store:
+                self._exit.callback(self._directory.close)
+        return self._directory
 
     def _provider(self, channel: str) -> Provider:
         provider = self._providers.get(channel)
@@ -455,14 +460,18 @@ class Executor:
         )
 
     def _dead_holders(self, task_id: str, key: str) -> set[str | None]:
-        """Holders of the occurrence's claims that are released (None) or dead."""
+        """Holders of the occurrence's claims whose batches are nobody's business any more:
+        released (None), dead executors, and this executor itself (one occurrence is handled
+        at a time, so a claim of its own found here is one a failure left behind)."""
         holders = self.ledger.claim_holders(task_id, key)
         named = {h for h in holders if h is not None and h != self.executor_id}
         dead: set[str | None] = set(named - self.presence.alive(named))
         if None in holders:
             dead.add(None)
-        if dead - {None}:
-            self.ledger.forget_executors(h for h in dead if h is not None)
+        if self.executor_id in holders:
+            dead.add(self.executor_id)
+        if dead - {None, self.executor_id}:
+            self.ledger.forget_executors(h for h in dead if h is not None and h != self.executor_id)
         return dead
 
     def _still_running(self, run: TaskRun) -> bool:
@@ -479,7 +488,8 @@ class Executor:
         window = occurrence.window_at(self.clock.now())
         assert window is not None
         window_end = window.finish.timestamp()
-        self.reporter.occurrence(run.task_id, key, None)
+        self._provider(run.channel)  # a provider that cannot open fails before anything is claimed
+        self.reporter.occurrence(run.task_id, key, self._total(run, progress))
         stream: MemberStream | None = None
         taken: list[Claim] = []
         checked = time.monotonic()
@@ -540,6 +550,18 @@ class Executor:
             self.reporter.finished(run.task_id, key)
         return True
 
+    def _total(self, run: TaskRun, progress: Any) -> int | None:
+        """The audience's size, for a progress bar (only when the reporter shows one)."""
+        if not getattr(self.reporter, "wants_total", False):
+            return None
+        from engine.delivery.audiences import audience_size
+
+        try:
+            size = audience_size(self._directory_store(), run.body, run.audience_bodies, task_id=run.task_id, attachments=self.store)
+        except CampaignsError:
+            return None
+        return size
+
     def _builder(self, run: TaskRun, key: str, cap_key: str) -> Callable[[list[Any], dict[str, int] | None], list[NewRow]]:
         task_id, channel, cap = run.task_id, run.channel, run.cap
         creatives = [c.id for c in run.creatives]
@@ -575,7 +597,27 @@ class Executor:
         summary: PassSummary,
         decided: Counts | None = None,
     ) -> None:
-        """Render, pace and send the claim's pending rows, then record the outcome."""
+        """Render, pace and send the claim's pending rows, then record the outcome. On any
+        failure before the outcome is recorded the claim is given back (released)."""
+        try:
+            self._send_claim_inner(run, key, claim, members, window_end, summary, decided)
+        except BaseException:
+            try:
+                self.ledger.release(claim)
+            except Exception:  # noqa: BLE001 - the state is unreachable: a later pass takes it over
+                pass
+            raise
+
+    def _send_claim_inner(
+        self,
+        run: TaskRun,
+        key: str,
+        claim: Claim,
+        members: Mapping[str, Any],
+        window_end: float,
+        summary: PassSummary,
+        decided: Counts | None,
+    ) -> None:
         started = time.monotonic()
         rows = claim.rows
         special: list[Outcome] = []  # failed, or sent after more than one attempt

@@ -313,3 +313,47 @@ def test_a_new_apply_during_the_fan_out_stops_the_old_content(sqlite_store: Stat
     finally:
         executor_module.STATUS_CHECK_S = previous
     assert 0 < len(outbox_lines(outbox)) < len(users) - 3
+
+
+def test_a_provider_that_cannot_open_claims_nothing(sqlite_store: StateStore, tmp_path: Path, users: list[str], monkeypatch) -> None:
+    monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
+    providers = {"push": {"type": "gateway", "url": "http://127.0.0.1:9/send", "token_env": "NO_SUCH_TOKEN"}}
+    setup(sqlite_store, tmp_path, platform=platform_body(providers=providers))
+    summary, events = run_at(sqlite_store, tmp_path, at(1, 10))
+    assert summary.errors and "NO_SUCH_TOKEN" in summary.errors[0]
+    assert not [r for r in Ledger(sqlite_store).rows("t1") if r["status"] == "pending"]
+    assert Ledger(sqlite_store).claim_holders("t1", "once") == set()
+
+
+def test_a_failure_mid_batch_gives_the_claim_back(sqlite_store: StateStore, tmp_path: Path, users: list[str]) -> None:
+    from engine.delivery.providers import open_provider
+
+    outbox = setup(sqlite_store, tmp_path, platform=platform_body(outbox=tmp_path / "outbox", batch_size=100))
+    calls = []
+
+    def flaky(channel, platform):
+        provider = open_provider(channel, platform, tmp_path)
+        send = provider.send
+
+        def once_broken(messages):
+            calls.append(len(messages))
+            if len(calls) == 2:
+                raise RuntimeError("disk on fire")
+            return send(messages)
+
+        provider.send = once_broken
+        return provider
+
+    with pytest.raises(RuntimeError):
+        run_at(sqlite_store, tmp_path, at(1, 10), providers=flaky)
+    assert len(outbox_lines(outbox)) == 97  # the first batch: 100 users, 3 of them not sendable
+    assert Ledger(sqlite_store).claim_holders("t1", "once") == {None}  # released, not stuck
+    run_at(sqlite_store, tmp_path, at(1, 10, 5))
+    sent = [line["user_id"] for line in outbox_lines(outbox)]
+    assert len(sent) == len(set(sent)) == len(users) - 3
+
+
+def test_only_the_tasks_asked_for(sqlite_store: StateStore, tmp_path: Path, users: list[str]) -> None:
+    outbox = setup(sqlite_store, tmp_path, tasks={"t1": task_body(), "t2": task_body()})
+    run_at(sqlite_store, tmp_path, at(1, 10), tasks=["t2"])
+    assert {line["task"] for line in outbox_lines(outbox)} == {"t2"}
