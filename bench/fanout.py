@@ -162,8 +162,12 @@ def write_repo(root: Path) -> None:
         target.write_text(text)
 
 
+_CPU: dict[str, float] = {}
+
+
 def timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, int, str]:
-    """Wall time, peak RSS (MB: the largest process of its tree) and stdout of one process."""
+    """Wall time, peak RSS (MB: the largest process of its tree) and stdout of one process;
+    its CPU seconds (user + system, children included) are left in ``_CPU["last"]``."""
     import tempfile
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -171,6 +175,7 @@ def timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> t
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd, text=True)
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - start
+        _CPU["last"] = usage.ru_utime + usage.ru_stime
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -256,6 +261,7 @@ def main() -> None:
 
     floors = [timed([sys.executable, "-c", FLOOR, str(users_csv), str(root / "floor.jsonl")], env) for _ in range(arguments.repeat)]
     floor_s, floor_rss, out = min(floors, key=lambda item: item[0])
+    print(f"load average before the runs: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     floor_rate = int(out.strip()) / floor_s
     print(f"floor: {floor_rate:,.0f} messages/s ({floor_s:.2f} s, peak RSS {floor_rss} MB; best of {arguments.repeat})")
 
@@ -274,18 +280,20 @@ def main() -> None:
                     if arguments.batch_size:
                         command += ["--batch-size", str(arguments.batch_size)]
                     run_s, rss, _ = campaigns(*command, env=env, cwd=root)
+                    cpu_s = _CPU["last"]
                     check = verify(root, state_url, reachable, env)
                 finally:
                     if drop is not None:
                         drop()
-                results.append((run_s, rss, import_s, check))
-            run_s, rss, import_s, check = min(results, key=lambda item: item[0])
+                results.append((run_s, rss, import_s, check, cpu_s))
+            run_s, rss, import_s, check, cpu_s = min(results, key=lambda item: item[0])
             rate = reachable / run_s
             goal = 0.6 if workers == 1 else 1.0
             verdict = "ok" if rate >= goal * floor_rate and rss <= 300 else "MISSED"
             print(
-                f"{backend:<10} workers={workers}: {rate:,.0f} messages/s ({run_s:.2f} s) = {rate / floor_rate:.2f}x floor "
-                f"(goal {goal}x), peak RSS {rss} MB, import {arguments.users / import_s:,.0f} rows/s [{verdict}]; {check}"
+                f"{backend:<10} workers={workers}: {rate:,.0f} messages/s ({run_s:.2f} s, {cpu_s:.1f} CPU-s = "
+                f"{cpu_s / run_s:.2f} cores) = {rate / floor_rate:.2f}x floor (goal {goal}x), peak RSS {rss} MB, "
+                f"import {arguments.users / import_s:,.0f} rows/s [{verdict}]; {check}"
             )
 
 
