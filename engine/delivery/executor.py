@@ -341,13 +341,19 @@ class Executor:
                     summary.errors.append(f"task {task_id}: {state.status} in the state but its definition is missing")
                     continue
                 try:
-                    run = task_run(task_id, stored.body, platform, creatives, audiences, state.content_digest)
+                    run: TaskRun | None = task_run(task_id, stored.body, platform, creatives, audiences, state.content_digest)
                 except CampaignsError as problem:
-                    summary.errors.append(str(problem))
-                    self.reporter.error(str(problem))
-                    continue
+                    if running:
+                        summary.errors.append(str(problem))
+                        self.reporter.error(str(problem))
+                        continue
+                    run = None  # e.g. a completed task whose creatives are gone: its occurrences still close
                 try:
-                    self._task(run, state, running, unclosed.get(task_id, []), summary)
+                    if running:
+                        assert run is not None
+                        self._task(run, state, unclosed.get(task_id, []), summary)
+                    else:
+                        self._close_stopped(task_id, run, unclosed[task_id], summary)
                 except CampaignsError as problem:
                     if isinstance(problem, _ProviderBroken):
                         raise
@@ -423,31 +429,53 @@ class Executor:
 
     # -- one task ---------------------------------------------------------------------------
 
-    def _task(self, run: TaskRun, state: TaskState, running: bool, unclosed: list[Any], summary: PassSummary) -> None:
+    def _task(self, run: TaskRun, state: TaskState, unclosed: list[Any], summary: PassSummary) -> None:
+        """A running task: deliver its open occurrences, expire those that are over."""
         from engine.schedule.occurrences import due_occurrences
 
         now = self.clock.now()
         # Occurrences that ended before the task was running were never due. (A simulated
         # clock earlier than that moment cannot say, so it looks at everything.)
         since: dt.datetime | None = state.since if state.since <= now else None
-        if not running:
-            since = None
         if since is not None and unclosed:
             earliest = min(p.finish_at for p in unclosed)
             since = min(since, dt.datetime.fromtimestamp(earliest - 1, UTC))
-        started = {p.occurrence for p in unclosed}
         for occurrence in due_occurrences(run.task.schedule, run.timezone, now, since=since):
             if self.stop.is_set():
                 return
-            if not running and occurrence.key not in started:
-                continue
             now = self.clock.now()
             if occurrence.finish <= now:
-                if self._expire(run, occurrence, summary, stream_members=running or occurrence.key in started):
+                if self._expire(run, occurrence, summary):
                     summary.occurrences += 1
-            elif running and occurrence.is_open(now):
+            elif occurrence.is_open(now):
                 if self._deliver(run, occurrence, summary):
                     summary.occurrences += 1
+
+    def _close_stopped(self, task_id: str, run: TaskRun | None, unclosed: list[Any], summary: PassSummary) -> None:
+        """A task no longer running (paused, completed, ...): nothing is sent, but each of its
+        started occurrences is closed once its last window closed, the unreached expired. When
+        its audiences cannot be read any more (deleted with the task), the occurrence is closed
+        with the rows it has."""
+        now = self.clock.epoch()
+        for progress in unclosed:
+            if self.stop.is_set():
+                return
+            if progress.finish_at > now:
+                continue
+            counts = self._expire_claims(task_id, progress.occurrence)
+            note = None
+            if progress.status == "open":
+                if run is None:
+                    note = "its definition can no longer be read"
+                else:
+                    try:
+                        counts.add(self._expire_rest(run, progress.occurrence))
+                    except CampaignsError as problem:
+                        note = str(problem)
+            self.ledger.close_if_done(task_id, progress.occurrence, self.clock.epoch(), force=note is not None)
+            self._log_expiry(task_id, progress.occurrence, counts, note)
+            summary.counts.add(counts)
+            summary.occurrences += 1
 
     def _open(self, run: TaskRun, occurrence: Occurrence):
         return self.ledger.open_occurrence(
@@ -696,38 +724,49 @@ class Executor:
 
     # -- expiring ---------------------------------------------------------------------------
 
-    def _expire(self, run: TaskRun, occurrence: Occurrence, summary: PassSummary, *, stream_members: bool) -> bool:
+    def _expire(self, run: TaskRun, occurrence: Occurrence, summary: PassSummary) -> bool:
         """The occurrence is over: whoever it did not reach is ``expired``."""
         key = occurrence.key
         progress = self._open(run, occurrence)
         if progress.status == "closed":
             return False
-        now = self.clock.epoch()
-        dead = self._dead_holders(run.task_id, key)
-        expired = self.ledger.expire_claims(run.task_id, key, dead, now) if dead else 0
-        counts = Counts(expired=expired)
-        if progress.status == "open" and stream_members:
-            stream = self._members_of(run)
-            try:
-                build = self._expiry_builder(run, key)
-                while True:
-                    result = self.ledger.claim(
-                        run.task_id, key, limit=EXPIRE_BATCH, take=stream.take, build=build, now=self.clock.epoch()
-                    )
-                    if result is None:
-                        break
-                    for row in result.rows:
-                        setattr(counts, row.status, getattr(counts, row.status) + 1)
-                    if result.exhausted:
-                        break
-            finally:
-                stream.close()
+        counts = self._expire_claims(run.task_id, key)
+        if progress.status == "open":
+            counts.add(self._expire_rest(run, key))
         self.ledger.close_if_done(run.task_id, key, self.clock.epoch())
         summary.counts.add(counts)
-        event = {"event": "expired", "task": run.task_id, "occurrence": key, **counts.as_dict()}
-        del event["pending"]
-        self.reporter.batch(event)
+        self._log_expiry(run.task_id, key, counts)
         return True
+
+    def _expire_claims(self, task_id: str, key: str) -> Counts:
+        """Pending rows of released batches and of dead executors' batches become expired."""
+        dead = self._dead_holders(task_id, key)
+        return Counts(expired=self.ledger.expire_claims(task_id, key, dead, self.clock.epoch()) if dead else 0)
+
+    def _expire_rest(self, run: TaskRun, key: str) -> Counts:
+        """Members without a ledger row get one: ``expired`` (``suppressed`` if opted out)."""
+        counts = Counts()
+        stream = self._members_of(run)
+        try:
+            build = self._expiry_builder(run, key)
+            while True:
+                result = self.ledger.claim(run.task_id, key, limit=EXPIRE_BATCH, take=stream.take, build=build, now=self.clock.epoch())
+                if result is None:
+                    break
+                for row in result.rows:
+                    setattr(counts, row.status, getattr(counts, row.status) + 1)
+                if result.exhausted:
+                    break
+        finally:
+            stream.close()
+        return counts
+
+    def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None) -> None:
+        event: dict[str, Any] = {"event": "expired", "task": task_id, "occurrence": key, **counts.as_dict()}
+        del event["pending"]
+        if note:
+            event["note"] = f"closed without recording every unreached user: {note}"
+        self.reporter.batch(event)
 
     def _expiry_builder(self, run: TaskRun, key: str) -> Callable[[list[Any], dict[str, int] | None], list[NewRow]]:
         task_id, channel = run.task_id, run.channel

@@ -728,8 +728,18 @@ class Ledger:
             self._close_if_done(conn, task_id, occurrence, now)
         return expired
 
-    def close_if_done(self, task_id: str, occurrence: str, now: float) -> bool:
+    def close_if_done(self, task_id: str, occurrence: str, now: float, *, force: bool = False) -> bool:
+        """Close the occurrence if it is fanned and no batch is in flight; with ``force`` also
+        when it is not fanned (its remaining members cannot be known any more)."""
         with self._write() as conn:
+            if force:
+                conn.exec_driver_sql(
+                    self._sql(
+                        "UPDATE campaigns_delivery_occurrences SET status = 'fanned' "
+                        "WHERE task_id = ? AND occurrence = ? AND status = 'open'"
+                    ),
+                    (task_id, occurrence),
+                )
             return self._close_if_done(conn, task_id, occurrence, now)
 
     # -- reading ----------------------------------------------------------------------------

@@ -357,3 +357,20 @@ def test_only_the_tasks_asked_for(sqlite_store: StateStore, tmp_path: Path, user
     outbox = setup(sqlite_store, tmp_path, tasks={"t1": task_body(), "t2": task_body()})
     run_at(sqlite_store, tmp_path, at(1, 10), tasks=["t2"])
     assert {line["task"] for line in outbox_lines(outbox)} == {"t2"}
+
+
+def test_a_completed_task_whose_definition_is_gone_still_closes(sqlite_store: StateStore, tmp_path: Path, users: list[str]) -> None:
+    setup(sqlite_store, tmp_path, platform=platform_body(outbox=tmp_path / "outbox", batch_size=50, rates={"push": 100}))
+    run_at(sqlite_store, tmp_path, at(1, 11, 29, 59))  # one second of sending, then the window closed
+    meta = sqlite_store.meta()
+    with sqlite_store.transaction(meta.lineage, meta.serial) as tx:  # the task file and its creative deleted
+        tx.delete_resources(["creative.cr-a", "audience.everyone"])
+        from engine.state import TaskStateWrite
+
+        tx.set_task_states([TaskStateWrite("t1", "completed", "digest-t1")])
+        tx.append_history(approval=None, summary={}, changes=[])
+    summary, events = run_at(sqlite_store, tmp_path, at(1, 12))
+    assert not summary.errors
+    report = task_report(sqlite_store, "t1")
+    assert report.occurrences[0].state == "closed" and report.totals["pending"] == 0
+    assert any("closed without recording" in e.get("note", "") for e in events.events)
