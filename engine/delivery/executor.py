@@ -296,6 +296,8 @@ class Executor:
     def __enter__(self) -> Executor:
         self.presence.hold()
         self._exit.callback(self.presence.release)
+        known = self.ledger.registered()
+        self.ledger.forget_executors(set(known) - self.presence.alive(known))  # rows of executors that died
         self.ledger.register(time.time())
         self._exit.callback(self._unregister)
         return self

@@ -263,6 +263,10 @@ class Presence:
             except OSError:
                 living.add(other)
             else:
+                try:  # its process is gone and its id is never used again: tidy up
+                    os.unlink(self._dir / other)
+                except OSError:
+                    pass
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
@@ -340,6 +344,13 @@ class Ledger:
             return
         with self._write() as conn:
             conn.execute(e.delete().where(e.c.executor.in_(gone)))
+
+    def registered(self) -> list[str]:
+        """The executors that registered and did not unregister (some may have died since)."""
+        from sqlalchemy import select
+
+        with self.store.reading() as conn:
+            return list(conn.execute(select(lt.executors.c.executor)).scalars())
 
     def last_seen(self) -> float | None:
         """When any executor last polled (None: never)."""
