@@ -93,12 +93,13 @@ class Postgres:
         self.created.clear()
 
 
-def edit_one_task(root: Path, counter: int) -> Path:
+def edit_one_task(root: Path, counter: int) -> tuple[Path, str]:
+    """Change one task's name (a new edit each run); returns the file and its original text."""
     path = sorted((root / "campaigns").glob("*/task-*.yaml"))[counter % 7]
-    text = path.read_text()
-    text = re.sub(r"^name: .*$", f"name: Edited task {counter} {uuid.uuid4().hex[:6]}", text, count=1, flags=re.M)
+    original = path.read_text()
+    text = re.sub(r"^name: .*$", f"name: Edited task {counter} {uuid.uuid4().hex[:6]}", original, count=1, flags=re.M)
     path.write_text(text)
-    return path
+    return path, original
 
 
 def main() -> None:
@@ -143,8 +144,11 @@ def main() -> None:
                 run(campaigns + ["apply", str(plan_file), *common, "--approved-by", "bench", "--reason", "benchmark"], env=env)
             )
             noops.append(run(campaigns + ["plan", *common, "--detailed-exitcode"], env=env))
-            edit_one_task(root, counter)
-            ones.append(run(campaigns + ["plan", *common, "--detailed-exitcode"], ok=(2,), env=env))
+            edited, original = edit_one_task(root, counter)
+            try:
+                ones.append(run(campaigns + ["plan", *common, "--detailed-exitcode"], ok=(2,), env=env))
+            finally:
+                edited.write_text(original)
             if postgres:
                 postgres.drop_all()
             else:

@@ -61,7 +61,8 @@ def plan(
     store = None
     # builds many objects and no cycles worth collecting: the collector waits until the end
     with gc_paused():
-        if can_fork():  # open and read the state on another core while the repository is validated
+        summary = fastpath.remembered(repo)  # no file changed since a plan that found nothing to do?
+        if summary is None and can_fork():  # read the state on another core while the repository loads
             source = ForkedSource.start(url, repo)
         else:
             from engine.state import StateStore
@@ -69,7 +70,7 @@ def plan(
             store = StateStore.open(url, base_dir=repo)
             source = LocalSource(store)
         try:
-            result = fastpath.noop_plan(repo, source)
+            result = fastpath.noop_plan(summary, source)
             if result is None:
                 started = time.time_ns()
                 repository = load_repo(repo)

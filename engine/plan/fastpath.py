@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 import marshal
 import os
 from pathlib import Path
@@ -121,9 +122,17 @@ def forget(root: Path) -> None:
             pass
 
 
-def noop_plan(root: Path, source: StateSource, now: dt.datetime | None = None) -> Plan | None:
-    """The plan when nothing changed since the summary was written and the state matches it;
-    None whenever the full path is needed."""
+@dataclass(frozen=True)
+class Summary:
+    """What a plan that found nothing to do remembered of the repository."""
+
+    digests: dict[str, str]
+    wants: dict[str, str]
+    repository_digest: str
+
+
+def remembered(root: Path) -> Summary | None:
+    """The summary, when no file of the repository changed since it was written (else None)."""
     root = Path(root).resolve()
     try:
         with open(root / FINGERPRINT_FILE, "rb") as handle:
@@ -140,6 +149,18 @@ def noop_plan(root: Path, source: StateSource, now: dt.datetime | None = None) -
         return None
     if stamp_again != stamp:
         return None
+    return Summary(digests, wants, repository_digest)
+
+
+def noop_plan(
+    root: Path | Summary | None, source: StateSource, now: dt.datetime | None = None
+) -> Plan | None:
+    """The plan when nothing changed since the summary was written and the state matches it;
+    None whenever the full path is needed. ``root`` may be a ``remembered()`` summary already."""
+    summary = root if isinstance(root, Summary) or root is None else remembered(root)
+    if summary is None:
+        return None
+    digests, wants, repository_digest = summary.digests, summary.wants, summary.repository_digest
     snapshot = source.snapshot()
     stored = snapshot.digests
     if len(stored) < len(digests):

@@ -6,9 +6,10 @@ bodies), and audience sizes of the tasks that change (from the user directory).
 
 ``LocalSource`` answers from an open ``StateStore``. ``ForkedSource`` answers from a child
 process forked before the repository is loaded: opening the database (SQLAlchemy's import alone
-is a sixth of a plan) and reading the snapshot then happen on another core while this process
-validates the repository, and deepdiff is imported there too. ``campaigns plan`` uses it where
-``os.fork`` exists, unless ``CAMPAIGNS_NO_FORK`` is set; everything else uses ``LocalSource``.
+is a sixth of a plan), reading the snapshot, and importing deepdiff and the user-directory code
+then happen on another core while this process validates the repository. ``campaigns plan``
+uses it when it has to load the repository (see ``engine.plan.fastpath``) and ``os.fork``
+exists, unless ``CAMPAIGNS_NO_FORK`` is set; everything else uses ``LocalSource``.
 """
 
 from __future__ import annotations
@@ -167,6 +168,13 @@ def _send(fd: int, value: Any) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _send_quietly(fd: int, value: Any) -> None:
+    try:
+        _send(fd, value)
+    except OSError:  # the parent went away; the request loop sees EOF
+        pass
+
+
 def _receive(fd: int) -> Any:
     header = _read_exactly(fd, _HEADER.size)
     if header is None:
@@ -193,13 +201,27 @@ def _failure(problem: BaseException) -> tuple[str, str, bool]:
     return ("error", str(problem) or type(problem).__name__, isinstance(problem, CampaignsError))
 
 
-def _warm_up() -> None:
+def _warm_up(base_dir: str) -> None:
     """Import what the answers need while the parent is still loading the repository."""
-    for module in ("deepdiff", "engine.plan.diff", "engine.config.models", "engine.delivery.audiences", "engine.delivery.directory"):
+    for module in (
+        "deepdiff",
+        "engine.plan.diff",
+        "engine.config.models",
+        "engine.delivery.audiences",
+        "engine.delivery.directory",
+        "engine.delivery.directory_tables",
+    ):
         try:
             __import__(module)
         except ImportError:
             pass
+    try:  # the first validation of a model builds its validators
+        from engine.config.models import Platform
+        from engine.config.settings import read_platform
+
+        Platform.model_validate(read_platform(Path(base_dir)) or {})
+    except Exception:  # noqa: BLE001 - only a warm-up; the real request reports real problems
+        pass
 
 
 def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -> None:
@@ -213,11 +235,18 @@ def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -
         return
     try:
         try:
-            _send(replies, ("ok", StateSnapshot.read(store).to_wire()))
+            wire = StateSnapshot.read(store).to_wire()
         except BaseException as problem:  # noqa: BLE001
             _send(replies, _failure(problem))
             return
-        _warm_up()
+        # The snapshot waits in the pipe until the parent has loaded the repository; meanwhile
+        # (the write blocks without the GIL) import what the answers will need.
+        import threading
+
+        sender = threading.Thread(target=_send_quietly, args=(replies, ("ok", wire)), daemon=True)
+        sender.start()
+        _warm_up(base_dir)
+        sender.join()
         while True:
             try:
                 kind, argument = _receive(requests)
