@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import CampaignsError
-from engine.state.records import canonical_json, content_digest
+from engine.state.records import content_digest
 
 FORMAT_VERSION = 1
 PLAN_KIND = "campaigns-plan"

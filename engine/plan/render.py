@@ -182,7 +182,8 @@ def _details(change: Change, cap: int) -> str:
         text = "\n".join(fields)
         if len(text) > cap:
             text = text[:cap].rsplit("\n", 1)[0] + f"\n… ({len(fields)} lines in all; the rest is in the text plan)"
-        parts.append("")
+        if parts[-1] != "":
+            parts.append("")
         parts.append(_fence(text))
     parts.append("")
     parts.append("</details>")
