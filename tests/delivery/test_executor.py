@@ -11,14 +11,12 @@ from typing import Any
 import pytest
 from delivery_state import (
     creative_body,
-    everyone_audience,
     import_users,
     outbox_lines,
     platform_body,
     seed,
     set_status,
     task_body,
-    template_body,
     write_users,
 )
 

@@ -12,7 +12,6 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from delivery_state import import_users, outbox_lines, platform_body, seed, task_body, write_users
 
 from engine.delivery.executor import Clock, Executor
