@@ -75,10 +75,7 @@ def _stat(root: Path, relative: str) -> tuple[int, int] | None:
 def fingerprint(files: dict[str, tuple[int, int]], attachments: dict[str, tuple[int, int] | None]) -> str:
     """One digest of every file's path, time and size (what the summary is valid for)."""
     hasher = hashlib.blake2b(_engine_key().encode(), digest_size=16)
-    for group in (files, attachments):
-        for path in sorted(group):
-            hasher.update(f"{path}\0{group[path]}\n".encode())
-        hasher.update(b"\1")
+    hasher.update(marshal.dumps((sorted(files.items()), sorted(attachments.items()))))
     return hasher.hexdigest()
 
 
