@@ -199,13 +199,11 @@ def apply(
     now: dt.datetime | None = None,
     use_cache: bool = True,
     on_locked: Callable[[], None] | None = None,
-    read_since_ns: int | None = None,
 ) -> ApplyResult:
     """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
     ApprovalRefused, StateLocked; none of them leaves anything written.
 
-    ``read_since_ns``: when the repository's files started being read; given, the applied
-    repository is remembered for ``engine.plan.fastpath``."""
+    The applied repository is remembered for ``engine.plan.fastpath``."""
     policy = ApprovalPolicy.from_platform(repository.platform.data)
     from engine.plan import fastpath
 
@@ -218,8 +216,8 @@ def apply(
         if saved is not None:
             check_saved(saved, plan)
         if not plan.has_changes:
-            if read_since_ns is not None and use_cache:
-                fastpath.remember(planner.desired, read_since_ns)
+            if use_cache:
+                fastpath.remember(planner.desired)
             return ApplyResult(plan, plan.serial, applied=False)
         problem = None
         approval = None
@@ -233,8 +231,8 @@ def apply(
         if plan.blockers() or problem:
             raise refusal(plan, problem)
         serial = write(planner, plan, store, approval)
-        if read_since_ns is not None and use_cache:
-            fastpath.remember(planner.desired, read_since_ns)
+        if use_cache:
+            fastpath.remember(planner.desired)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
 

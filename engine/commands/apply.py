@@ -48,8 +48,6 @@ def apply(
     that will run needs a passing pilot test of its current content; a refused apply names every
     blocker. Without changes, apply says so and needs no approval.
     """
-    import time
-
     from engine.apply.applier import ApplyRefused
     from engine.apply.applier import apply as run_apply
     from engine.apply.approval import Evidence
@@ -58,13 +56,12 @@ def apply(
 
     evidence = Evidence.from_options(str(event) if event else None, approved_by, reason)
     saved = model.load(plan_file) if plan_file is not None else None
-    started = time.time_ns()
     with gc_paused():  # builds many objects and no cycles worth collecting
-        repository = load_repo(repo)
+        repository = load_repo(repo, state_url)
         with open_store(repo, state_url, platform=repository.platform.data) as store:
             try:
                 result = run_apply(
-                    repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout, read_since_ns=started
+                    repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout
                 )
             except ApplyRefused as refused:
                 for line in refused.details:

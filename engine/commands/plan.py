@@ -49,20 +49,18 @@ def plan(
     occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
     (cleared by the merge). A repository that does not validate cannot be planned.
     """
-    import time
-
     from engine.config.settings import resolve_state_url
     from engine.plan import fastpath, model, render
     from engine.plan.planner import compute_plan
     from engine.plan.source import ForkedSource, LocalSource, can_fork
     from engine.validation.filecheck import gc_paused
+    from engine.validation.pipeline import read_files
 
     url = resolve_state_url(repo, state_url)
     store = None
     # builds many objects and no cycles worth collecting: the collector waits until the end
     with gc_paused():
-        summary = fastpath.remembered(repo)  # no file changed since a plan that found nothing to do?
-        if summary is None and can_fork():  # read the state on another core while the repository loads
+        if can_fork():  # read the state on another core while this one reads the repository
             source = ForkedSource.start(url, repo)
         else:
             from engine.state import StateStore
@@ -70,11 +68,12 @@ def plan(
             store = StateStore.open(url, base_dir=repo)
             source = LocalSource(store)
         try:
+            files = read_files(repo)
+            summary = fastpath.remembered(files)  # no file changed since a plan that found nothing to do?
             result = fastpath.noop_plan(summary, source)
             if result is None:
-                started = time.time_ns()
-                repository = load_repo(repo)
-                result = compute_plan(repository, source, read_since_ns=started)
+                repository = load_repo(repo, state_url, files)
+                result = compute_plan(repository, source)
         finally:
             source.close()
             if store is not None:

@@ -42,12 +42,15 @@ def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "t
     )
 
 
-def load_repo(repo: Path) -> Repository:
-    """The validated repository; its problems are printed (and InvalidRepository raised) if it has errors."""
+def load_repo(repo: Path, state_url: str | None = None, files=None) -> Repository:
+    """The validated repository; its problems are printed (and InvalidRepository raised) if it has errors.
+
+    ``state_url`` (``--state``) locates the user directory that audience rules are checked against;
+    ``files``: the repository's files if the caller has read them already."""
     from engine.config.repository import InvalidRepository, load_repository
 
     try:
-        return load_repository(repo)
+        return load_repository(repo, state=state_url, files=files)
     except InvalidRepository as problem:
         from engine.commands.common import print_problems
 

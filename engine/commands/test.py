@@ -34,7 +34,7 @@ def test(task: str, testers: tuple[str, ...], repo: Path, state_url: str | None,
     """
     from engine.pilot import run_pilot_test
 
-    repository = load_repo(repo)
+    repository = load_repo(repo, state_url)
     with open_store(repo, state_url, platform=repository.platform.data) as store:
         outcome = run_pilot_test(repository, store, task, testers)
     if output_format == "json":

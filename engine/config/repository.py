@@ -109,15 +109,16 @@ class InvalidRepository(CampaignsError):
         self.problems = problems
 
 
-def load_repository(root: Path | str, *, use_cache: bool = True, state: str | None = None) -> Repository:
+def load_repository(root: Path | str, *, use_cache: bool = True, state: str | None = None, files=None) -> Repository:
     """Load and validate the repository at ``root``; raise InvalidRepository if it has errors.
 
     ``state`` is the ``--state`` URL, if given: it locates the user directory whose attributes
-    audience rules are checked against.
+    audience rules are checked against. ``files``: the repository's files already read with
+    ``engine.validation.pipeline.read_files``.
     """
     from engine.validation.pipeline import validate_repository
 
-    result = validate_repository(Path(root), use_cache=use_cache, state=state)
+    result = validate_repository(Path(root), use_cache=use_cache, state=state, files=files)
     if result.has_errors or result.repository is None:
         raise InvalidRepository(result.problems)
     return result.repository

@@ -3,101 +3,66 @@
 Loading a 20,000-file repository, even from the validation cache, costs about as much as parsing
 it. Most plans in CI and on a laptop are made over files that have not changed since the last
 apply or the last plan that found nothing to do, so those remember a summary of the repository:
-the size and modification time of every file (like git's index), every desired digest, and each
-task's wanted status. When every file still has the same size and time, and the state holds
+the content digest of every file (and of every CSV an audience reads), every desired digest, and
+each task's wanted status. When every file still has the same content, and the state holds
 exactly those digests with every task in the status its file asks for, the plan is "no changes";
 anything else, however small, takes the full path (validation and planner).
 
-A file modified less than ``RACY_NS`` before the repository was read is never trusted (it could
-change again within the same timestamp tick), so the summary is only written when every file is
-older than that. The summary is dropped when the engine's code changes.
+Files are compared by content, never by time stamps: the summary is written only when the files
+on disk are byte for byte the ones that were planned. It is dropped when the engine's code changes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 import marshal
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.plan.cache import CACHE_FILE, _engine_key
 from engine.plan.model import Plan, StatusChange
+from engine.validation.cache import files_key
+from engine.validation.filecheck import digest_bytes
 
 if TYPE_CHECKING:
     from engine.plan.desired import Desired
     from engine.plan.source import StateSource
+    from engine.validation.pipeline import RepositoryFiles
 
 SUMMARY_FILE = CACHE_FILE.with_name("plan-summary.marshal")
 FINGERPRINT_FILE = CACHE_FILE.with_name("plan-summary.key")
-RACY_NS = 2_000_000_000
-_FOLDERS = ("templates", "audiences", "creatives", "campaigns")
 _SETTLED = {"active": ("running",), "paused": ("paused", "testing")}
 
 
-def list_files(root: Path) -> dict[str, tuple[int, int]]:
-    """Every YAML file a repository could define resources in: relative path -> (mtime_ns, size)."""
-    found: dict[str, tuple[int, int]] = {}
-    base = str(root)
-    with os.scandir(base) as entries:
-        for entry in entries:
-            if entry.is_file() and entry.name.endswith((".yaml", ".yml")):
-                stat = entry.stat()
-                found[entry.name] = (stat.st_mtime_ns, stat.st_size)
-    for folder in _FOLDERS:
-        stack = [(os.path.join(base, folder), folder)]
-        while stack:
-            directory, relative = stack.pop()
-            try:
-                entries = os.scandir(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, f"{relative}/{entry.name}"))
-                    elif entry.name.endswith((".yaml", ".yml")):
-                        stat = entry.stat()
-                        found[f"{relative}/{entry.name}"] = (stat.st_mtime_ns, stat.st_size)
-    return found
-
-
-def _stat(root: Path, relative: str) -> tuple[int, int] | None:
+def _digest_of(root: Path, relative: str) -> str | None:
     try:
-        stat = os.stat(os.path.join(root, relative))
+        with open(os.path.join(root, relative), "rb") as handle:
+            return digest_bytes(handle.read())
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
 
 
-def fingerprint(files: dict[str, tuple[int, int]], attachments: dict[str, tuple[int, int] | None]) -> str:
-    """One digest of every file's path, time and size (what the summary is valid for)."""
+def fingerprint(files_key: str, attachments: dict[str, str | None]) -> str:
+    """One digest of every file's path and content (what the summary is valid for)."""
     hasher = hashlib.blake2b(_engine_key().encode(), digest_size=16)
-    hasher.update(marshal.dumps((sorted(files.items()), sorted(attachments.items()))))
+    hasher.update(marshal.dumps((files_key, sorted(attachments.items()))))
     return hasher.hexdigest()
 
 
-def remember(desired: Desired, read_since_ns: int) -> bool:
-    """Write the summary of a repository loaded (valid) after ``read_since_ns``; False when some
-    file is too recent to be trusted (or the cache cannot be written)."""
+def remember(desired: Desired) -> bool:
+    """Write the summary of a planned repository (the content that was planned, file by file);
+    False when the cache cannot be written."""
     repository = desired.repository
     root = Path(repository.root)
-    files = list_files(root)
-    attachments: dict[str, tuple[int, int] | None] = {}
+    files = {resource.path: resource.digest for resource in repository.resources()}
+    attachments: dict[str, str | None] = {}
     for resource in repository.audiences.values():
-        for relative in resource.attachments:
-            found = _stat(root, relative)
-            if found is None:
-                return False
-            attachments[relative] = found
-    horizon = read_since_ns - RACY_NS
-    if any(mtime >= horizon for mtime, _ in files.values()) or any(m >= horizon for m, _ in attachments.values()):  # type: ignore[misc]
-        forget(root)
-        return False
+        attachments.update(resource.attachments)
     wants = {task_id: resource.data.get("status", "active") for task_id, resource in repository.tasks.items()}
-    stamp = fingerprint(files, attachments)
+    stamp = fingerprint(files_key(list(files.items())), attachments)
     summary = (stamp, sorted(attachments), desired.digests, wants, repository.digest)
     try:
         for path, value in ((root / SUMMARY_FILE, summary), (root / FINGERPRINT_FILE, (stamp, sorted(attachments)))):
@@ -128,16 +93,16 @@ class Summary:
     repository_digest: str
 
 
-def remembered(root: Path) -> Summary | None:
-    """The summary, when no file of the repository changed since it was written (else None)."""
-    root = Path(root).resolve()
+def remembered(files: RepositoryFiles) -> Summary | None:
+    """The summary, when every file of the repository (as just read) has the content it had when
+    the summary was written (else None)."""
+    root = files.root
     try:
         with open(root / FINGERPRINT_FILE, "rb") as handle:
             stamp, attachment_paths = marshal.load(handle)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    files = list_files(root)
-    if fingerprint(files, {path: _stat(root, path) for path in attachment_paths}) != stamp:
+    if files.problems or fingerprint(files.key, {path: _digest_of(root, path) for path in attachment_paths}) != stamp:
         return None
     try:
         with open(root / SUMMARY_FILE, "rb") as handle:
@@ -149,12 +114,9 @@ def remembered(root: Path) -> Summary | None:
     return Summary(digests, wants, repository_digest)
 
 
-def noop_plan(
-    root: Path | Summary | None, source: StateSource, now: dt.datetime | None = None
-) -> Plan | None:
+def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | None = None) -> Plan | None:
     """The plan when nothing changed since the summary was written and the state matches it;
-    None whenever the full path is needed. ``root`` may be a ``remembered()`` summary already."""
-    summary = root if isinstance(root, Summary) or root is None else remembered(root)
+    None whenever the full path is needed."""
     if summary is None:
         return None
     digests, wants, repository_digest = summary.digests, summary.wants, summary.repository_digest

@@ -349,19 +349,17 @@ def compute_plan(
     now: dt.datetime | None = None,
     approved: bool = False,
     use_cache: bool = True,
-    read_since_ns: int | None = None,
 ) -> Plan:
     """The plan that brings the state (a store, or a StateSource) to the desired state of ``repository``.
 
-    With ``read_since_ns`` (when the repository's files started being read) a plan that finds
-    nothing to do remembers the repository for ``engine.plan.fastpath``.
+    A plan that finds nothing to do remembers the repository for ``engine.plan.fastpath``.
     """
     source = store if hasattr(store, "snapshot") else LocalSource(store)  # type: ignore[arg-type]
     planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache)
     plan = planner.plan()
     planner.desired.cache.save()
-    if read_since_ns is not None and use_cache and not plan.has_changes:
+    if use_cache and not plan.has_changes:
         from engine.plan import fastpath
 
-        fastpath.remember(planner.desired, read_since_ns)
+        fastpath.remember(planner.desired)
     return plan

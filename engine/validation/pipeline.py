@@ -85,12 +85,73 @@ def _check_all(pending: list[tuple[bytes, str]], progress: Progress | None) -> l
     return results
 
 
+_FIRST_READ = 65536
+
+
 def _read(root: str, source: SourceFile) -> bytes | Problem:
+    """The file's bytes (at most one byte past the size limit, so the loader can refuse it).
+
+    Plain ``os.read`` of a small first chunk: resource files are a few hundred bytes, and a
+    buffered ``read(limit)`` would allocate a megabyte for each of twenty thousand files.
+    """
     try:
-        with open(os.path.join(root, source.path), "rb") as handle:
-            return handle.read(yamlload.MAX_FILE_BYTES + 1)
+        descriptor = os.open(os.path.join(root, source.path), os.O_RDONLY)
     except OSError as bad:
         return Problem(source.path, 1, 1, "yaml-syntax", f"cannot read the file: {bad.strerror}")
+    try:
+        data = os.read(descriptor, _FIRST_READ)
+        if len(data) == _FIRST_READ:
+            chunks = [data]
+            size = len(data)
+            while size <= yamlload.MAX_FILE_BYTES:
+                chunk = os.read(descriptor, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)[: yamlload.MAX_FILE_BYTES + 1]
+        return data
+    except OSError as bad:
+        return Problem(source.path, 1, 1, "yaml-syntax", f"cannot read the file: {bad.strerror}")
+    finally:
+        os.close(descriptor)
+
+
+@dataclass
+class RepositoryFiles:
+    """Every resource file of a repository as read once: bytes and content digests.
+
+    Read before anything else, so other fast paths (the plan's "nothing changed") can decide
+    from the digests, and validation then reuses the same bytes instead of reading again.
+    """
+
+    root: Path
+    sources: list[SourceFile]
+    problems: list[Problem]  # where files are and what they are called
+    raws: dict[str, bytes]
+    digests: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        """One digest of every (path, content digest)."""
+        return cache_module.files_key(list(self.digests.items()))
+
+
+def read_files(root: Path) -> RepositoryFiles:
+    """Discover and read every resource file of the repository at ``root``."""
+    root = root.resolve()
+    sources, problems = discover(root)
+    raws: dict[str, bytes] = {}
+    digests: dict[str, str] = {}
+    root_text = str(root)
+    for source in sources:
+        raw = _read(root_text, source)
+        if isinstance(raw, Problem):
+            problems.append(raw)
+            continue
+        raws[source.path] = raw
+        digests[source.path] = filecheck.digest_bytes(raw)
+    return RepositoryFiles(root, sources, problems, raws, digests)
 
 
 def validate_repository(
@@ -100,15 +161,17 @@ def validate_repository(
     progress: Progress | None = None,
     need_repository: bool = True,
     state: str | None = None,
+    files: RepositoryFiles | None = None,
 ) -> ValidationResult:
     """Validate the repository at ``root``: every problem at once, and the Repository if it is sound.
 
     With ``need_repository=False`` (``campaigns validate``) an unchanged repository is answered
     from the result cache without loading any file's data. ``state`` (a URL) says where to find
-    the user directory for the ``unknown-attribute`` rule, as ``--state`` does.
+    the user directory for the ``unknown-attribute`` rule, as ``--state`` does. ``files``: the
+    repository's files when the caller has read them already (``read_files``).
     """
     with filecheck.gc_paused():
-        return _validate(root.resolve(), use_cache, progress, need_repository, state)
+        return _validate(files or read_files(root), use_cache, progress, need_repository, state)
 
 
 def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | None:
@@ -121,21 +184,11 @@ def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | 
 
 
 def _validate(
-    root: Path, use_cache: bool, progress: Progress | None, need_repository: bool, state: str | None
+    files: RepositoryFiles, use_cache: bool, progress: Progress | None, need_repository: bool, state: str | None
 ) -> ValidationResult:
-    sources, problems = discover(root)
-    raws: dict[str, bytes] = {}
-    digests: dict[str, str] = {}
-    root_text = str(root)
-    for source in sources:
-        raw = _read(root_text, source)
-        if isinstance(raw, Problem):
-            problems.append(raw)
-            continue
-        raws[source.path] = raw
-        digests[source.path] = filecheck.digest_bytes(raw)
-
-    files_key = cache_module.files_key(list(digests.items())) if use_cache else ""
+    root, sources, raws, digests = files.root, files.sources, files.raws, files.digests
+    problems = list(files.problems)
+    files_key = files.key if use_cache else ""
     known_attributes, directory_warning = directory_attributes(root, _platform_data(sources, raws), state)
     # what the rules read besides the files and their attachments
     context = "|".join(sorted(known_attributes)) if known_attributes is not None else (directory_warning or "")
@@ -157,7 +210,6 @@ def _validate(
         else:
             pending.append((raws[source.path], source.kind))
             pending_sources.append(source)
-    del raws
     checked = _check_all(pending, progress) if pending else []
     for source, result in zip(pending_sources, checked):
         results[source.path] = result
