@@ -145,11 +145,10 @@ def _install_stop(stop: threading.Event) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
+    default=None,
     envvar="CAMPAIGNS_EXECUTOR_WORKERS",
     help="Executor processes sharing the work through the ledger (one per core speeds up big fan-outs). "
-    "Also $CAMPAIGNS_EXECUTOR_WORKERS.",
+    "Also $CAMPAIGNS_EXECUTOR_WORKERS. Default: platform.yaml executor.workers (1).",
 )
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="Deliver only this task (repeatable).")
 @click.option(
@@ -167,7 +166,7 @@ def run(
     now_text: str | None,
     interval: float | None,
     batch_size: int | None,
-    workers: int,
+    workers: int | None,
     tasks: tuple[str, ...],
     log_mode: str,
 ) -> None:
@@ -185,9 +184,21 @@ def run(
     def one(label: str | None = None) -> None:
         _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode, label)
 
+    if workers is None:
+        workers = _configured_workers(repo, state_url)
     if workers > 1:
         sys.exit(_run_workers(workers, one, once))
     one()
+
+
+def _configured_workers(repo: Path, state_url: str | None) -> int:
+    """``executor.workers`` of the applied platform (1 before anything was applied)."""
+    from engine.commands.state import open_store
+
+    with open_store(repo, state_url, create=False) as store:
+        platform = store.resource("platform")
+    executor = platform.body.get("executor", {}) if platform is not None else {}
+    return int(executor.get("workers", 1))
 
 
 def _run_one(

@@ -117,7 +117,12 @@ class Approval(Strict):
 
 class Executor(Strict):
     poll_interval: float = Field(30.0, gt=0, description="Seconds between polls of `campaigns run`")
-    batch_size: int = Field(1000, ge=1, le=100000, description="Deliveries claimed per batch")
+    batch_size: int = Field(
+        5000, ge=1, le=100000, description="Deliveries claimed (and recorded in the ledger) per batch"
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Executor processes `campaigns run` starts on this machine (one per core)"
+    )
 
 
 class Platform(Strict):

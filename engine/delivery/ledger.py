@@ -420,6 +420,12 @@ class Ledger:
         of the (site, channel) timeline; the claim's ``pace_start`` says when they may start.
         """
         with self._write() as conn:
+            if self.postgres:
+                # The commit is visible to every session at once; only a crash of the database
+                # server within a fraction of a second could lose it, and then the same members
+                # get the same (derived) message ids again: a re-send of a recorded id, which the
+                # provider's idempotency key absorbs. So the claim need not wait for the WAL flush.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
             found = conn.exec_driver_sql(
                 self._sql(
                     "SELECT status, last_user FROM campaigns_delivery_occurrences WHERE task_id = ? AND occurrence = ?"
@@ -582,7 +588,7 @@ class Ledger:
             if self.postgres:
                 # Losing this commit in a server crash only means the rows stay pending and are
                 # sent again with their recorded ids, which is allowed: no need to wait for the
-                # WAL flush. (The claim's commit, which records the ids, does wait.)
+                # WAL flush (see ``claim``).
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
             holder = conn.exec_driver_sql(
                 self._sql(

@@ -203,6 +203,26 @@ def test_workers_share_a_fan_out(tmp_path: Path) -> None:
     assert len(executors) == 2
 
 
+def test_platform_executor_workers_is_the_default(tmp_path: Path) -> None:
+    write_users(tmp_path / "users.csv", 60)
+    platform = platform_body(outbox=".campaigns/outbox")
+    platform["executor"] = {"workers": 2, "batch_size": 10}
+    store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+    try:
+        import_users(store, tmp_path / "users.csv")
+        seed(store, platform=platform, tasks={"t1": task_body()})
+    finally:
+        store.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "run", "--once", "--now", NOW, "--repo", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 workers finished" in result.stdout
+    users = [line["user_id"] for line in outbox_lines(tmp_path / ".campaigns" / "outbox")]
+    assert len(users) == len(set(users)) == 60
+
+
 def test_workers_stop_on_sigterm(tmp_path: Path) -> None:
     repo = _live_repo(tmp_path, rate=100)
     service = _service(repo, "--workers", "2")
