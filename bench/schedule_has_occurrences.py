@@ -12,7 +12,8 @@ import datetime as dt
 import random
 import time
 
-from engine.config.models import WEEKDAYS, Schedule
+from engine.config.models import Schedule
+from engine.config.names import WEEKDAYS
 from engine.schedule.occurrences import has_occurrences
 
 

@@ -14,17 +14,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from engine.config.names import (  # noqa: F401 - re-exported
-    CHANNELS,
+from engine.config.names import (
     ID_PATTERN,
     NAME_MAX,
-    REDIRECTION_MAX,
     SCHEME_PATTERN,
     TASK_NAME_MAX,
     TIME_PATTERN,
     USER_ID_PATTERN,
     VARIABLE_PATTERN,
-    WEEKDAYS,
 )
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]

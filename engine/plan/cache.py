@@ -13,66 +13,24 @@ content digests (``plan-contents.marshal``) are only read when a task's content 
 
 from __future__ import annotations
 
-import hashlib
-import marshal
-import os
 from pathlib import Path
 
-from engine import __version__
+from engine import localcache
+from engine.localcache import CACHE_DIR
 
-CACHE_FILE = Path(".campaigns") / "cache" / "plan.marshal"
+CACHE_FILE = CACHE_DIR / "plan.marshal"
 CONTENTS_FILE = CACHE_FILE.with_name("plan-contents.marshal")
-_CODE = (
-    ("config", None),
-    ("validation", None),
-    ("plan", "desired.py"),
-    ("plan", "cache.py"),
-    ("state", "records.py"),
-)
-_KEY: str | None = None
+_CODE = ("config", "validation", "plan/desired.py", "plan/cache.py", "state/records.py")
 
 
 def _engine_key() -> str:
-    global _KEY
-    if _KEY is not None:
-        return _KEY
-    package = Path(__file__).resolve().parent.parent
-    hasher = hashlib.blake2b(__version__.encode(), digest_size=16)
-    for folder, name in _CODE:
-        files = [package / folder / name] if name else sorted((package / folder).glob("*.py"))
-        for path in files:
-            try:
-                hasher.update(path.name.encode() + path.read_bytes())
-            except OSError:
-                continue
-    _KEY = hasher.hexdigest()
-    return _KEY
+    """Digest of the code that computes the cached digests."""
+    return localcache.code_key(*_CODE)
 
 
 def _load(path: Path, key: str) -> dict | None:
-    try:
-        with open(path, "rb") as handle:
-            stored_key, entries = marshal.load(handle)
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    if stored_key != key or not isinstance(entries, dict):
-        return None
-    return entries
-
-
-def _dump(path: Path, key: str, entries: dict) -> None:
-    """Write atomically; a read-only checkout simply goes without a cache."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ignore = path.parent.parent / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# campaigns' local state and caches\n*\n")
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as handle:
-            marshal.dump((key, entries), handle)
-        os.replace(temporary, path)
-    except OSError:
-        return
+    entries = localcache.load(path, key)
+    return entries if isinstance(entries, dict) else None
 
 
 class DigestCache:
@@ -128,10 +86,10 @@ class DigestCache:
             pruned = True
         # A handful of new digests is cheaper to compute again than to rewrite 20,000 entries for.
         if pruned or (self.dirty and (self.new >= 32 or not self.loaded or self.new * 50 >= len(self.bodies))):
-            _dump(self.root / CACHE_FILE, self.key, self.bodies)
+            localcache.dump(self.root / CACHE_FILE, self.key, self.bodies)
             self.dirty = False
         if self.contents_dirty and self._contents is not None:
             if len(self._contents) > 4 * max(len(self.bodies), 1000):  # keep old content digests bounded
                 self._contents = {}
-            _dump(self.root / CONTENTS_FILE, self.key, self._contents)
+            localcache.dump(self.root / CONTENTS_FILE, self.key, self._contents)
             self.contents_dirty = False

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine import localcache
 from engine.plan.cache import CACHE_FILE, _engine_key
 from engine.plan.model import Plan, StatusChange
 from engine.validation.cache import files_key
@@ -54,7 +55,7 @@ def fingerprint(files_key: str, attachments: dict[str, str | None]) -> str:
 
 def remember(desired: Desired) -> bool:
     """Write the summary of a planned repository (the content that was planned, file by file);
-    False when the cache cannot be written."""
+    False when the cache could not be written."""
     repository = desired.repository
     root = Path(repository.root)
     files = {resource.path: resource.digest for resource in repository.resources()}
@@ -63,17 +64,10 @@ def remember(desired: Desired) -> bool:
         attachments.update(resource.attachments)
     wants = {task_id: resource.data.get("status", "active") for task_id, resource in repository.tasks.items()}
     stamp = fingerprint(files_key(list(files.items())), attachments)
-    summary = (stamp, sorted(attachments), desired.digests, wants, repository.digest)
-    try:
-        for path, value in ((root / SUMMARY_FILE, summary), (root / FINGERPRINT_FILE, (stamp, sorted(attachments)))):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as handle:
-                marshal.dump(value, handle)
-            os.replace(temporary, path)
-    except OSError:
-        return False
-    return True
+    key = _engine_key()
+    localcache.dump(root / SUMMARY_FILE, key, (stamp, desired.digests, wants, repository.digest))
+    localcache.dump(root / FINGERPRINT_FILE, key, (stamp, sorted(attachments)))
+    return (root / FINGERPRINT_FILE).exists()
 
 
 def forget(root: Path) -> None:
@@ -97,20 +91,17 @@ def remembered(files: RepositoryFiles) -> Summary | None:
     """The summary, when every file of the repository (as just read) has the content it had when
     the summary was written (else None)."""
     root = files.root
-    try:
-        with open(root / FINGERPRINT_FILE, "rb") as handle:
-            stamp, attachment_paths = marshal.load(handle)
-    except (OSError, EOFError, ValueError, TypeError):
+    key = _engine_key()
+    remembered_files = localcache.load(root / FINGERPRINT_FILE, key)
+    if not isinstance(remembered_files, tuple) or files.problems:
         return None
-    if files.problems or fingerprint(files.key, {path: _digest_of(root, path) for path in attachment_paths}) != stamp:
+    stamp, attachment_paths = remembered_files
+    if fingerprint(files.key, {path: _digest_of(root, path) for path in attachment_paths}) != stamp:
         return None
-    try:
-        with open(root / SUMMARY_FILE, "rb") as handle:
-            stamp_again, _, digests, wants, repository_digest = marshal.load(handle)
-    except (OSError, EOFError, ValueError, TypeError):
+    summary = localcache.load(root / SUMMARY_FILE, key)
+    if not isinstance(summary, tuple) or summary[0] != stamp:
         return None
-    if stamp_again != stamp:
-        return None
+    _, digests, wants, repository_digest = summary
     return Summary(digests, wants, repository_digest)
 
 

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, rrule
 
-from engine.config.models import WEEKDAYS, Daily, Monthly, OneTime, Schedule, Weekly, Window
+from engine.config.models import Daily, Monthly, OneTime, Schedule, Weekly, Window
+from engine.config.names import WEEKDAYS
 from engine.errors import CampaignsError
 
 __all__ = [

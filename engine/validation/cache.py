@@ -1,38 +1,27 @@
 """Per-file validation results, keyed by each file's content digest.
 
-Kept in ``.campaigns/cache/`` (git-ignored). A file whose bytes changed has a new
-digest and is checked again; the whole cache is dropped when the engine's own code
-changes. Stored with ``marshal``: the results are plain data, and it loads several
-times faster than JSON or pickle.
+Kept in ``.campaigns/cache/`` (git-ignored, see ``engine.localcache``). A file whose bytes
+changed has a new digest and is checked again; the whole cache is dropped when the engine's own
+code changes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import marshal
 import os
 from pathlib import Path
 
-from engine import __version__
+from engine import localcache
+from engine.localcache import CACHE_DIR
 
-CACHE_DIR = Path(".campaigns") / "cache"
 CACHE_FILE = "validate.marshal"
+RESULT_FILE = "validate-result.marshal"
 _CODE_PARTS = ("config", "validation", "templating.py", "schedule")
 
 
 def _engine_key() -> str:
     """Digest of the code that produces cached results: new code, new cache."""
-    package = Path(__file__).resolve().parent.parent
-    hasher = hashlib.blake2b(__version__.encode(), digest_size=16)
-    for part in _CODE_PARTS:
-        target = package / part
-        files = sorted(target.glob("*.py")) if target.is_dir() else [target]
-        for path in files:
-            try:
-                hasher.update(path.name.encode() + path.read_bytes())
-            except OSError:
-                continue
-    return hasher.hexdigest()
+    return localcache.code_key(*_CODE_PARTS)
 
 
 class ValidationCache:
@@ -47,14 +36,8 @@ class ValidationCache:
     @classmethod
     def load(cls, root: Path) -> "ValidationCache":
         key = _engine_key()
-        try:
-            with open(root / CACHE_DIR / CACHE_FILE, "rb") as handle:
-                stored_key, entries = marshal.load(handle)
-        except (OSError, EOFError, ValueError, TypeError):
-            return cls(root, key=key)
-        if stored_key != key or not isinstance(entries, dict):
-            return cls(root, key=key)
-        return cls(root, entries, key)
+        entries = localcache.load(root / CACHE_DIR / CACHE_FILE, key)
+        return cls(root, entries if isinstance(entries, dict) else None, key)
 
     def get(self, path: str, digest: str):
         hit = self.entries.get(path)
@@ -75,11 +58,8 @@ class ValidationCache:
 
     def save(self) -> None:
         if self.dirty:
-            _atomic_dump(self.path, (self.key, self.entries))
+            localcache.dump(self.path, self.key, self.entries)
             self.dirty = False
-
-
-RESULT_FILE = "validate-result.marshal"
 
 
 def files_key(digests: list[tuple[str, str]]) -> str:
@@ -103,12 +83,11 @@ class ResultCache:
         self.key = key or _engine_key()
 
     def lookup(self, files: str, context: str) -> tuple[list, dict] | None:
-        try:
-            with open(self.path, "rb") as handle:
-                key, stored_files, stored_context, attachments, problems = marshal.load(handle)
-        except (OSError, EOFError, ValueError, TypeError):
+        stored = localcache.load(self.path, self.key)
+        if not isinstance(stored, tuple) or len(stored) != 4:
             return None
-        if (key, stored_files, stored_context) != (self.key, files, context):
+        stored_files, stored_context, attachments, problems = stored
+        if (stored_files, stored_context) != (files, context):
             return None
         from engine.validation.filecheck import digest_bytes
 
@@ -123,19 +102,4 @@ class ResultCache:
         return problems, attachments
 
     def store(self, files: str, context: str, attachments: dict, problems: list) -> None:
-        _atomic_dump(self.path, (self.key, files, context, attachments, problems))
-
-
-def _atomic_dump(path: Path, value) -> None:
-    """Write with marshal atomically; a read-only checkout simply goes without a cache."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ignore = path.parent.parent / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# campaigns' local state and caches\n*\n")
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as handle:
-            marshal.dump(value, handle)
-        os.replace(temporary, path)
-    except OSError:
-        return
+        localcache.dump(self.path, self.key, (files, context, attachments, problems))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config.models import ID_PATTERN, NAME_MAX, TASK_NAME_MAX, TIME_PATTERN, USER_ID_PATTERN, VARIABLE_PATTERN
+from engine.config.names import ID_PATTERN, NAME_MAX, TASK_NAME_MAX, TIME_PATTERN, USER_ID_PATTERN, VARIABLE_PATTERN
 from engine.config.schemas import schema_for, validator_for
 
 _TYPE_WORDS = {

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from engine.config.models import WEEKDAYS, Schedule
+from engine.config.models import Schedule
+from engine.config.names import WEEKDAYS
 
 UTC = dt.timezone.utc
 ONE_DAY = dt.timedelta(days=1)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schedule_oracle import naive_dates, schedule, schedules
 
-from engine.config.models import WEEKDAYS
+from engine.config.names import WEEKDAYS
 from engine.schedule.occurrences import (
     count_occurrences,
     has_occurrences,

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from engine.config.models import CHANNELS, GatewayProvider, OutboxProvider
+from engine.config.models import GatewayProvider, OutboxProvider
+from engine.config.names import CHANNELS
 from engine.errors import CampaignsError
 
 from .base import MESSAGE_ID_MAX, Delivery, Message, Provider
