@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.state import load_repo, open_store, state_option
+from engine.commands.common import load_repo, open_store, state_option
 
 
 @click.command()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from engine.config.repository import Repository
+    from engine.state import StateStore
 
 repo_option = click.option(
     "--repo",
@@ -27,3 +35,77 @@ def print_problems(problems: list, files: int) -> None:
     from engine.validation.report import as_text
 
     click.echo(as_text(problems, files, color=sys.stderr.isatty()), err=True, nl=False)
+
+
+state_option = click.option(
+    "--state",
+    "state_url",
+    metavar="URL",
+    help="State database URL: sqlite:///path (relative to the repository) or postgresql://user@host/db. "
+    "Default: $CAMPAIGNS_STATE, else platform.yaml `state`, else sqlite:///.campaigns/state.db.",
+)
+
+
+def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "text", help: str | None = None):
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help=help or "text for people, json for programs.",
+    )
+
+
+def load_repo(repo: Path, state_url: str | None = None, files: Any = None) -> Repository:
+    """The validated repository; its problems are printed (and InvalidRepository raised) if it has errors.
+
+    ``state_url`` (``--state``) locates the user directory that audience rules are checked against;
+    ``files``: the repository's files if the caller has read them already."""
+    from engine.config.repository import InvalidRepository, load_repository
+
+    try:
+        return load_repository(repo, state=state_url, files=files)
+    except InvalidRepository as problem:
+        from engine.commands.common import print_problems
+
+        print_problems(problem.problems, len({p.file for p in problem.problems}))
+        raise
+
+
+@contextmanager
+def open_store(
+    repo: Path, state_url: str | None, *, platform: dict[str, Any] | None = None, create: bool = True
+) -> Iterator[StateStore]:
+    """The state of the repository at ``repo`` (see engine.config.settings for which one)."""
+    from engine.config.settings import resolve_state_url
+    from engine.state import StateStore
+
+    url = resolve_state_url(repo, state_url, platform=platform)
+    store = StateStore.open(url, base_dir=repo, create=create)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def iso(moment) -> str | None:
+    """An aware datetime as ISO 8601 UTC (``...Z``); SQLite hands back naive UTC datetimes."""
+    import datetime as dt
+
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Plain aligned columns (no colour, so it pipes cleanly)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.state import load_repo, state_option
+from engine.commands.common import load_repo, state_option
 
 
 @click.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.state import echo_json, open_store, state_option, table
+from engine.commands.common import echo_json, open_store, state_option, table
 
 
 @click.command()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.state import state_option
+from engine.commands.common import state_option
 from engine.errors import CampaignsError, UsageError
 
 WORKER_ENV = "CAMPAIGNS_EXECUTOR_WORKER"
@@ -193,7 +193,7 @@ def run(
 
 def _configured_workers(repo: Path, state_url: str | None) -> int:
     """``executor.workers`` of the applied platform (1 before anything was applied)."""
-    from engine.commands.state import open_store
+    from engine.commands.common import open_store
 
     with open_store(repo, state_url, create=False) as store:
         platform = store.resource("platform")
@@ -212,7 +212,7 @@ def _run_one(
     log_mode: str,
     label: str | None = None,
 ) -> None:
-    from engine.commands.state import open_store
+    from engine.commands.common import open_store
     from engine.delivery.executor import Clock, Executor, PassSummary
 
     stop = threading.Event()
