@@ -9,6 +9,7 @@ attributes (or the template's ``example`` values in previews and pilot tests).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -188,11 +189,10 @@ def analyze_with_jinja(text: str) -> TextAnalysis:
     )
 
 
-def preview_length(analysis: TextAnalysis, examples: dict[str, Any]) -> int:
-    """Length of the text with the template's example values in place of its variables."""
-    return analysis.literal_length + sum(
-        len(str(examples[name])) for name in analysis.outputs if name is not None and name in examples
-    )
+def preview_length(literal_length: int, outputs: Sequence[str | None], examples: dict[str, Any]) -> int:
+    """Length of a text (its literal characters and what its ``{{ }}`` print, see TextAnalysis)
+    with the template's example values in place of its variables."""
+    return literal_length + sum(len(str(examples[name])) for name in outputs if name is not None and name in examples)
 
 
 @lru_cache(maxsize=4096)

@@ -35,7 +35,7 @@ def test_plain_text_is_returned_as_is():
 
 def test_preview_length_uses_example_values():
     analysis = analyze("Hi {{ user.first_name }}!")
-    assert preview_length(analysis, {"first_name": "Maria"}) == len("Hi Maria!")
+    assert preview_length(analysis.literal_length, analysis.outputs, {"first_name": "Maria"}) == len("Hi Maria!")
 
 
 pieces = st.one_of(

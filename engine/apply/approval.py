@@ -140,10 +140,6 @@ class Evidence:
             return cls(event_path=from_env, from_env=True)
         return cls()
 
-    @property
-    def given(self) -> bool:
-        return bool(self.event_path or self.approved_by)
-
     def describe(self) -> str:
         if self.approved_by:
             return f"--approved-by {self.approved_by}"

@@ -26,10 +26,6 @@ repo_option = click.option(
 )
 
 
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
-
-
 def print_problems(problems: list, files: int) -> None:
     """Validation problems on stderr, for commands that refuse an invalid repository."""
     from engine.validation.report import as_text
@@ -94,14 +90,10 @@ def echo_json(value: Any) -> None:
 
 
 def iso(moment) -> str | None:
-    """An aware datetime as ISO 8601 UTC (``...Z``); SQLite hands back naive UTC datetimes."""
-    import datetime as dt
+    """An instant as ISO 8601 UTC (``...Z``); SQLite hands back naive UTC datetimes."""
+    from engine.state.records import utc_iso
 
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(moment)
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

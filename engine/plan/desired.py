@@ -156,10 +156,6 @@ class Desired:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    @cached_property
-    def task_ids(self) -> list[str]:
-        return list(self.repository.tasks)
-
     def task_creatives(self, task_id: str) -> list[str]:
         return list(self.repository.tasks[task_id].data["creatives"])
 
@@ -198,10 +194,6 @@ class Desired:
             self.cache.put_content_digest(key, found)
         self._content_digests[task_id] = found
         return found
-
-    def site_timezone(self, task_id: str) -> str:
-        site = self.repository.tasks[task_id].data["site"]
-        return self.repository.platform.data["sites"][site]["timezone"]
 
 
 def task_content_digest(repository: Repository, task_id: str) -> str:

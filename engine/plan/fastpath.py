@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import marshal
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +24,9 @@ from typing import TYPE_CHECKING
 from engine import localcache
 from engine.plan.cache import CACHE_FILE, _engine_key
 from engine.plan.model import Plan, StatusChange
+from engine.state.records import utc_iso
 from engine.validation.cache import files_key
-from engine.validation.filecheck import digest_bytes
+from engine.validation.filecheck import digest_file
 
 if TYPE_CHECKING:
     from engine.plan.desired import Desired
@@ -36,14 +36,6 @@ if TYPE_CHECKING:
 SUMMARY_FILE = CACHE_FILE.with_name("plan-summary.marshal")
 FINGERPRINT_FILE = CACHE_FILE.with_name("plan-summary.key")
 _SETTLED = {"active": ("running",), "paused": ("paused", "testing")}
-
-
-def _digest_of(root: Path, relative: str) -> str | None:
-    try:
-        with open(os.path.join(root, relative), "rb") as handle:
-            return digest_bytes(handle.read())
-    except OSError:
-        return None
 
 
 def fingerprint(files_key: str, attachments: dict[str, str | None]) -> str:
@@ -96,7 +88,7 @@ def remembered(files: RepositoryFiles) -> Summary | None:
     if not isinstance(remembered_files, tuple) or files.problems:
         return None
     stamp, attachment_paths = remembered_files
-    if fingerprint(files.key, {path: _digest_of(root, path) for path in attachment_paths}) != stamp:
+    if fingerprint(files.key, {path: digest_file(root / path) for path in attachment_paths}) != stamp:
         return None
     summary = localcache.load(root / SUMMARY_FILE, key)
     if not isinstance(summary, tuple) or summary[0] != stamp:
@@ -143,7 +135,7 @@ def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | N
         lineage=snapshot.lineage,
         serial=snapshot.serial,
         repository_digest=repository_digest,
-        created_at=now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created_at=utc_iso(now),
         state=snapshot.display,
         changes=[],
         noops=noops,

@@ -39,6 +39,7 @@ from engine.plan.model import (
     change_order,
 )
 from engine.plan.source import AUDIENCE_SIZE_LIMIT, LocalSource, SizeRequest, StateSnapshot, StateSource
+from engine.state.records import utc_iso
 
 if TYPE_CHECKING:
     from engine.state import StateStore
@@ -141,7 +142,7 @@ class Planner:
             lineage=snapshot.lineage,
             serial=snapshot.serial,
             repository_digest=desired.repository.digest,
-            created_at=self.now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            created_at=utc_iso(self.now),
             state=snapshot.display,
             changes=ordered,
             approved=self.approved,
@@ -316,7 +317,7 @@ class Planner:
         from engine.schedule.occurrences import preview
 
         resource = self.desired.resources[f"task.{task_id}"]
-        timezone = self.desired.site_timezone(task_id)
+        timezone = self.desired.repository.site_timezone(task_id)
         found = preview(Schedule.model_validate(resource.data["schedule"]), timezone, self.now, PREVIEW_COUNT)
         return SchedulePreview(
             timezone,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Literal
 
@@ -17,6 +17,15 @@ TaskStatus = Literal["draft", "testing", "running", "paused", "completed"]
 TASK_STATUSES: tuple[str, ...] = ("draft", "testing", "running", "paused", "completed")
 
 ApprovalKind = Literal["github", "manual"]
+
+
+def utc_iso(moment: datetime | None) -> str | None:
+    """An instant as ISO 8601 UTC to the second (``...Z``); naive values are UTC (SQLite returns them)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def canonical_json(value: Any) -> str:

@@ -8,7 +8,6 @@ code changes.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from engine import localcache
@@ -89,15 +88,11 @@ class ResultCache:
         stored_files, stored_context, attachments, problems = stored
         if (stored_files, stored_context) != (files, context):
             return None
-        from engine.validation.filecheck import digest_bytes
+        from engine.validation.filecheck import digest_file
 
         for audience_attachments in attachments.values():
             for path, digest in audience_attachments.items():
-                try:
-                    with open(os.path.join(self.root, path), "rb") as handle:
-                        if digest_bytes(handle.read()) != digest:
-                            return None
-                except OSError:
+                if digest_file(self.root / path) != digest:
                     return None
         return problems, attachments
 

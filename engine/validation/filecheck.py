@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import re
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,15 @@ _MINUTES = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 def digest_bytes(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def digest_file(path: str | os.PathLike) -> str | None:
+    """Content digest of a file, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return digest_bytes(handle.read())
+    except OSError:
+        return None
 
 
 def minutes(wall_time: str) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config.discovery import SourceFile
-from engine.templating import ALWAYS_AVAILABLE
+from engine.templating import ALWAYS_AVAILABLE, preview_length
 from engine.validation.problems import ERROR, WARNING
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
@@ -205,7 +205,7 @@ def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator
             continue
         if field in facts.get("texts", {}):
             variables, literal, outputs = facts["texts"][field]
-            length = literal + sum(len(str(examples[name])) for name in outputs if name in examples)
+            length = preview_length(literal, outputs, examples)
             if length > spec["max_length"]:
                 yield Finding(
                     file,
