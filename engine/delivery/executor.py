@@ -32,7 +32,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.delivery.ids import creative_index, message_id
-from engine.delivery.ledger import Claim, Counts, Ledger, NewRow, Outcome, Presence
+from engine.delivery.ledger import (
+    LEFT_AUDIENCE,
+    MISSING_VARIABLE,
+    PROVIDER_REJECTED,
+    PROVIDER_UNAVAILABLE,
+    RETRY_BASE_S,
+    RETRY_CAP_S,
+    Claim,
+    Counts,
+    Ledger,
+    NewRow,
+    Outcome,
+    Presence,
+)
 from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
 from engine.delivery.providers import Message, Provider, open_provider
 from engine.delivery.render import CreativeText, RenderError
@@ -156,6 +169,11 @@ class Reporter(Protocol):
 
     def error(self, message: str) -> None: ...
 
+    # optional: ``event(event)`` gets the other log events (an occurrence's summary, provider
+    # notices) as dicts with ``event``, ``level`` and ``message``
+
+
+
 
 class SilentReporter:
     def occurrence(self, task: str, occurrence: str, total: int | None) -> None:
@@ -172,28 +190,81 @@ class SilentReporter:
 
 
 @dataclass
+class OccurrenceSummary:
+    """What one pass did to one occurrence of one task."""
+
+    task: str
+    occurrence: str
+    counts: Counts = field(default_factory=Counts)  # rows written/settled by this pass
+    unsent: int = 0  # left pending for a later window or run (a stop, a closing window)
+    retrying: int = 0  # the provider could not take them: retried from ``retry_at``
+    retry_at: float | None = None
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    expired_only: bool = False  # the occurrence was over: nothing was sent, the unreached expired
+    provider_down: bool = False  # a batch found the provider taking nothing: stop for this pass
+
+    def parts(self) -> list[str]:
+        c = self.counts
+        parts = [] if self.expired_only and not c.sent else [f"{c.sent:,} sent"]
+        if c.failed:
+            reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(self.failed_by_reason.items()))
+            parts.append(f"{c.failed:,} failed" + (f" ({reasons})" if reasons else ""))
+        for name in ("suppressed", "capped", "expired", "unconfirmed"):
+            value = getattr(c, name)
+            if value:
+                parts.append(f"{value:,} {name}")
+        if self.retrying:
+            when = ""
+            if self.retry_at is not None:
+                when = " from " + dt.datetime.fromtimestamp(self.retry_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            parts.append(f"{self.retrying:,} waiting for the provider (retried{when})")
+        if self.unsent:
+            parts.append(f"{self.unsent:,} left for a later window or run")
+        return parts or ["nothing left to record"]
+
+    def line(self) -> str:
+        """``task t1 occurrence 2026-12-01: 94 expired.``"""
+        return f"task {self.task} occurrence {self.occurrence}: " + ", ".join(self.parts()) + "."
+
+    def to_json(self) -> dict[str, Any]:
+        values = self.counts.as_dict()
+        del values["pending"]
+        event: dict[str, Any] = {"task": self.task, "occurrence": self.occurrence, **values}
+        if self.failed_by_reason:
+            event["failed_by_reason"] = dict(sorted(self.failed_by_reason.items()))
+        if self.retrying:
+            event["retrying"] = self.retrying
+            event["retry_at"] = _iso(self.retry_at)
+        if self.unsent:
+            event["unsent"] = self.unsent
+        return event
+
+
+@dataclass
 class PassSummary:
-    """What one pass did."""
+    """What one pass did, in all and per occurrence."""
 
     occurrences: int = 0  # occurrences delivered or expired
     batches: int = 0
     counts: Counts = field(default_factory=Counts)  # rows written/settled by this pass
     unsent: int = 0
     errors: list[str] = field(default_factory=list)
+    retrying: int = 0
+    per_occurrence: list[OccurrenceSummary] = field(default_factory=list)
 
     def line(self) -> str:
-        c = self.counts
-        if not self.occurrences:
+        """One line per occurrence (naming task and occurrence), then the total when there are several."""
+        if not self.per_occurrence:
             return "Nothing due."
-        parts = [f"{c.sent:,} sent"]
-        for name in ("failed", "suppressed", "capped", "expired"):
-            value = getattr(c, name)
-            if value:
-                parts.append(f"{value:,} {name}")
-        if self.unsent:
-            parts.append(f"{self.unsent:,} left for a later window or run")
-        plural = "s" if self.occurrences != 1 else ""
-        return f"{self.occurrences} occurrence{plural}: " + ", ".join(parts) + "."
+        lines = [item.line() for item in self.per_occurrence]
+        if len(lines) > 1:
+            total = OccurrenceSummary("", "", self.counts, self.unsent, self.retrying)
+            total.failed_by_reason = {}
+            for item in self.per_occurrence:
+                for reason, count in item.failed_by_reason.items():
+                    total.failed_by_reason[reason] = total.failed_by_reason.get(reason, 0) + count
+            lines.append(f"{len(lines)} occurrences: " + ", ".join(total.parts()) + ".")
+        return "\n".join(lines)
 
 
 MembersFn = Callable[[TaskRun, bool], Iterable[list[Any]]]
@@ -337,6 +408,30 @@ class Executor:
             self.batch_size = platform.executor.batch_size
         return platform
 
+    def describe(self) -> dict[str, Any]:
+        """What this executor works with, for its start-up log line: the state (no password),
+        its id, the provider of each channel and the running tasks."""
+        from engine.delivery.providers import describe_provider
+
+        platform = self._load_platform()
+        states = self.store.task_states()
+        running = sorted(t for t, state in states.items() if state.status == "running" and (self.only is None or t in self.only))
+        providers: dict[str, str] = {}
+        if platform is not None:
+            from engine.config.names import CHANNELS
+
+            for channel in CHANNELS:
+                try:
+                    providers[channel] = describe_provider(channel, platform, self.base_dir)
+                except CampaignsError as problem:
+                    providers[channel] = f"misconfigured: {problem}"
+        return {
+            "state": self.store.display_url,
+            "executor": self.executor_id,
+            "providers": providers,
+            "running_tasks": running,
+        }
+
     def _members_of(self, run: TaskRun, snapshot: bool = True) -> MemberStream:
         if self._members is not None:
             return MemberStream(self._members(run, snapshot))
@@ -369,6 +464,7 @@ class Executor:
         if provider is None:
             assert self._platform is not None
             provider = self._providers[channel] = self._open_provider(channel, self._platform)
+            self._log_notices(provider)
         return provider
 
     def _close_providers(self) -> None:
@@ -397,11 +493,9 @@ class Executor:
                 return
             now = self.clock.now()
             if occurrence.finish <= now:
-                if self._expire(run, occurrence, summary):
-                    summary.occurrences += 1
+                self._expire(run, occurrence, summary)
             elif occurrence.is_open(now):
-                if self._deliver(run, occurrence, summary):
-                    summary.occurrences += 1
+                self._deliver(run, occurrence, summary)
 
     def _close_stopped(self, task_id: str, run: TaskRun | None, unclosed: list[Any], summary: PassSummary) -> None:
         """A task no longer running (paused, completed, ...): nothing is sent, but each of its
@@ -426,8 +520,7 @@ class Executor:
                         note = str(problem)
             self.ledger.close_if_done(task_id, progress.occurrence, self.clock.epoch(), force=note is not None)
             self._log_expiry(task_id, progress.occurrence, counts, note)
-            summary.counts.add(counts)
-            summary.occurrences += 1
+            self._summed(summary, OccurrenceSummary(task_id, progress.occurrence, counts, expired_only=True))
 
     def _open(self, run: TaskRun, occurrence: Occurrence):
         return self.ledger.open_occurrence(
@@ -460,6 +553,22 @@ class Executor:
 
     # -- delivering -------------------------------------------------------------------------
 
+    def _summed(self, summary: PassSummary, occurrence: OccurrenceSummary) -> None:
+        """Count one occurrence's work into the pass and log its summary line."""
+        summary.occurrences += 1
+        summary.counts.add(occurrence.counts)
+        summary.unsent += occurrence.unsent
+        summary.retrying += occurrence.retrying
+        summary.per_occurrence.append(occurrence)
+        level = "warning" if occurrence.retrying or occurrence.counts.unconfirmed else "info"
+        self._event({"event": "occurrence", "level": level, **occurrence.to_json(), "message": occurrence.line()})
+
+    def _event(self, event: dict[str, Any]) -> None:
+        """A log event that is not a batch (summaries, notices): to reporters that take them."""
+        log = getattr(self.reporter, "event", None)
+        if log is not None:
+            log(event)
+
     def _deliver(self, run: TaskRun, occurrence: Occurrence, summary: PassSummary) -> bool:
         progress = self._open(run, occurrence)
         if progress.status == "closed":
@@ -470,25 +579,28 @@ class Executor:
         window_end = window.finish.timestamp()
         self._provider(run.channel)  # a provider that cannot open fails before anything is claimed
         self.reporter.occurrence(run.task_id, key, self._total(run, progress))
+        done = OccurrenceSummary(run.task_id, key)
         stream: MemberStream | None = None
         taken: list[Claim] = []
         checked = time.monotonic()
+        worked = False
         try:
             dead = self._dead_holders(run.task_id, key)
             if dead:
-                taken = self.ledger.take_over(run.task_id, key, dead)
+                taken = self.ledger.take_over(run.task_id, key, dead, now=self.clock.epoch())
             while taken:
                 claim = taken.pop(0)
-                if self.stop.is_set() or self.clock.epoch() >= window_end:
-                    self.ledger.release(claim)
+                if self.stop.is_set() or self.clock.epoch() >= window_end or done.provider_down:
+                    self.ledger.release(claim)  # (after an unavailable provider: the rest waits for the next pass)
                     continue
                 stream = stream or self._members_of(run)
                 members = stream.take_range(claim.first_user, claim.last_user)
-                self._send_claim(run, key, claim, {m.user_id: m for m in members}, window_end, summary)
+                worked = True
+                self._send_claim(run, key, claim, {m.user_id: m for m in members}, window_end, summary, done)
             if progress.status == "open":
                 limit = batch_limit(run.rate, self.batch_size or 1000)
                 zone = _zone(run.timezone)
-                while not self.stop.is_set() and self.clock.epoch() < window_end:
+                while not self.stop.is_set() and self.clock.epoch() < window_end and not done.provider_down:
                     if time.monotonic() - checked > STATUS_CHECK_S:
                         checked = time.monotonic()
                         if not self._still_running(run):
@@ -510,14 +622,15 @@ class Executor:
                     )
                     if result is None:
                         break
+                    worked = True
                     counts = Counts()
                     for row in result.rows:
                         if row.status != "pending":
                             setattr(counts, row.status, getattr(counts, row.status) + 1)
-                    summary.counts.add(counts)
+                    done.counts.add(counts)
                     if result.claim is not None:
                         members = {m.user_id: m for m in result.members}
-                        self._send_claim(run, key, result.claim, members, window_end, summary, counts)
+                        self._send_claim(run, key, result.claim, members, window_end, summary, done, counts)
                     elif result.rows:
                         self._log_batch(run.task_id, key, counts, 0, 0.0, recovered=False)
                     if result.exhausted:
@@ -528,7 +641,11 @@ class Executor:
             if stream is not None:
                 stream.close()
             self.reporter.finished(run.task_id, key)
-        return True
+        # rows put off because the provider could not take them (by this pass or an earlier one)
+        done.retrying, done.retry_at = self.ledger.waiting(run.task_id, key, self.clock.epoch())
+        if worked or done.retrying:
+            self._summed(summary, done)
+        return worked
 
     def _total(self, run: TaskRun, progress: Any) -> int | None:
         """The audience's size, for a progress bar (only when the reporter shows one)."""
@@ -575,12 +692,13 @@ class Executor:
         members: Mapping[str, Any],
         window_end: float,
         summary: PassSummary,
+        done: OccurrenceSummary,
         decided: Counts | None = None,
     ) -> None:
         """Render, pace and send the claim's pending rows, then record the outcome. On any
         failure before the outcome is recorded the claim is given back (released)."""
         try:
-            self._send_claim_inner(run, key, claim, members, window_end, summary, decided)
+            self._send_claim_inner(run, key, claim, members, window_end, summary, done, decided)
         except BaseException:
             try:
                 self.ledger.release(claim)
@@ -596,11 +714,12 @@ class Executor:
         members: Mapping[str, Any],
         window_end: float,
         summary: PassSummary,
+        done: OccurrenceSummary,
         decided: Counts | None,
     ) -> None:
         started = time.monotonic()
         rows = claim.rows
-        special: list[Outcome] = []  # failed, or sent after more than one attempt
+        special: list[Outcome] = []  # failed, retry, or sent after more than one attempt
         messages: list[Message] = []
         positions: list[int] = []
         task_id, channel = run.task_id, run.channel
@@ -609,7 +728,13 @@ class Executor:
             member = members.get(row.user_id)
             if member is None:
                 special.append(
-                    Outcome(row.user_id, "failed", 0, "no longer a member of the task's audiences when it was to be sent again")
+                    Outcome(
+                        row.user_id,
+                        "failed",
+                        0,
+                        "no longer a member of the task's audiences when it was to be sent again",
+                        LEFT_AUDIENCE,
+                    )
                 )
                 continue
             creative = by_id.get(row.creative) if row.creative else None
@@ -618,7 +743,8 @@ class Executor:
             try:
                 title, content, redirection = creative.render(member.attributes)
             except RenderError as problem:
-                special.append(Outcome(row.user_id, "failed", 0, str(problem)))
+                detail = getattr(problem, "detail", None) or str(problem)
+                special.append(Outcome(row.user_id, "failed", 0, detail, getattr(problem, "reason", MISSING_VARIABLE)))
                 continue
             messages.append(Message(row.message_id, task_id, key, row.user_id, channel, creative.id, title, content, redirection))
             positions.append(index)
@@ -633,6 +759,7 @@ class Executor:
             bucket = TokenBucket(run.rate, chunk, start=claim.pace_start, wait=self.stop.wait)
         cut = len(rows)
         broken: CampaignsError | None = None
+        tripped = False
         for start in range(0, len(messages), max(chunk, 1)):
             part = messages[start : start + chunk]
             if bucket is not None and not bucket.take(len(part)):
@@ -647,29 +774,102 @@ class Executor:
                 broken = problem
                 cut = positions[start]
                 break
+            sent_here = unavailable_here = 0
             for offset, delivery in enumerate(deliveries):
-                if delivery.status != "sent" or delivery.attempts != 1:
-                    row = rows[positions[start + offset]]
-                    special.append(Outcome(row.user_id, delivery.status, delivery.attempts, delivery.error))
+                if delivery.status == "sent":
+                    sent_here += 1
+                    if delivery.attempts == 1:
+                        continue
+                row = rows[positions[start + offset]]
+                if delivery.status == "sent":
+                    special.append(Outcome(row.user_id, "sent", delivery.attempts))
+                elif getattr(delivery, "reason", None) == PROVIDER_UNAVAILABLE:
+                    special.append(Outcome(row.user_id, "retry", delivery.attempts, delivery.error, PROVIDER_UNAVAILABLE))
+                    unavailable_here += 1
+                else:
+                    reason = getattr(delivery, "reason", None) or PROVIDER_REJECTED
+                    code = getattr(delivery, "code", None)
+                    error = delivery.error
+                    if code and reason == PROVIDER_REJECTED:
+                        error = f"{code}: {error}" if error else code
+                    special.append(Outcome(row.user_id, "failed", delivery.attempts, error, reason))
+            self._log_notices(provider)
+            if unavailable_here and not sent_here:
+                # The provider takes nothing: the rest of the claim waits with the rows it could not take.
+                tripped = True
+                following = start + len(part)
+                if following < len(messages):
+                    cut = positions[following]
+                break
         if cut < len(rows):  # rows from the cut on stay pending (render failures there too: retried later)
             special = [o for o in special if o.user_id < rows[cut].user_id]
-        finished = self.ledger.finish(claim, cut, special, self.clock.epoch())
+        retry_at = held_back = None
+        last_error = next((o.error for o in reversed(special) if o.status == "retry"), None)
+        if last_error is not None:
+            retry_at = self.clock.epoch() + min(RETRY_CAP_S, RETRY_BASE_S * 2**claim.retries)
+            if tripped and cut < len(rows):
+                held_back = f"held back: the {channel} provider took nothing of the batch before ({last_error})"
+        finished = self.ledger.finish(claim, cut, special, self.clock.epoch(), retry_at=retry_at, held_back=held_back)
         summary.batches += 1
-        summary.counts.add(Counts(sent=finished.sent, failed=finished.failed))
-        summary.unsent += finished.unsent
         counts = Counts(sent=finished.sent, failed=finished.failed)
+        done.counts.add(counts)
+        for reason, count in finished.failed_by_reason.items():
+            done.failed_by_reason[reason] = done.failed_by_reason.get(reason, 0) + count
+        if tripped:
+            done.provider_down = True
+        if not finished.retrying:  # (else the unsent tail waits for the retry with the rest)
+            done.unsent += finished.unsent
         if decided is not None:
             counts.suppressed, counts.capped = decided.suppressed, decided.capped
-        self._log_batch(task_id, key, counts, finished.unsent, time.monotonic() - started, recovered=claim.recovered)
+        self._log_batch(
+            task_id,
+            key,
+            counts,
+            finished.unsent,
+            time.monotonic() - started,
+            recovered=claim.recovered,
+            failed_by_reason=finished.failed_by_reason,
+            retrying=finished.retrying,
+            retry_at=retry_at if finished.retrying else None,
+        )
         if broken is not None:
             raise _ProviderBroken(f"the {channel} provider failed: {broken}")
 
-    def _log_batch(self, task_id: str, key: str, counts: Counts, unsent: int, elapsed: float, *, recovered: bool) -> None:
-        event = {"event": "batch", "executor": self.executor_id[:8], "task": task_id, "occurrence": key, **counts.as_dict()}
-        del event["pending"]
+    def _log_notices(self, provider: Provider) -> None:
+        notices = getattr(provider, "notices", None)
+        while notices:
+            self._event({"event": "provider", "level": "warning", "channel": provider.channel, "message": notices.pop(0)})
+
+    def _log_batch(
+        self,
+        task_id: str,
+        key: str,
+        counts: Counts,
+        unsent: int,
+        elapsed: float,
+        *,
+        recovered: bool,
+        failed_by_reason: Mapping[str, int] | None = None,
+        retrying: int = 0,
+        retry_at: float | None = None,
+    ) -> None:
+        event: dict[str, Any] = {
+            "event": "batch",
+            "level": "info",
+            "executor": self.executor_id[:8],
+            "task": task_id,
+            "occurrence": key,
+            **counts.as_dict(),
+        }
+        del event["pending"], event["expired"], event["unconfirmed"]
+        if failed_by_reason:
+            event["failed_by_reason"] = dict(sorted(failed_by_reason.items()))
+        if retrying:
+            event["level"] = "warning"
+            event["retrying"] = retrying
+            event["retry_at"] = _iso(retry_at)
         event["unsent"] = unsent
         event["elapsed_s"] = round(elapsed, 4)
-        event["at"] = round(time.time(), 3)
         if recovered:
             event["recovered"] = True
         self.reporter.batch(event)
@@ -677,7 +877,8 @@ class Executor:
     # -- expiring ---------------------------------------------------------------------------
 
     def _expire(self, run: TaskRun, occurrence: Occurrence, summary: PassSummary) -> bool:
-        """The occurrence is over: whoever it did not reach is ``expired``."""
+        """The occurrence is over: whoever it did not reach is ``expired`` (``unconfirmed``
+        when a crashed executor may have handed it to the provider)."""
         key = occurrence.key
         progress = self._open(run, occurrence)
         if progress.status == "closed":
@@ -686,14 +887,14 @@ class Executor:
         if progress.status == "open":
             counts.add(self._expire_rest(run, key))
         self.ledger.close_if_done(run.task_id, key, self.clock.epoch())
-        summary.counts.add(counts)
         self._log_expiry(run.task_id, key, counts)
+        self._summed(summary, OccurrenceSummary(run.task_id, key, counts, expired_only=True))
         return True
 
     def _expire_claims(self, task_id: str, key: str) -> Counts:
-        """Pending rows of released batches and of dead executors' batches become expired."""
+        """Pending rows of released batches become expired, those of dead executors' batches unconfirmed."""
         dead = self._dead_holders(task_id, key)
-        return Counts(expired=self.ledger.expire_claims(task_id, key, dead, self.clock.epoch()) if dead else 0)
+        return self.ledger.expire_claims(task_id, key, dead, self.clock.epoch()) if dead else Counts()
 
     def _expire_rest(self, run: TaskRun, key: str) -> Counts:
         """Members without a ledger row get one: ``expired`` (``suppressed`` if opted out)."""
@@ -714,9 +915,12 @@ class Executor:
         return counts
 
     def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None) -> None:
-        event: dict[str, Any] = {"event": "expired", "task": task_id, "occurrence": key, **counts.as_dict()}
-        del event["pending"]
+        event: dict[str, Any] = {"event": "expired", "level": "info", "task": task_id, "occurrence": key, **counts.as_dict()}
+        del event["pending"], event["sent"], event["failed"]
+        if counts.unconfirmed:
+            event["level"] = "warning"
         if note:
+            event["level"] = "warning"
             event["note"] = f"closed without recording every unreached user: {note}"
         self.reporter.batch(event)
 
@@ -735,6 +939,12 @@ class Executor:
             return rows
 
         return build
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _ProviderBroken(CampaignsError):

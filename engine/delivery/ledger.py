@@ -11,11 +11,18 @@ Protocol (tables in ``engine.delivery.ledger_tables``)::
             (``fanned`` when the stream is over); reserve the batch's stretch of the pacing
             timeline. COMMIT. Only now may the messages go to the provider.
     send    outside any transaction, with the message ids recorded above.
-    finish  one transaction: ``failed`` rows and rows that needed several attempts one by one,
-            then the sent rows of the range with one ``UPDATE ... BETWEEN``; the claims row is
-            deleted (or, for a tail left unsent because the window closed or a stop was asked,
-            shrunk to that tail and released: executor NULL). The occurrence is ``closed`` when
-            it is fanned and no claims row is left.
+    finish  one transaction: ``failed`` rows (with their reason) and rows that needed several
+            attempts one by one, then the sent rows of the range with one ``UPDATE ... BETWEEN``;
+            the claims row is deleted (or, for a tail left unsent because the window closed or a
+            stop was asked, shrunk to that tail and released: executor NULL). Rows the provider
+            could not take (``provider-unavailable``) stay ``pending`` with their last error:
+            the claim shrinks to start at the first of them and is released with ``retry_at``
+            (backoff), so a later pass sends them again with the same ids. The occurrence is
+            ``closed`` when it is fanned and no claims row is left.
+    expire  once the occurrence's last window closed: the pending rows of released claims are
+            ``expired`` (those the provider could not take keep ``provider-unavailable`` as
+            their reason); those of dead executors' claims are ``unconfirmed`` -- they may have
+            reached the provider before the crash, so they still count against the daily cap.
 
 A crash between claim and finish leaves ``pending`` rows under a claims row whose executor is
 dead. The next executor that looks at the occurrence takes such claims over (``FOR UPDATE SKIP
@@ -26,7 +33,9 @@ SQLite: an ``flock`` on a file next to the database): both die with the process,
 ``kill -9`` is noticed at once, without leases or clocks.
 
 Counts per status are kept on the occurrence's progress row in the same transactions (from the
-rowcounts of the statements that change rows), so reports never scan the ledger.
+rowcounts of the statements that change rows), and counts per reason in
+``campaigns_delivery_reasons``, so reports never scan the ledger. Only ``--failed`` listings
+read the ledger's failed rows, in key order and in chunks (``failures``).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +60,25 @@ if TYPE_CHECKING:
 
     from engine.state import StateStore
 
-COUNTED = ("pending", "sent", "failed", "expired", "capped", "suppressed")
-"""The statuses a report counts, in the order it shows them."""
+COUNTED = ("pending", "sent", "failed", "expired", "unconfirmed", "capped", "suppressed")
+"""The statuses a report counts."""
+
+MISSING_VARIABLE = "missing-variable"
+TOO_LONG = "too-long"
+PROVIDER_REJECTED = "provider-rejected"
+PROVIDER_UNAVAILABLE = "provider-unavailable"
+LEFT_AUDIENCE = "left-audience"
+WINDOW_CLOSED = "window-closed"
+"""Reasons (``campaigns_deliveries.reason``). ``failed``: ``missing-variable``, ``too-long``,
+``render-timeout``, ``url-invalid`` (the renderer's), ``provider-rejected`` (the provider's code in
+the detail), ``left-audience`` (a batch sent again after a crash: the user is no longer a member).
+``provider-unavailable`` rows stay pending and are retried; ``expired`` with that reason when the
+window closed first. ``window-closed`` is how reports name the other expired rows (no reason
+stored: the bulk expiry path writes none)."""
+
+RETRY_BASE_S = 30.0
+RETRY_CAP_S = 600.0
+"""Backoff of a batch the provider could not take: ``min(cap, base * 2**retries)`` seconds."""
 
 _DELIVERY_COLUMNS = ("task_id", "occurrence", "user_id", "message_id", "status", "creative", "cap_key", "attempts", "at", "error")
 _CHUNK = 500
@@ -69,6 +95,7 @@ class Counts:
     sent: int = 0
     failed: int = 0
     expired: int = 0
+    unconfirmed: int = 0
     capped: int = 0
     suppressed: int = 0
 
@@ -134,6 +161,7 @@ class Claim:
     rows: list[PendingRow] | list[NewRow]  # user_id, message_id, creative of each pending row
     pace_start: float | None = None  # when its stretch of the pacing timeline begins
     recovered: bool = False  # taken over from a dead executor or a release
+    retries: int = 0  # times its rows were put off because the provider could not take them
 
 
 @dataclass
@@ -149,12 +177,14 @@ class ClaimResult:
 
 @dataclass(slots=True)
 class Outcome:
-    """What became of one pending row: ``sent``, ``failed`` or ``unsent`` (left pending)."""
+    """What became of one pending row: ``sent``, ``failed`` (with a ``reason`` and the detail in
+    ``error``) or ``retry`` (the provider could not take it: left pending, sent again later)."""
 
     user_id: str
     status: str
     attempts: int = 1
     error: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -164,8 +194,23 @@ class Finished:
     sent: int = 0
     failed: int = 0
     unsent: int = 0
+    retrying: int = 0  # left pending for a retry after ``retry_at``
     closed: bool = False
     lost: bool = False  # the claim had been taken over (this executor was thought dead)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed ledger row, as ``report --failed`` lists it."""
+
+    occurrence: str
+    user_id: str
+    reason: str | None
+    detail: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"occurrence": self.occurrence, "user_id": self.user_id, "reason": self.reason, "detail": self.detail}
 
 
 Take = Callable[[str | None, int], tuple[list[Any], bool]]
@@ -568,22 +613,40 @@ class Ledger:
 
     # -- finishing --------------------------------------------------------------------------
 
-    def finish(self, claim: Claim, cut: int, special: Sequence[Outcome], now: float) -> Finished:
+    def finish(
+        self,
+        claim: Claim,
+        cut: int,
+        special: Sequence[Outcome],
+        now: float,
+        *,
+        retry_at: float | None = None,
+        held_back: str | None = None,
+    ) -> Finished:
         """Record what became of a claim's rows, in one transaction.
 
         Rows ``[0, cut)`` of ``claim.rows`` were handed to the provider (or failed before it);
-        they are ``sent`` (attempts 1) unless ``special`` says otherwise: failed ones, and sent
-        ones that took more than one attempt. Rows from ``cut`` on were not sent (a stop or a
-        closing window cut them off; messages go out in row order): they stay pending, and the
-        claim shrinks to them and is released for anyone to send later.
+        they are ``sent`` (attempts 1) unless ``special`` says otherwise: failed ones (with
+        their reason), sent ones that took more than one attempt, and ``retry`` ones the
+        provider could not take. Rows from ``cut`` on were not sent (a stop or a closing window
+        cut them off; messages go out in row order): they stay pending, and the claim shrinks
+        to them and is released for anyone to send later. ``retry`` rows stay pending with
+        their last error too; the claim then starts at the first of them and may not be taken
+        again before ``retry_at``. ``held_back`` (with retry rows): the unsent tail was held back
+        because the provider took nothing; its rows get ``provider-unavailable`` and this detail.
         """
         if not 0 <= cut <= len(claim.rows):
             raise ValueError("cut is outside the claim")
-        if special and any(o.status not in ("sent", "failed") for o in special):
-            raise ValueError("special outcomes are sent or failed")
+        if special and any(o.status not in ("sent", "failed", "retry") for o in special):
+            raise ValueError("special outcomes are sent, failed or retry")
         outcomes = claim.rows
         done = Finished(unsent=len(outcomes) - cut)
         task_id, occurrence = claim.task_id, claim.occurrence
+        failed = [o for o in special if o.status == "failed"]
+        retried = [o for o in special if o.status == "sent"]
+        again = [o for o in special if o.status == "retry"]
+        if again and retry_at is None:
+            raise ValueError("rows left for a retry need retry_at")
         with self._write() as conn:
             if self.postgres:
                 # Losing this commit in a server crash only means the rows stay pending and are
@@ -598,20 +661,37 @@ class Ledger:
                 (claim.claim_id,),
             ).one_or_none()
             done.lost = holder is None or holder[0] != self.executor
-            failed = [o for o in special if o.status == "failed"]
-            retried = [o for o in special if o.status == "sent"]
-            if failed:  # a failed message does not count toward the daily cap
-                done.failed = conn.exec_driver_sql(
+            if again:  # out of the way of the range update below; pending again before the commit
+                conn.exec_driver_sql(
                     self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'failed', attempts = ?, error = ?, at = ?, cap_key = NULL "
-                        "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
+                        "UPDATE campaigns_deliveries SET status = 'retrying', attempts = attempts + ?, error = ?, "
+                        "reason = ?, at = ? WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
                     ),
-                    [(o.attempts, o.error, now, task_id, occurrence, o.user_id) for o in failed],
-                ).rowcount
+                    [
+                        (o.attempts, o.error, o.reason or PROVIDER_UNAVAILABLE, now, task_id, occurrence, o.user_id)
+                        for o in again
+                    ],
+                )
+            if failed:  # a failed message does not count toward the daily cap
+                by_reason: dict[str, list[Outcome]] = {}
+                for o in failed:
+                    by_reason.setdefault(o.reason or PROVIDER_REJECTED, []).append(o)
+                for reason, group in by_reason.items():
+                    count = conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_deliveries SET status = 'failed', attempts = attempts + ?, error = ?, "
+                            "reason = ?, at = ?, cap_key = NULL "
+                            "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
+                        ),
+                        [(o.attempts, o.error, reason, now, task_id, occurrence, o.user_id) for o in group],
+                    ).rowcount
+                    done.failed += count
+                    if count:
+                        done.failed_by_reason[reason] = count
             if retried:
                 done.sent += conn.exec_driver_sql(
                     self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = ?, at = ? "
+                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = attempts + ?, at = ? "
                         "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
                     ),
                     [(o.attempts, now, task_id, occurrence, o.user_id) for o in retried],
@@ -619,16 +699,42 @@ class Ledger:
             if cut > 0:
                 done.sent += conn.exec_driver_sql(
                     self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = 1, at = ? "
+                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = attempts + 1, at = ? "
                         "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
                     ),
                     (now, task_id, occurrence, claim.rows[0].user_id, claim.rows[cut - 1].user_id),
                 ).rowcount
-            if not done.lost:
-                if cut < len(outcomes):
+            first_again = min((o.user_id for o in again), default=None)
+            if again:
+                done.retrying = conn.exec_driver_sql(
+                    self._sql(
+                        "UPDATE campaigns_deliveries SET status = 'pending' WHERE task_id = ? AND occurrence = ? "
+                        "AND user_id >= ? AND user_id <= ? AND status = 'retrying'"
+                    ),
+                    (task_id, occurrence, first_again, max(o.user_id for o in again)),
+                ).rowcount
+                if held_back and cut < len(outcomes):
                     conn.exec_driver_sql(
                         self._sql(
-                            "UPDATE campaigns_delivery_claims SET executor = NULL, first_user = ?, size = ? WHERE claim_id = ?"
+                            "UPDATE campaigns_deliveries SET reason = ?, error = ? WHERE task_id = ? AND occurrence = ? "
+                            "AND user_id >= ? AND user_id <= ? AND status = 'pending'"
+                        ),
+                        (PROVIDER_UNAVAILABLE, held_back, task_id, occurrence, claim.rows[cut].user_id, claim.rows[-1].user_id),
+                    )
+            if not done.lost:
+                if done.retrying:
+                    conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_delivery_claims SET executor = NULL, first_user = ?, size = ?, "
+                            "retry_at = ?, retries = retries + 1 WHERE claim_id = ?"
+                        ),
+                        (first_again, done.retrying + len(outcomes) - cut, retry_at, claim.claim_id),
+                    )
+                elif cut < len(outcomes):
+                    conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_delivery_claims SET executor = NULL, first_user = ?, size = ?, "
+                            "retry_at = NULL WHERE claim_id = ?"
                         ),
                         (claim.rows[cut].user_id, len(outcomes) - cut, claim.claim_id),
                     )
@@ -638,8 +744,20 @@ class Ledger:
                     )
             moved = Counts(sent=done.sent, failed=done.failed, pending=-(done.sent + done.failed))
             self._bump(conn, task_id, occurrence, moved)
+            if done.failed_by_reason:
+                self._bump_reasons(conn, task_id, occurrence, "failed", done.failed_by_reason)
             done.closed = self._close_if_done(conn, task_id, occurrence, now)
         return done
+
+    def _bump_reasons(self, conn: Connection, task_id: str, occurrence: str, status: str, counts: dict[str, int]) -> None:
+        conn.exec_driver_sql(
+            self._sql(
+                "INSERT INTO campaigns_delivery_reasons (task_id, occurrence, status, reason, count) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (task_id, occurrence, status, reason) DO UPDATE "
+                "SET count = campaigns_delivery_reasons.count + excluded.count"
+            ),
+            [(task_id, occurrence, status, reason, count) for reason, count in sorted(counts.items()) if count],
+        )
 
     # -- recovery ---------------------------------------------------------------------------
 
@@ -655,10 +773,13 @@ class Ledger:
                 ).scalars()
             )
 
-    def take_over(self, task_id: str, occurrence: str, holders: Iterable[str | None], *, limit: int = 1000) -> list[Claim]:
+    def take_over(
+        self, task_id: str, occurrence: str, holders: Iterable[str | None], *, now: float, limit: int = 1000
+    ) -> list[Claim]:
         """Take over the claims of ``holders`` (dead executors, None for released claims) and
         return them with their pending rows, first user first. Claims another executor is
-        taking over at the same moment are skipped (PostgreSQL ``SKIP LOCKED``)."""
+        taking over at the same moment are skipped (PostgreSQL ``SKIP LOCKED``), and so are
+        released claims waiting for their ``retry_at``."""
         dead = sorted(h for h in holders if h is not None)
         released = None in set(holders)
         if not dead and not released:
@@ -666,7 +787,8 @@ class Ledger:
         conditions = []
         params: list[Any] = [task_id, occurrence]
         if released:
-            conditions.append("executor IS NULL")
+            conditions.append("(executor IS NULL AND (retry_at IS NULL OR retry_at <= ?))")
+            params.append(now)
         if dead:
             conditions.append(f"executor IN ({', '.join('?' * len(dead))})")
             params.extend(dead)
@@ -674,13 +796,13 @@ class Ledger:
         with self._write() as conn:
             rows = conn.exec_driver_sql(
                 self._sql(
-                    "SELECT claim_id, first_user, last_user FROM campaigns_delivery_claims "
+                    "SELECT claim_id, first_user, last_user, retries FROM campaigns_delivery_claims "
                     f"WHERE task_id = ? AND occurrence = ? AND ({' OR '.join(conditions)}) ORDER BY first_user LIMIT ?"
                     + (" FOR UPDATE SKIP LOCKED" if self.postgres else "")
                 ),
                 (*params, limit),
             ).all()
-            for claim_id, first, last in rows:
+            for claim_id, first, last, retries in rows:
                 conn.exec_driver_sql(
                     self._sql("UPDATE campaigns_delivery_claims SET executor = ? WHERE claim_id = ?"),
                     (self.executor, claim_id),
@@ -695,8 +817,21 @@ class Ledger:
                         (task_id, occurrence, first, last),
                     )
                 ]
-                taken.append(Claim(claim_id, task_id, occurrence, first, last, pending, recovered=True))
+                taken.append(Claim(claim_id, task_id, occurrence, first, last, pending, recovered=True, retries=retries))
         return taken
+
+    def waiting(self, task_id: str, occurrence: str, now: float) -> tuple[int, float | None]:
+        """Rows of released claims put off until a later ``retry_at`` (the provider could not
+        take them): how many, and the earliest moment one may be sent again."""
+        with self.store.reading() as conn:
+            count, first = conn.exec_driver_sql(
+                self._sql(
+                    "SELECT coalesce(sum(size), 0), min(retry_at) FROM campaigns_delivery_claims "
+                    "WHERE task_id = ? AND occurrence = ? AND executor IS NULL AND retry_at > ?"
+                ),
+                (task_id, occurrence, now),
+            ).one()
+        return int(count), first
 
     def release(self, claim: Claim) -> None:
         """Give a claim back unsent (a stop before anything of it went out)."""
@@ -708,13 +843,15 @@ class Ledger:
 
     # -- expiry -----------------------------------------------------------------------------
 
-    def expire_claims(self, task_id: str, occurrence: str, holders: Iterable[str | None], now: float) -> int:
-        """The occurrence is over: the pending rows of released claims (never sent) and of dead
-        executors' claims (maybe sent before the crash) become ``expired``. Claims of live
-        executors are left to them. Returns how many rows expired."""
+    def expire_claims(self, task_id: str, occurrence: str, holders: Iterable[str | None], now: float) -> Counts:
+        """The occurrence is over: the pending rows of released claims (never sent, or put off
+        because the provider could not take them) become ``expired``; those of dead executors'
+        claims (maybe handed to the provider before the crash) ``unconfirmed``, still counted
+        against the daily cap. Claims of live executors are left to them."""
         holders = set(holders)
         dead = sorted(h for h in holders if h is not None)
-        expired = 0
+        counts = Counts()
+        unavailable = 0
         with self._write() as conn:
             rows = conn.exec_driver_sql(
                 self._sql(
@@ -726,24 +863,48 @@ class Ledger:
             for claim_id, executor, first, last in rows:
                 if executor is not None and executor not in dead:
                     continue
-                error = (
-                    "the occurrence's last window closed before it was sent"
-                    if executor is None
-                    else "the executor sending it stopped (crash) and the occurrence's last window closed before "
-                    "it could be sent again; it may have been delivered once"
-                )
-                expired += conn.exec_driver_sql(
-                    self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'expired', error = ?, at = ?, cap_key = NULL "
-                        "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
-                    ),
-                    (error, now, task_id, occurrence, first, last),
-                ).rowcount
+                key = (task_id, occurrence, first, last)
+                if executor is None:
+                    unavailable += conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_deliveries SET status = 'expired', at = ?, cap_key = NULL, "
+                            "error = ? || coalesce(error, '') WHERE task_id = ? AND occurrence = ? AND user_id >= ? "
+                            "AND user_id <= ? AND status = 'pending' AND reason = ?"
+                        ),
+                        (now, "the provider could not take it until the occurrence's last window closed; last error: ",
+                         *key, PROVIDER_UNAVAILABLE),
+                    ).rowcount
+                    counts.expired += conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_deliveries SET status = 'expired', error = ?, at = ?, cap_key = NULL "
+                            "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
+                        ),
+                        ("the occurrence's last window closed before it was sent", now, *key),
+                    ).rowcount
+                else:
+                    counts.unconfirmed += conn.exec_driver_sql(
+                        self._sql(
+                            "UPDATE campaigns_deliveries SET status = 'unconfirmed', error = ?, at = ?, reason = NULL "
+                            "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
+                        ),
+                        (
+                            "handed to the provider by an executor that stopped (crash) before the provider confirmed it; "
+                            "the occurrence's last window closed before it could be sent again: it may have been "
+                            "delivered once (counted against the daily cap)",
+                            now,
+                            *key,
+                        ),
+                    ).rowcount
                 conn.exec_driver_sql(self._sql("DELETE FROM campaigns_delivery_claims WHERE claim_id = ?"), (claim_id,))
-            if expired:
-                self._bump(conn, task_id, occurrence, Counts(expired=expired, pending=-expired))
+            counts.expired += unavailable
+            if counts.expired or counts.unconfirmed:
+                moved = Counts(expired=counts.expired, unconfirmed=counts.unconfirmed)
+                moved.pending = -(counts.expired + counts.unconfirmed)
+                self._bump(conn, task_id, occurrence, moved)
+            if unavailable:
+                self._bump_reasons(conn, task_id, occurrence, "expired", {PROVIDER_UNAVAILABLE: unavailable})
             self._close_if_done(conn, task_id, occurrence, now)
-        return expired
+        return counts
 
     def close_if_done(self, task_id: str, occurrence: str, now: float, *, force: bool = False) -> bool:
         """Close the occurrence if it is fanned and no batch is in flight; with ``force`` also
@@ -772,6 +933,47 @@ class Ledger:
             query = query.where(d.c.occurrence == occurrence)
         with self.store.reading() as conn:
             return [dict(row._mapping) for row in conn.execute(query.order_by(d.c.occurrence, d.c.user_id))]
+
+    def reasons(self, task_id: str) -> dict[str, dict[str, dict[str, int]]]:
+        """occurrence -> status -> reason -> rows, from the counts kept with the rows."""
+        from sqlalchemy import select
+
+        r = lt.reasons
+        found: dict[str, dict[str, dict[str, int]]] = {}
+        with self.store.reading() as conn:
+            for occurrence, status, reason, count in conn.execute(
+                select(r.c.occurrence, r.c.status, r.c.reason, r.c.count).where(r.c.task_id == task_id)
+            ):
+                if count:
+                    found.setdefault(occurrence, {}).setdefault(status, {})[reason] = int(count)
+        return found
+
+    def failures(self, task_id: str, occurrence: str | None = None, *, chunk: int = 2000) -> Iterator[Failure]:
+        """The failed rows of a task (or one occurrence) in (occurrence, user) order, read in
+        chunks of ``chunk`` rows (each from where the last ended, in its own short read), so a
+        million failures are listed in constant memory and without holding a transaction open."""
+        after: tuple[str, str] | None = None
+        while True:
+            query = (
+                "SELECT occurrence, user_id, reason, error FROM campaigns_deliveries "
+                "WHERE task_id = ? AND status = 'failed'"
+            )
+            params: list[Any] = [task_id]
+            if occurrence is not None:
+                query += " AND occurrence = ?"
+                params.append(occurrence)
+            if after is not None:
+                query += " AND (occurrence, user_id) > (?, ?)"  # a range of the primary key
+                params.extend(after)
+            query += " ORDER BY occurrence, user_id LIMIT ?"
+            params.append(chunk)
+            with self.store.reading() as conn:
+                rows = conn.exec_driver_sql(self._sql(query), tuple(params)).all()
+            for key, user_id, reason, detail in rows:
+                yield Failure(key, user_id, reason, detail)
+            if len(rows) < chunk:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
     def counted(self, task_id: str | None = None) -> dict[tuple[str, str], Counts]:
         """Counts per (task, occurrence) computed from the ledger rows themselves (a full scan;

@@ -75,11 +75,19 @@ def _v4_ledger(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v5_reasons(conn: Connection) -> None:
+    # Columns and a table added to the delivery ledger (see ledger_tables.v5_migrate).
+    from engine.delivery import ledger_tables
+
+    ledger_tables.v5_migrate(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "lineage and serial, resources, task statuses, pilot tests, history, lock holder", _v1_initial),
     Migration(2, "attachments: files resources refer to, by content digest", _v2_attachments),
     Migration(3, "user directory, audience lists and refresh-once snapshots", _v3_directory),
     Migration(4, "delivery ledger, occurrence progress, claims, pacing, executors", _v4_ledger),
+    Migration(5, "failure reasons, unconfirmed deliveries, retry backoff of claims", _v5_reasons),
 ]
 
 

@@ -111,7 +111,7 @@ def test_finishing_a_batch_someone_took_over_counts_each_row_once(state_store: S
     second = Ledger(state_store, executor="second00")
     first.open_occurrence("t1", "once", site="ph", channel="push", finish_at=FINISH, now=0)
     claim = first.claim("t1", "once", limit=5, now=1.0, take=take_from(members(5)), build=pending_rows("t1", "once")).claim
-    [taken] = second.take_over("t1", "once", {"first000"})  # first looked dead (lost its connection)
+    [taken] = second.take_over("t1", "once", {"first000"}, now=2.0)  # first looked dead (lost its connection)
     assert [r.message_id for r in taken.rows] == [r.message_id for r in claim.rows]
     mine = first.finish(claim, 5, [], 2.0)
     assert mine.lost and mine.sent == 5
@@ -147,11 +147,18 @@ def test_expiry_of_released_and_dead_batches(state_store: StateStore, tmp_path: 
     dead.claim("t1", "once", limit=10, now=2.0, take=take_from(members(30)), build=pending_rows("t1", "once"))
     run(state_store, tmp_path, AFTER)
     rows = {r["user_id"]: r for r in Ledger(state_store).rows("t1", "once")}
-    assert len(rows) == 30 and {r["status"] for r in rows.values()} == {"expired"}
+    assert len(rows) == 30
+    # released unsent: expired; held by the dead executor (maybe handed to the provider): unconfirmed
+    assert {r["user_id"] for r in rows.values() if r["status"] == "unconfirmed"} == {f"u{i:05d}" for i in range(10, 20)}
+    assert {r["status"] for r in rows.values() if r["status"] != "unconfirmed"} == {"expired"}
     assert "before it was sent" in rows["u00000"]["error"]
     assert "may have been delivered" in rows["u00015"]["error"]
+    assert rows["u00015"]["cap_key"] == "ph/2026-12-01" and rows["u00000"]["cap_key"] is None  # counted against the cap
     assert "not reached" in rows["u00025"]["error"]
-    assert task_report(state_store, "t1").occurrences[0].state == "closed"
+    occurrence = task_report(state_store, "t1").occurrences[0]
+    assert occurrence.state == "closed"
+    assert (occurrence.counts.expired, occurrence.counts.unconfirmed, occurrence.counts.pending) == (20, 10, 0)
+    assert Ledger(state_store).progress()[("t1", "once")].counts == Ledger(state_store).counted()[("t1", "once")]
 
 
 def test_claims_never_overlap_and_the_occurrence_is_fanned_once(state_store: StateStore) -> None:

@@ -45,7 +45,7 @@ def test_totals_add_up_every_occurrence(repo: Path) -> None:
         with Executor(store, repo, clock=Clock(dt.datetime(2026, 12, 2, 10, tzinfo=MANILA))) as executor:
             executor.run_pass()  # the 1st expired (passed), the 2nd delivered; t-once expired
         totals = delivery_totals(store)
-        assert totals["t-daily"].as_dict() == {"pending": 0, "sent": 19, "failed": 0, "expired": 19, "capped": 0, "suppressed": 2}
+        assert totals["t-daily"].as_dict() == {"pending": 0, "sent": 19, "failed": 0, "expired": 19, "unconfirmed": 0, "capped": 0, "suppressed": 2}
         assert totals["t-once"].expired == 19 and totals["t-once"].sent == 0
         report = task_report(store, "t-daily", now=dt.datetime(2026, 12, 2, 10, tzinfo=MANILA))
         assert [o.occurrence for o in report.occurrences] == ["2026-12-01", "2026-12-02"]

@@ -35,6 +35,7 @@ __all__ = [
     "Message",
     "Outbox",
     "Provider",
+    "describe_provider",
     "open_provider",
     "provider_config",
 ]
@@ -54,6 +55,23 @@ def provider_config(channel: str, platform: Platform) -> OutboxProvider | Gatewa
         raise CampaignsError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
     providers = platform.providers
     return providers.get(channel) or providers.get("default") or OutboxProvider(type="outbox")  # type: ignore[call-overload]
+
+
+def describe_provider(channel: str, platform: Platform, base_dir: Path, *, env: Mapping[str, str] = os.environ) -> str:
+    """One line saying what delivers ``channel`` (for logs), without opening it: ``outbox
+    <folder>`` or ``gateway <url>``. CampaignsError when it could not be opened (e.g. the
+    gateway's token variable is not set in ``env``)."""
+    config = provider_config(channel, platform)
+    if isinstance(config, GatewayProvider):
+        from .gateway import token_from_env
+
+        entry = "platform.yaml providers." + (channel if channel in platform.providers else "default")
+        token_from_env(config.token_env, env, entry)
+        return f"gateway {config.url}"
+    directory = Path(config.path).expanduser()
+    if not directory.is_absolute():
+        directory = Path(base_dir) / directory
+    return f"outbox {directory}"
 
 
 def open_provider(

@@ -24,7 +24,7 @@ import httpx
 
 from engine.errors import CampaignsError
 
-from .base import Delivery, Message, wrong_channel
+from .base import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, TOO_LONG, Delivery, Message, wrong_channel
 
 CONTENT_MAX = 4096
 """Characters of ``messageContent`` (the JSON text) the gateway accepts."""
@@ -50,11 +50,12 @@ def message_content(message: Message) -> str:
 class _BatchFailure(Exception):
     """The request as a whole went wrong; ``retryable`` says whether sending it again may help."""
 
-    def __init__(self, error: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, error: str, *, retryable: bool, retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(error)
         self.error = error
         self.retryable = retryable
         self.retry_after = retry_after
+        self.code = code
 
 
 class Gateway:
@@ -120,6 +121,7 @@ class Gateway:
                     "failed",
                     0,
                     f"message content is {len(content)} characters as JSON; the gateway takes at most {CONTENT_MAX}",
+                    TOO_LONG,
                 )
                 continue
             contents[index] = content
@@ -141,7 +143,9 @@ class Gateway:
                         errors[index] = failure.error
                     if not failure.retryable:
                         for index in batch:
-                            results[index] = Delivery(messages[index].message_id, "failed", attempts[index], failure.error)
+                            results[index] = Delivery(
+                                messages[index].message_id, "failed", attempts[index], failure.error, PROVIDER_REJECTED, failure.code
+                            )
                         continue
                     retry_after = failure.retry_after
                     still.extend(batch)
@@ -158,7 +162,7 @@ class Gateway:
                         errors[index] = "the gateway's reply did not mention the message"
                         still.append(index)
                         continue
-                    success, retry, reason = verdict
+                    success, retry, reason, code = verdict
                     if success:
                         results[index] = Delivery(message_id, "sent", attempts[index])
                     elif retry:
@@ -166,7 +170,9 @@ class Gateway:
                         still.append(index)
                     else:
                         error = "the gateway refused the message (retry=false)" + reason
-                        results[index] = Delivery(message_id, "failed", attempts[index], error)
+                        results[index] = Delivery(
+                            message_id, "failed", attempts[index], error, PROVIDER_REJECTED, code or "retry=false"
+                        )
             pending = still
             if pending and round_ < self.max_attempts:
                 self._sleep(self._backoff(round_, retry_after))
@@ -177,7 +183,9 @@ class Gateway:
                 note = f"gave up after {tries} attempt{'s' if tries != 1 else ''}"
             else:
                 note = f"never posted: the gateway kept failing for {self.max_attempts} rounds"
-            results[index] = Delivery(messages[index].message_id, "failed", tries, f"{errors[index]} ({note})")
+            results[index] = Delivery(
+                messages[index].message_id, "failed", tries, f"{errors[index]} ({note})", PROVIDER_UNAVAILABLE
+            )
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]
 
@@ -201,8 +209,9 @@ class Gateway:
 
     def _post(
         self, messages: Sequence[Message], batch: list[int], contents: Mapping[int, str]
-    ) -> dict[str, tuple[bool, bool, str]]:
-        """POST one batch; per message id: (success, retry, ": reason" or ""). Raises ``_BatchFailure``."""
+    ) -> dict[str, tuple[bool, bool, str, str | None]]:
+        """POST one batch; per message id: (success, retry, ": reason" or "", the gateway's code
+        or None). Raises ``_BatchFailure``."""
         gateway_channel = GATEWAY_CHANNELS[self.channel]
         payload = {
             "messages": [
@@ -232,26 +241,33 @@ class Gateway:
                 retry_after=_retry_after(response),
             )
         if status >= 400:
-            raise _BatchFailure(f"the gateway {self.url} refused the request: HTTP {status}{_excerpt(response)}", retryable=False)
+            raise _BatchFailure(
+                f"the gateway {self.url} refused the request: HTTP {status}{_excerpt(response)}",
+                retryable=False,
+                code=f"HTTP {status}",
+            )
         if not 200 <= status < 300:
             raise _BatchFailure(f"the gateway {self.url} answered HTTP {status}", retryable=True)
         return _read_results(response, self.url)
 
 
-def _read_results(response: httpx.Response, url: str) -> dict[str, tuple[bool, bool, str]]:
+def _read_results(response: httpx.Response, url: str) -> dict[str, tuple[bool, bool, str, str | None]]:
     """Per message id its verdict; an unreadable reply is retryable (the ids make it safe)."""
     try:
         reply = response.json()
         rows = reply["messageSendResults"]
         if not isinstance(rows, list):
             raise TypeError("messageSendResults is not a list")
-        verdicts: dict[str, tuple[bool, bool, str]] = {}
+        verdicts: dict[str, tuple[bool, bool, str, str | None]] = {}
         for row in rows:
             if not isinstance(row, dict) or not isinstance(row.get("messageId"), str):
                 continue
             reason = row.get("error") or row.get("message") or row.get("reason")  # not in SPEC; kept if sent
             detail = f": {reason}" if isinstance(reason, str) and reason else ""
-            verdicts[row["messageId"]] = (row.get("success") is True, row.get("retry") is True, detail)
+            code = row.get("resultCode") or row.get("errorCode") or row.get("code")  # not in SPEC; kept if sent
+            verdicts[row["messageId"]] = (
+                row.get("success") is True, row.get("retry") is True, detail, str(code) if code is not None else None
+            )
         return verdicts
     except (ValueError, KeyError, TypeError) as exc:
         raise _BatchFailure(f"the gateway {url} sent an unreadable reply ({exc}){_excerpt(response)}", retryable=True)
