@@ -1,13 +1,18 @@
-"""``campaigns report TASK``: delivery counts per occurrence, from the ledger."""
+"""``campaigns report TASK``: delivery counts per occurrence, from the ledger; ``--failed`` lists
+the failed users with their reason, streamed (a million failures need no million rows in memory)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from engine.commands.common import repo_option
 from engine.commands.common import echo_json, open_store, state_option, table
+
+_WRITE_EVERY = 1000
+"""Failed users written per ``echo`` while streaming the ``--failed`` list."""
 
 
 @click.command()
@@ -28,20 +33,82 @@ from engine.commands.common import echo_json, open_store, state_option, table
     help="Do not count the members an occurrence still being fanned out has not reached yet "
     "(saves one count query over the audiences).",
 )
-def report(repo: Path, state_url: str | None, task_id: str, output_format: str, no_estimate: bool) -> None:
-    """Show, for each occurrence of TASK, how many users were sent, failed, expired, capped,
-    suppressed and are still pending."""
-    from engine.delivery.report import REPORTED, table_rows, task_report
+@click.option(
+    "--failed",
+    "list_failed",
+    is_flag=True,
+    help="Also list every failed user with the reason and its detail (JSON: `failures`), streamed.",
+)
+@click.option("--occurrence", metavar="KEY", help="With --failed: only the failed users of this occurrence (e.g. 2026-12-01, once).")
+def report(
+    repo: Path,
+    state_url: str | None,
+    task_id: str,
+    output_format: str,
+    no_estimate: bool,
+    list_failed: bool,
+    occurrence: str | None,
+) -> None:
+    """Show, for each occurrence of TASK, how many users were sent, failed (by reason), expired,
+    capped, suppressed, are still pending, and are unconfirmed (handed to the provider before a
+    crash, with no confirmation, when the window closed)."""
+    from engine.delivery.report import failures, table_header, table_rows, task_report
+    from engine.errors import UsageError
 
+    if occurrence is not None and not list_failed:
+        raise UsageError("--occurrence only works with --failed")
     with open_store(repo, state_url, create=False) as store:
         result = task_report(store, task_id, estimate=not no_estimate)
-    if output_format == "json":
-        echo_json(result.to_json())
-        return
-    status = result.status or "unknown"
-    click.echo(f"Task {result.task} ({status}{', ' + result.channel if result.channel else ''})")
-    if not result.occurrences:
-        click.echo("No occurrence has been delivered yet.")
-        return
-    header = ["OCCURRENCE", "STATE", *[name.upper() for name in REPORTED]]
-    click.echo(table(table_rows(result), header), nl=False)
+        listed = failures(store, result, occurrence) if list_failed else None
+        if output_format == "json":
+            if listed is None:
+                echo_json(result.to_json())
+            else:
+                _stream_json(result.to_json(), listed)
+            return
+        status = result.status or "unknown"
+        click.echo(f"Task {result.task} ({status}{', ' + result.channel if result.channel else ''})")
+        if not result.occurrences:
+            click.echo("No occurrence has been delivered yet.")
+            return
+        click.echo(table(table_rows(result), table_header(result)), nl=False)
+        if listed is not None:
+            _stream_table(listed, occurrence)
+
+
+def _stream_json(head: dict, listed) -> None:
+    """The report's JSON object with ``failures`` written entry by entry as the rows come."""
+    text = json.dumps(head, indent=2, ensure_ascii=False, default=str)
+    assert text.endswith("\n}")
+    click.echo(text[:-2] + ',\n  "failures": [', nl=False)
+    chunk: list[str] = []
+    written = 0
+    for failure in listed:
+        chunk.append(("\n    " if written == 0 and not chunk else ",\n    ") + json.dumps(failure.to_json(), ensure_ascii=False))
+        if len(chunk) >= _WRITE_EVERY:
+            written += len(chunk)
+            click.echo("".join(chunk), nl=False)
+            chunk.clear()
+    written += len(chunk)
+    click.echo("".join(chunk) + ("\n  ]\n}" if written else "]\n}"))
+
+
+def _stream_table(listed, occurrence: str | None) -> None:
+    """One line per failed user (fixed columns: the rows are not known in advance)."""
+    lines: list[str] = []
+    count = 0
+    for failure in listed:
+        if count == 0:
+            click.echo("\nFailed users" + (f" of occurrence {occurrence}" if occurrence else "") + ":")
+            click.echo(f"{'OCCURRENCE':<10}  {'USER':<16}  {'REASON':<20}  DETAIL")
+        count += 1
+        lines.append(f"{failure.occurrence:<10}  {failure.user_id:<16}  {failure.reason or '-':<20}  {failure.detail or ''}".rstrip())
+        if len(lines) >= _WRITE_EVERY:
+            click.echo("\n".join(lines))
+            lines.clear()
+    if lines:
+        click.echo("\n".join(lines))
+    if count == 0:
+        click.echo("\nNo failed users" + (f" in occurrence {occurrence}." if occurrence else "."))
+    else:
+        click.echo(f"{count:,} failed user{'s' if count != 1 else ''}.")

@@ -32,8 +32,21 @@ def parse_now(text: str) -> dt.datetime:
     return moment
 
 
+def log_time() -> str:
+    """The wall-clock instant of a log line, ISO 8601 in UTC with milliseconds: ``2026-12-01T01:30:00.123Z``."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def log_line(event: dict[str, Any]) -> str:
+    """One JSON log line: ``time``, ``level`` and ``event`` first, then the event's fields."""
+    fields = {"time": log_time(), "level": event.get("level", "info"), "event": event.get("event", "log")}
+    fields.update((key, value) for key, value in event.items() if key not in fields)
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 class LogReporter:
-    """One JSON object per batch on stderr (for logs that machines read)."""
+    """JSON lines on stderr, for logs that machines read: the start-up line, one per batch, one
+    per occurrence's summary, notices and errors (``quiet``: errors only)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -43,13 +56,17 @@ class LogReporter:
 
     def batch(self, event: dict[str, Any]) -> None:
         if not self.quiet:
-            click.echo(json.dumps(event, separators=(",", ":")), err=True)
+            click.echo(log_line(event), err=True)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if not self.quiet or event.get("level") in ("warning", "error"):
+            click.echo(log_line(event), err=True)
 
     def finished(self, task: str, occurrence: str) -> None:
         pass
 
     def error(self, message: str) -> None:
-        click.echo(json.dumps({"event": "error", "message": message}), err=True)
+        click.echo(log_line({"event": "error", "level": "error", "message": message}), err=True)
 
 
 class ProgressReporter:
@@ -87,6 +104,8 @@ class ProgressReporter:
             self.totals[key] = {}
 
     def batch(self, event: dict[str, Any]) -> None:
+        if "task" not in event or "occurrence" not in event:
+            return
         key = (event["task"], event["occurrence"])
         self.occurrence(*key, None)
         totals = self.totals[key]
@@ -97,11 +116,23 @@ class ProgressReporter:
         detail = ", ".join(f"{value:,} {name}" for name, value in totals.items() if value)
         self.progress.update(self.bars[key], advance=done, detail=detail)
 
+    def event(self, event: dict[str, Any]) -> None:
+        """Start-up, summaries and notices as plain lines above the bars."""
+        text = str(event.get("message") or json.dumps(event, default=str))
+        prefix = {"warning": "[yellow]warning:[/yellow] ", "error": "[red]error:[/red] "}.get(event.get("level") or "", "")
+        self.progress.console.print(prefix + _escape(text), highlight=False)
+
     def finished(self, task: str, occurrence: str) -> None:
         pass
 
     def error(self, message: str) -> None:
-        self.progress.console.print(f"[red]error:[/red] {message}")
+        self.progress.console.print(f"[red]error:[/red] {_escape(message)}", highlight=False)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _install_stop(stop: threading.Event) -> None:
@@ -230,6 +261,7 @@ def _run_one(
             store, repo, clock=clock, batch_size=batch_size, stop=stop, reporter=reporter, tasks=tasks or None
         )
         with executor:
+            _log_start(reporter, executor, once=once, start=start, label=label)
             while True:
                 try:
                     summary = executor.run_pass()
@@ -249,10 +281,39 @@ def _run_one(
                 wait = interval if interval is not None else _poll_interval(executor)
                 if stop.wait(wait):
                     break
+    if not once:
+        reporter.event({"event": "stop", "level": "info", "executor": executor.executor_id, "message": "stopped"})
     if once:
-        click.echo(f"{label}: {summary.line()}" if label else summary.line())
+        text = summary.line()
+        click.echo("\n".join(f"{label}: {line}" for line in text.splitlines()) if label else text)
     if once and errors:
         raise CampaignsError(f"{errors} task(s) could not be delivered: " + "; ".join(summary.errors))
+
+
+def _log_start(reporter: Any, executor: Any, *, once: bool, start: dt.datetime | None, label: str | None) -> None:
+    """The start-up line: the state (no password), the executor's id, the provider of each
+    channel and the running tasks."""
+    try:
+        info = executor.describe()
+    except CampaignsError as problem:
+        info = {"state": executor.store.display_url, "executor": executor.executor_id, "problem": str(problem)}
+    providers = info.get("providers") or {}
+    shown = "; ".join(f"{channel}: {provider}" for channel, provider in providers.items()) or "none (no platform applied)"
+    running = info.get("running_tasks") or []
+    mode = "one pass" if once else "service"
+    message = (
+        f"campaigns run ({mode}{', ' + label if label else ''}): executor {info['executor']} on {info['state']}"
+        + (f" as of {start.isoformat()}" if start is not None else "")
+        + f"; providers: {shown}; running tasks: {', '.join(running) or 'none'}"
+    )
+    event: dict[str, Any] = {"event": "start", "level": "info", "mode": "once" if once else "service"}
+    if label:
+        event["worker"] = label
+    if start is not None:
+        event["now"] = start.isoformat()
+    event.update(info)
+    event["message"] = message
+    reporter.event(event)
 
 
 class _entered:

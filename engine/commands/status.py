@@ -16,7 +16,13 @@ from engine.commands.common import echo_json, format_option, iso, open_store, st
 @format_option(help="text: a table; json: one object per task.")
 def status(repo: Path, state_url: str | None, output_format: str) -> None:
     """Show every task the state knows: its status and since when, its last pilot test (and
-    whether it tested the current content) and its next occurrence."""
+    whether it tested the current content), its next occurrence and its deliveries.
+
+    As a health check it exits 1 when the executor has fallen behind (an occurrence past its last
+    window neither delivered nor expired) or when a running task cannot be delivered at all (its
+    audiences name an attribute the user directory lost, its provider is misconfigured -- checked
+    in this environment, so run it where the executor runs), saying which task and why."""
+    from engine.delivery.health import undeliverable
     from engine.delivery.report import delivery_totals, executor_behind
     from engine.status import status_rows
 
@@ -25,9 +31,12 @@ def status(repo: Path, state_url: str | None, output_format: str) -> None:
         rows = status_rows(store)
         totals = delivery_totals(store)
         behind = executor_behind(store)
+        blocked = undeliverable(store, repo)
+    problems = {item.task: item.problem for item in blocked}
     for row in rows:  # delivery counts from the ledger (engine.delivery.report)
         counts = totals.get(row.task)
         row.extra["deliveries"] = counts.as_dict() if counts is not None else None
+        row.extra["undeliverable"] = problems.get(row.task)
     if output_format == "json":
         echo_json(
             {
@@ -35,9 +44,11 @@ def status(repo: Path, state_url: str | None, output_format: str) -> None:
                 "serial": meta.serial,
                 "tasks": [row.to_json() for row in rows],
                 "executor": {"behind": [b.describe() for b in behind], "ok": not behind},
+                "undeliverable": [item.to_json() for item in blocked],
+                "ok": not behind and not blocked,
             }
         )
-        _fail_if_behind(behind)
+        _fail_if_unhealthy(behind, blocked)
         return
     if not rows:
         click.echo(f"No tasks in the state yet (serial {meta.serial}).")
@@ -54,33 +65,44 @@ def status(repo: Path, state_url: str | None, output_format: str) -> None:
         if row.next_start is not None:
             upcoming = row.next_start.isoformat(sep=" ", timespec="minutes")
         delivered = _delivered(row.extra.get("deliveries"))
-        lines.append([row.task, row.campaign or "", row.channel or "", row.status, iso(row.since) or "", test, upcoming, delivered])
+        shown_status = row.status + (" (cannot be delivered)" if row.task in problems else "")
+        lines.append([row.task, row.campaign or "", row.channel or "", shown_status, iso(row.since) or "", test, upcoming, delivered])
     click.echo(
         table(lines, ["TASK", "CAMPAIGN", "CHANNEL", "STATUS", "SINCE", "LAST PILOT TEST", "NEXT OCCURRENCE", "DELIVERIES"]), nl=False
     )
     click.echo(f"State serial {meta.serial}, lineage {meta.lineage}.")
-    _fail_if_behind(behind)
+    _fail_if_unhealthy(behind, blocked)
 
 
 def _delivered(counts: dict[str, int] | None) -> str:
     """``1,200 sent, 3 failed`` (only the counts that are not zero), or ``-``."""
     if not counts:
         return "-"
-    order = ("sent", "failed", "expired", "capped", "suppressed", "pending")
+    order = ("sent", "failed", "expired", "unconfirmed", "capped", "suppressed", "pending")
     shown = [f"{counts[name]:,} {name}" for name in order if counts.get(name)]
     return ", ".join(shown) or "-"
 
 
-def _fail_if_behind(behind: list) -> None:
-    """The health check: exit non-zero when an occurrence is still open well past its last window."""
-    if not behind:
+def _fail_if_unhealthy(behind: list, blocked: list) -> None:
+    """The health check: exit non-zero when an occurrence is still open well past its last
+    window, or when a running task cannot be delivered at all; each one on stderr."""
+    if not behind and not blocked:
         return
     from engine.errors import CampaignsError
 
     for item in behind:
         click.echo(f"behind: {item.describe()}", err=True)
-    plural = "s" if len(behind) != 1 else ""
-    raise CampaignsError(
-        f"the executor has fallen behind: {len(behind)} occurrence{plural} past their last window not delivered or expired "
-        "(is `campaigns run` running?)"
-    )
+    for item in blocked:
+        click.echo(f"undeliverable: {item.describe()}", err=True)
+    found = []
+    if behind:
+        plural = "s" if len(behind) != 1 else ""
+        found.append(
+            f"the executor has fallen behind: {len(behind)} occurrence{plural} past their last window not delivered or "
+            "expired (is `campaigns run` running?)"
+        )
+    if blocked:
+        names = ", ".join(item.task for item in blocked[:5]) + (", ..." if len(blocked) > 5 else "")
+        plural = "s" if len(blocked) != 1 else ""
+        found.append(f"{len(blocked)} running task{plural} cannot be delivered ({names})")
+    raise CampaignsError("; ".join(found))

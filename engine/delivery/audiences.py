@@ -881,6 +881,24 @@ def _member_builder(overlays: int) -> Callable[[Sequence[Any]], Member]:
     return build_overlaid
 
 
+def check_task_audiences(
+    store: StateStore, task_id: str | None, task_body: Mapping[str, Any], audience_bodies: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Raise ``AudienceError`` (``NoDirectory`` among them) when the task's audiences cannot be
+    evaluated against the directory in ``store`` now: an attribute the directory lost, an
+    undefined audience, a cycle. Reads only (no list is materialised, no snapshot taken); an
+    audience already snapshotted for ``task_id`` is its snapshot, whatever the directory has."""
+    from engine.delivery.directory import known_attributes
+
+    top = _task_audiences(task_body)
+    compiler = _Compiler(store.backend, audience_bodies, known_attributes(store))
+    if task_id is not None:
+        taken = _snapshots_taken(store, task_id)
+        compiler.snapshots = {a: (task_id, a) for a in top if a in taken and compiler.body(a, ()).get("refresh") == "once"}
+    for audience_id in top:
+        compiler.split(audience_id, top=True)
+
+
 def audience_size(
     store: StateStore,
     task_body: Mapping[str, Any],

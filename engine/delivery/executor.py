@@ -188,6 +188,9 @@ class SilentReporter:
     def error(self, message: str) -> None:
         pass
 
+    def event(self, event: dict[str, Any]) -> None:
+        pass
+
 
 @dataclass
 class OccurrenceSummary:
@@ -561,7 +564,9 @@ class Executor:
         summary.retrying += occurrence.retrying
         summary.per_occurrence.append(occurrence)
         level = "warning" if occurrence.retrying or occurrence.counts.unconfirmed else "info"
-        self._event({"event": "occurrence", "level": level, **occurrence.to_json(), "message": occurrence.line()})
+        self._event(
+            {"event": "occurrence", "level": level, "executor": self.executor_id, **occurrence.to_json(), "message": occurrence.line()}
+        )
 
     def _event(self, event: dict[str, Any]) -> None:
         """A log event that is not a batch (summaries, notices): to reporters that take them."""
@@ -838,7 +843,9 @@ class Executor:
     def _log_notices(self, provider: Provider) -> None:
         notices = getattr(provider, "notices", None)
         while notices:
-            self._event({"event": "provider", "level": "warning", "channel": provider.channel, "message": notices.pop(0)})
+            self._event(
+                {"event": "provider", "level": "warning", "executor": self.executor_id, "channel": provider.channel, "message": notices.pop(0)}
+            )
 
     def _log_batch(
         self,
@@ -856,7 +863,7 @@ class Executor:
         event: dict[str, Any] = {
             "event": "batch",
             "level": "info",
-            "executor": self.executor_id[:8],
+            "executor": self.executor_id,
             "task": task_id,
             "occurrence": key,
             **counts.as_dict(),
@@ -915,7 +922,9 @@ class Executor:
         return counts
 
     def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None) -> None:
-        event: dict[str, Any] = {"event": "expired", "level": "info", "task": task_id, "occurrence": key, **counts.as_dict()}
+        event: dict[str, Any] = {
+            "event": "expired", "level": "info", "executor": self.executor_id, "task": task_id, "occurrence": key, **counts.as_dict()
+        }
         del event["pending"], event["sent"], event["failed"]
         if counts.unconfirmed:
             event["level"] = "warning"

@@ -1,10 +1,12 @@
 """What the ledger says about deliveries: per occurrence counts (``campaigns report``), totals
 per task and the executor's health (``campaigns status``).
 
-Counts come from the occurrences' progress rows (kept in step with the ledger in the same
-transactions), so a report never scans millions of ledger rows. ``pending`` is the ledger's
-pending rows (claimed, not yet known to be sent) plus, while an occurrence is still being fanned
-out, the members that have no ledger row yet (the audience's current size minus the rows).
+Counts come from the occurrences' progress rows and the per-reason counts (kept in step with the
+ledger in the same transactions), so a report never scans millions of ledger rows; only the
+``--failed`` listing reads the failed rows themselves, streamed in chunks (``failures``).
+``pending`` is the ledger's pending rows (claimed, not yet known to be sent, or waiting for a
+provider to come back) plus, while an occurrence is still being fanned out, the members that
+have no ledger row yet (the audience's current size minus the rows).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.delivery.ledger import COUNTED, Counts, Ledger, Progress
+from collections.abc import Iterator
+
+from engine.delivery.ledger import COUNTED, WINDOW_CLOSED, Counts, Failure, Ledger, Progress
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,10 +37,25 @@ class OccurrenceReport:
     finish: dt.datetime | None
     counts: Counts
     unclaimed: int | None = None  # members without a ledger row yet (None: unknown)
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # status -> reason -> rows
 
     @property
     def pending(self) -> int:
         return self.counts.pending + (self.unclaimed or 0)
+
+    @property
+    def failed_by_reason(self) -> dict[str, int]:
+        return dict(sorted(self.reasons.get("failed", {}).items()))
+
+    @property
+    def expired_by_reason(self) -> dict[str, int]:
+        """Expired rows by why: those kept with a reason (``provider-unavailable``), and the rest
+        (not reached before the last window closed) as ``window-closed``."""
+        kept = dict(sorted(self.reasons.get("expired", {}).items()))
+        rest = self.counts.expired - sum(kept.values())
+        if rest > 0:
+            kept[WINDOW_CLOSED] = rest
+        return kept
 
     def to_json(self) -> dict[str, Any]:
         values = self.counts.as_dict()
@@ -46,11 +65,14 @@ class OccurrenceReport:
             "state": self.state,
             "finish": self.finish.isoformat() if self.finish else None,
             **{name: values[name] for name in REPORTED},
+            "failed_by_reason": self.failed_by_reason,
+            "expired_by_reason": self.expired_by_reason,
         }
 
 
-REPORTED = ("sent", "failed", "expired", "capped", "suppressed", "pending")
-"""The counts a report shows, in order (SPEC section 6)."""
+REPORTED = ("sent", "failed", "expired", "capped", "suppressed", "pending", "unconfirmed")
+"""The counts a report shows, in order (SPEC section 6). ``unconfirmed``: handed to the provider
+by an executor that crashed before the provider confirmed them, found after the window closed."""
 
 
 @dataclass
@@ -69,13 +91,25 @@ class TaskReport:
                 totals[name] += values[name]
         return totals
 
+    def totals_by_reason(self, status: str) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for occurrence in self.occurrences:
+            by_reason = occurrence.failed_by_reason if status == "failed" else occurrence.expired_by_reason
+            for reason, count in by_reason.items():
+                totals[reason] = totals.get(reason, 0) + count
+        return dict(sorted(totals.items()))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "status": self.status,
             "channel": self.channel,
             "occurrences": [occurrence.to_json() for occurrence in self.occurrences],
-            "totals": self.totals,
+            "totals": {
+                **self.totals,
+                "failed_by_reason": self.totals_by_reason("failed"),
+                "expired_by_reason": self.totals_by_reason("expired"),
+            },
         }
 
 
@@ -132,8 +166,9 @@ def task_report(store: StateStore, task_id: str, *, now: dt.datetime | None = No
         raise UsageError(f"task {task_id!r} is not in the state{extra}; apply it first")
     body = _task_body(store, task_id)
     report = TaskReport(task_id, state.status if state else None, body.get("channel") if body else None)
+    reasons = Ledger(store).reasons(task_id) if progress else {}
     for (_task, key), item in sorted(progress.items(), key=lambda pair: (pair[1].finish_at, pair[0][1])):
-        occurrence = OccurrenceReport(key, item.status, _moment(item.finish_at), item.counts)
+        occurrence = OccurrenceReport(key, item.status, _moment(item.finish_at), item.counts, reasons=reasons.get(key, {}))
         if item.status == "open" and estimate and body is not None:
             occurrence.unclaimed = _unclaimed(store, task_id, body, item.counts.total)
         report.occurrences.append(occurrence)
@@ -213,15 +248,54 @@ def executor_behind(store: StateStore, now: dt.datetime | None = None, *, grace_
     return sorted(found, key=lambda item: (item.finish, item.task, item.occurrence))
 
 
+def _reasons_cell(by_reason: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {reason}" for reason, count in by_reason.items()) or "-"
+
+
+def table_header(report: TaskReport) -> list[str]:
+    """Column names of ``table_rows``: EXPIRED BY REASON only when some expired row has a reason
+    other than ``window-closed``."""
+    header = ["OCCURRENCE", "STATE", *[name.upper() for name in REPORTED], "FAILED BY REASON"]
+    if set(report.totals_by_reason("expired")) - {WINDOW_CLOSED}:
+        header.append("EXPIRED BY REASON")
+    return header
+
+
 def table_rows(report: TaskReport) -> list[list[str]]:
-    """The report as table cells (occurrence, state, then the counts), with a total row."""
+    """The report as table cells (occurrence, state, the counts, failed by reason), with a total row."""
+    expired_column = "EXPIRED BY REASON" in table_header(report)
     rows = []
     for occurrence in report.occurrences:
         values = occurrence.to_json()
-        rows.append([occurrence.occurrence, occurrence.state, *[f"{values[name]:,}" for name in REPORTED]])
+        row = [occurrence.occurrence, occurrence.state, *[f"{values[name]:,}" for name in REPORTED]]
+        row.append(_reasons_cell(occurrence.failed_by_reason))
+        if expired_column:
+            row.append(_reasons_cell(occurrence.expired_by_reason))
+        rows.append(row)
     totals = report.totals
-    rows.append(["total", "", *[f"{totals[name]:,}" for name in REPORTED]])
+    total = ["total", "", *[f"{totals[name]:,}" for name in REPORTED], _reasons_cell(report.totals_by_reason("failed"))]
+    if expired_column:
+        total.append(_reasons_cell(report.totals_by_reason("expired")))
+    rows.append(total)
     return rows
+
+
+def failures(store: StateStore, report: TaskReport, occurrence: str | None = None) -> Iterator[Failure]:
+    """The failed users of the report's task (or one of its occurrences), streamed in (occurrence,
+    user) order; UsageError for an occurrence the task does not have."""
+    if occurrence is not None:
+        known = [item.occurrence for item in report.occurrences]
+        if occurrence not in known:
+            hint = difflib.get_close_matches(occurrence, known, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            shown = ", ".join(known[-5:]) if known else "none yet"
+            raise UsageError(f"task {report.task} has no occurrence {occurrence!r}{extra}; its occurrences: {shown}")
+        wanted = [item for item in report.occurrences if item.occurrence == occurrence]
+    else:
+        wanted = report.occurrences
+    if not any(item.counts.failed for item in wanted):  # the counts say there is nothing to read
+        return iter(())
+    return Ledger(store).failures(report.task, occurrence)
 
 
 __all__ = [
@@ -234,6 +308,8 @@ __all__ = [
     "TaskReport",
     "delivery_totals",
     "executor_behind",
+    "failures",
+    "table_header",
     "table_rows",
     "task_report",
 ]

@@ -106,7 +106,7 @@ def test_every_member_once_with_the_recorded_id(state_store: StateStore, tmp_pat
     assert again.counts.sent == 0
     report = task_report(state_store, "t1")
     assert [(o.occurrence, o.state) for o in report.occurrences] == [("once", "closed")]
-    assert report.totals == {"sent": len(reachable), "failed": 1, "expired": 0, "capped": 0, "suppressed": 2, "pending": 0}
+    assert report.totals == {"sent": len(reachable), "failed": 1, "expired": 0, "capped": 0, "suppressed": 2, "pending": 0, "unconfirmed": 0}
 
 
 def test_progress_counts_match_the_ledger_rows(state_store: StateStore, tmp_path: Path, users: list[str]) -> None:

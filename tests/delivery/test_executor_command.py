@@ -64,17 +64,28 @@ def test_no_state_is_an_error_not_a_new_state(tmp_path: Path) -> None:
     assert not (tmp_path / ".campaigns").exists()
 
 
-def test_once_prints_a_summary_and_one_json_line_per_batch(repo: Path) -> None:
+def test_once_prints_a_summary_naming_the_occurrence_and_json_log_lines(repo: Path) -> None:
     result = campaigns("run", "--once", "--now", NOW, "--repo", str(repo))
     assert result.code == 0, result.err
-    assert result.out.strip() == "1 occurrence: 119 sent, 1 failed."
-    events = [json.loads(line) for line in result.err.splitlines()]
-    assert [e["event"] for e in events] == ["batch", "batch", "batch"]
-    assert sum(e["sent"] for e in events) == 119 and sum(e["failed"] for e in events) == 1
-    assert {"task", "occurrence", "sent", "failed", "suppressed", "capped", "elapsed_s"} <= set(events[0])
+    assert result.out.strip() == "task t1 occurrence once: 119 sent, 1 failed (1 missing-variable)."
+    events = [json.loads(line) for line in result.err.splitlines()]  # off a terminal: JSON lines
+    assert [e["event"] for e in events] == ["start", "batch", "batch", "batch", "occurrence"]
+    for event in events:
+        assert list(event)[:3] == ["time", "level", "event"]
+        moment = dt.datetime.fromisoformat(event["time"])  # ISO 8601, in UTC; no epoch floats anywhere
+        assert moment.utcoffset() == dt.timedelta(0) and event["time"].endswith("Z")
+        assert not any(isinstance(value, float) and value > 1e9 for value in event.values())
+    batches = events[1:4]
+    assert sum(e["sent"] for e in batches) == 119 and sum(e["failed"] for e in batches) == 1
+    assert {"task", "occurrence", "sent", "failed", "suppressed", "capped", "elapsed_s"} <= set(batches[0])
+    assert [e["failed_by_reason"] for e in batches if e["failed"]] == [{"missing-variable": 1}]
+    summary = events[-1]
+    assert (summary["task"], summary["occurrence"], summary["sent"], summary["failed"]) == ("t1", "once", 119, 1)
+    assert summary["message"] == result.out.strip()
     assert len(outbox_lines(repo / ".campaigns" / "outbox")) == 119
     again = campaigns("run", "--once", "--now", NOW, "--repo", str(repo))
-    assert again.code == 0 and again.err == ""
+    assert again.code == 0 and again.out.strip() == "Nothing due."
+    assert [json.loads(line)["event"] for line in again.err.splitlines()] == ["start"]
 
 
 def test_report_table_and_json(repo: Path) -> None:
@@ -83,15 +94,19 @@ def test_report_table_and_json(repo: Path) -> None:
     assert table.code == 0, table.err
     lines = table.out.splitlines()
     assert lines[0] == "Task t1 (running, push)"
-    assert lines[1].split() == ["OCCURRENCE", "STATE", "SENT", "FAILED", "EXPIRED", "CAPPED", "SUPPRESSED", "PENDING"]
-    assert lines[2].split() == ["once", "closed", "119", "1", "0", "0", "0", "0"]
-    assert lines[3].split() == ["total", "119", "1", "0", "0", "0", "0"]
+    assert lines[1].split() == [
+        "OCCURRENCE", "STATE", "SENT", "FAILED", "EXPIRED", "CAPPED", "SUPPRESSED", "PENDING", "UNCONFIRMED", "FAILED", "BY",
+        "REASON",
+    ]
+    assert lines[2].split() == ["once", "closed", "119", "1", "0", "0", "0", "0", "0", "1", "missing-variable"]
+    assert lines[3].split() == ["total", "119", "1", "0", "0", "0", "0", "0", "1", "missing-variable"]
     data = json.loads(campaigns("report", "t1", "--format", "json", "--repo", str(repo)).out)
     assert data["occurrences"][0] == {
         "occurrence": "once", "state": "closed", "finish": "2026-12-01T03:30:00+00:00",
-        "sent": 119, "failed": 1, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0,
+        "sent": 119, "failed": 1, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0, "unconfirmed": 0,
+        "failed_by_reason": {"missing-variable": 1}, "expired_by_reason": {},
     }
-    assert data["totals"]["sent"] == 119
+    assert data["totals"]["sent"] == 119 and data["totals"]["failed_by_reason"] == {"missing-variable": 1}
 
 
 def test_report_counts_members_not_yet_reached_as_pending(repo: Path) -> None:

@@ -103,7 +103,7 @@ def test_a_live_executors_batch_is_left_to_it(state_store: StateStore, tmp_path:
         assert done.sent == 10 and done.closed and not done.lost
     finally:
         presence.release()
-    assert task_report(state_store, "t1").totals == {"sent": 40, "failed": 0, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0}
+    assert task_report(state_store, "t1").totals == {"sent": 40, "failed": 0, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0, "unconfirmed": 0}
 
 
 def test_finishing_a_batch_someone_took_over_counts_each_row_once(state_store: StateStore) -> None:

@@ -49,8 +49,10 @@ def test_retry_false_is_failed_and_retry_true_is_retried(store: StateStore, tmp_
     def reply(messages, number):
         rows = []
         for m in messages:
-            if m["customerId"] in refused:
+            if m["customerId"] == users[1]:
                 rows.append({"messageId": m["messageId"], "success": False, "retry": False})
+            elif m["customerId"] in refused:  # a gateway that says why
+                rows.append({"messageId": m["messageId"], "success": False, "retry": False, "resultCode": "USER_NOT_FOUND"})
             elif m["customerId"] in asked_again and m["customerId"] not in seen:
                 seen.add(m["customerId"])
                 rows.append({"messageId": m["messageId"], "success": False, "retry": True})
@@ -63,8 +65,11 @@ def test_retry_false_is_failed_and_retry_true_is_retried(store: StateStore, tmp_
     rows = {row["user_id"]: row for row in Ledger(store).rows("t1", "once")}
     assert {user for user, row in rows.items() if row["status"] == "failed"} == refused
     assert all("retry=false" in rows[user]["error"] for user in refused)
+    assert {rows[user]["reason"] for user in refused} == {"provider-rejected"}  # with the provider's code
+    assert rows[users[1]]["error"].startswith("retry=false: ") and rows[users[22]]["error"].startswith("USER_NOT_FOUND: ")
+    assert task_report(store, "t1").occurrences[0].failed_by_reason == {"provider-rejected": 2}
     assert rows[users[5]]["status"] == "sent" and rows[users[5]]["attempts"] == 2
-    assert task_report(store, "t1").totals == {"sent": 38, "failed": 2, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0}
+    assert task_report(store, "t1").totals == {"sent": 38, "failed": 2, "expired": 0, "capped": 0, "suppressed": 0, "pending": 0, "unconfirmed": 0}
     run_once(tmp_path)  # failed is final: nothing is sent again
     assert sum(1 for _id, customer in gateway.received if customer in refused) == 2
 
@@ -88,10 +93,24 @@ def test_a_gateway_slower_than_the_timeout_is_retried(store: StateStore, tmp_pat
     assert task_report(store, "t1").totals["sent"] == 30
 
 
-def test_a_gateway_that_stays_down_fails_after_the_bound(store: StateStore, tmp_path: Path, gateway: Gateway) -> None:
+def test_a_gateway_that_stays_down_is_given_up_on_after_the_bound_and_retried_later(
+    store: StateStore, tmp_path: Path, gateway: Gateway
+) -> None:
     seed_users_and_task(store, tmp_path, 5, gateway_platform(gateway, max_attempts=2))
     gateway.reply = lambda messages, number: Response("down", status=503)
     run_once(tmp_path)
+    assert gateway.requests == 2  # max_attempts rounds, then this pass gives up...
     rows = Ledger(store).rows("t1", "once")
-    assert {row["status"] for row in rows} == {"failed"} and "503" in rows[0]["error"]
-    assert gateway.requests == 2
+    # ... but not on the users: pending, with the reason and the last error, for a later pass
+    assert {row["status"] for row in rows} == {"pending"} and "503" in rows[0]["error"]
+    assert {row["reason"] for row in rows} == {"provider-unavailable"}
+    assert task_report(store, "t1").occurrences[0].counts.failed == 0
+
+
+def test_a_request_the_gateway_refuses_is_failed_with_its_http_code(store: StateStore, tmp_path: Path, gateway: Gateway) -> None:
+    seed_users_and_task(store, tmp_path, 5, gateway_platform(gateway))
+    gateway.reply = lambda messages, number: Response("bad customerId", status=400)
+    run_once(tmp_path)
+    rows = Ledger(store).rows("t1", "once")
+    assert {(row["status"], row["reason"]) for row in rows} == {("failed", "provider-rejected")}
+    assert rows[0]["error"].startswith("HTTP 400: ") and "bad customerId" in rows[0]["error"]
