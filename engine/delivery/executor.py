@@ -262,7 +262,7 @@ class PassSummary:
         lines = [item.line() for item in self.per_occurrence]
         if len(lines) > 1:
             total = OccurrenceSummary("", "", self.counts, self.unsent, self.retrying)
-            total.failed_by_reason = {}
+            total.expired_only = all(item.expired_only for item in self.per_occurrence)
             for item in self.per_occurrence:
                 for reason, count in item.failed_by_reason.items():
                     total.failed_by_reason[reason] = total.failed_by_reason.get(reason, 0) + count
