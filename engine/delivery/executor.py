@@ -779,12 +779,10 @@ class Executor:
                 broken = problem
                 cut = positions[start]
                 break
-            sent_here = unavailable_here = 0
+            unavailable_here = 0
             for offset, delivery in enumerate(deliveries):
-                if delivery.status == "sent":
-                    sent_here += 1
-                    if delivery.attempts == 1:
-                        continue
+                if delivery.status == "sent" and delivery.attempts == 1:  # the usual case: nothing to note
+                    continue
                 row = rows[positions[start + offset]]
                 if delivery.status == "sent":
                     special.append(Outcome(row.user_id, "sent", delivery.attempts))
@@ -799,7 +797,7 @@ class Executor:
                         error = f"{code}: {error}" if error else code
                     special.append(Outcome(row.user_id, "failed", delivery.attempts, error, reason))
             self._log_notices(provider)
-            if unavailable_here and not sent_here:
+            if unavailable_here and not any(delivery.status == "sent" for delivery in deliveries):
                 # The provider takes nothing: the rest of the claim waits with the rows it could not take.
                 tripped = True
                 following = start + len(part)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engine.state import StateStore
 
 UTC = dt.timezone.utc
+UNRECORDED = "unrecorded"
 BEHIND_GRACE_S = 120.0
 """How long past an occurrence's last window the executor may take to close it before it counts
 as behind (a poll interval or two)."""
@@ -45,7 +46,13 @@ class OccurrenceReport:
 
     @property
     def failed_by_reason(self) -> dict[str, int]:
-        return dict(sorted(self.reasons.get("failed", {}).items()))
+        """Failed rows by reason; rows failed before reasons were recorded (a state older than
+        schema version 5) are ``unrecorded``."""
+        kept = dict(sorted(self.reasons.get("failed", {}).items()))
+        rest = self.counts.failed - sum(kept.values())
+        if rest > 0:
+            kept[UNRECORDED] = rest
+        return kept
 
     @property
     def expired_by_reason(self) -> dict[str, int]:

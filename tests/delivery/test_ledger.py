@@ -216,3 +216,36 @@ def test_presence_dies_with_the_process(state_url: str, tmp_path: Path) -> None:
         me.release()
     finally:
         store.close()
+
+
+def test_a_state_with_a_version_4_ledger_is_migrated_and_its_old_failures_are_unrecorded(
+    state_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    import engine.state.migrations as migrations
+
+    with monkeypatch.context() as patched:  # a state written by the release before reasons
+        patched.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
+        old = StateStore.open(state_url, tmp_path)
+        try:
+            prepared(old, tmp_path, count=3)
+            with old.writing() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO campaigns_delivery_occurrences (task_id, occurrence, site, channel, status, last_user, "
+                    "finish_at, started_at, closed_at, pending, sent, failed, expired, capped, suppressed) "
+                    "VALUES ('t1', 'once', 'ph', 'push', 'closed', 'u00002', 1, 0, 1, 0, 2, 1, 0, 0, 0)"
+                )
+                for user, status in (("u00000", "sent"), ("u00001", "sent"), ("u00002", "failed")):
+                    conn.exec_driver_sql(
+                        "INSERT INTO campaigns_deliveries (task_id, occurrence, user_id, message_id, status, creative, "
+                        f"cap_key, attempts, at, error) VALUES ('t1', 'once', '{user}', 'm-{user}', '{status}', 'cr-a', NULL, 1, 1, 'old')"
+                    )
+        finally:
+            old.close()
+    store = StateStore.open(state_url, tmp_path)  # version 5 now
+    try:
+        assert store.meta().schema_version == 5
+        occurrence = task_report(store, "t1").occurrences[0]
+        assert occurrence.counts.unconfirmed == 0 and occurrence.failed_by_reason == {"unrecorded": 1}
+        assert [(f.user_id, f.reason, f.detail) for f in Ledger(store).failures("t1")] == [("u00002", None, "old")]
+    finally:
+        store.close()
