@@ -949,26 +949,42 @@ class Ledger:
         return found
 
     def failures(self, task_id: str, occurrence: str | None = None, *, chunk: int = 2000) -> Iterator[Failure]:
-        """The failed rows of a task (or one occurrence) in (occurrence, user) order, read in
-        chunks of ``chunk`` rows (each from where the last ended, in its own short read), so a
-        million failures are listed in constant memory and without holding a transaction open."""
+        """The failed rows of a task (or one occurrence) in (occurrence, user) order, ``chunk``
+        rows at a time, so a million failures are listed in constant memory.
+
+        PostgreSQL: one query on a server-side (named) cursor, which also plans for the first
+        rows (an ordered scan of the primary key, not a sort of everything). SQLite: chunks by
+        keyset (each from where the last ended, a range of the primary key, in its own short
+        read), so no read transaction stays open while the list is written out."""
+        query = "SELECT occurrence, user_id, reason, error FROM campaigns_deliveries WHERE task_id = ? AND status = 'failed'"
+        params: list[Any] = [task_id]
+        if occurrence is not None:
+            query += " AND occurrence = ?"
+            params.append(occurrence)
+        if self.postgres:
+            with self.store.reading() as conn:
+                conn.exec_driver_sql("SELECT 1")  # a transaction: a named cursor lives in one
+                raw = conn.connection.driver_connection
+                with raw.cursor(name=f"campaigns_failures_{uuid.uuid4().hex[:12]}") as cursor:
+                    cursor.itersize = chunk
+                    cursor.execute(self._sql(query + " ORDER BY occurrence, user_id"), tuple(params))
+                    while True:
+                        rows = cursor.fetchmany(chunk)
+                        if not rows:
+                            break
+                        for key, user_id, reason, detail in rows:
+                            yield Failure(key, user_id, reason, detail)
+            return
         after: tuple[str, str] | None = None
         while True:
-            query = (
-                "SELECT occurrence, user_id, reason, error FROM campaigns_deliveries "
-                "WHERE task_id = ? AND status = 'failed'"
-            )
-            params: list[Any] = [task_id]
-            if occurrence is not None:
-                query += " AND occurrence = ?"
-                params.append(occurrence)
+            statement, values = query, list(params)
             if after is not None:
-                query += " AND (occurrence, user_id) > (?, ?)"  # a range of the primary key
-                params.extend(after)
-            query += " ORDER BY occurrence, user_id LIMIT ?"
-            params.append(chunk)
+                statement += " AND (occurrence, user_id) > (?, ?)"  # a range of the primary key
+                values.extend(after)
+            statement += " ORDER BY occurrence, user_id LIMIT ?"
+            values.append(chunk)
             with self.store.reading() as conn:
-                rows = conn.exec_driver_sql(self._sql(query), tuple(params)).all()
+                rows = conn.exec_driver_sql(statement, tuple(values)).all()
             for key, user_id, reason, detail in rows:
                 yield Failure(key, user_id, reason, detail)
             if len(rows) < chunk:

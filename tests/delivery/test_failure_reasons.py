@@ -178,8 +178,10 @@ def failed_rows(store: StateStore, count: int) -> None:
     ledger.finish(result.claim, count, outcomes, 2.0)
 
 
-def test_the_failed_list_is_read_in_chunks_as_it_is_consumed(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = StateStore.open(state_url, tmp_path)
+def test_the_failed_list_is_read_in_chunks_as_it_is_consumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite reads by keyset, one short read per chunk (PostgreSQL streams one server-side
+    cursor: its memory is measured below)."""
+    store = StateStore.open(f"sqlite:///{tmp_path}/state.db", tmp_path)
     try:
         seed(store, platform=platform_body(), tasks={"t1": task_body()})
         failed_rows(store, 50)
