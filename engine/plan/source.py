@@ -253,7 +253,8 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 def _failure(problem: BaseException) -> tuple[str, str, bool]:
     if isinstance(problem, CampaignsError):
         return ("error", str(problem) or type(problem).__name__, True)
-    return ("error", f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__, False)
+    message = " ".join(str(problem).split())  # one line, whatever the exception printed
+    return ("error", f"{type(problem).__name__}: {message}" if message else type(problem).__name__, False)
 
 
 def _warm_up(base_dir: str) -> None:
@@ -359,6 +360,7 @@ class ForkedSource:
         self._early: dict[int, Any] = {}  # answers read ahead of their ticket being redeemed
         self._failure: CampaignsError | RuntimeError | None = None
         self._closed = False
+        self.exit_status: int | None = None  # the child's wait status, once reaped
 
     @classmethod
     def start(cls, url: str, base_dir: Path | str, *, create: bool = True) -> ForkedSource:
@@ -484,10 +486,12 @@ class ForkedSource:
             while True:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
                 if pid:
+                    self.exit_status = status
                     return status
                 if time.monotonic() > deadline:  # stuck (a query that never returns): kill it
                     os.kill(self.pid, signal.SIGKILL)
-                    return os.waitpid(self.pid, 0)[1]
+                    self.exit_status = os.waitpid(self.pid, 0)[1]
+                    return self.exit_status
                 time.sleep(0.002)
         except (ChildProcessError, ProcessLookupError):
             return None
