@@ -420,6 +420,7 @@ class ForkedSource:
             self._early[ticket] = self._read_answer()
 
     def _request(self, kind: str, argument: Any) -> int:
+        self._check_open()  # a closed descriptor's number may already name another file
         self.snapshot()
         self._settle()
         try:

@@ -282,3 +282,14 @@ def test_the_reader_stops_by_itself_when_closed_even_with_forked_workers_alive(a
     finally:
         os.kill(worker, signal.SIGKILL)
         os.waitpid(worker, 0)
+
+
+def test_questions_after_close_are_refused(applied):
+    root, url = applied
+    source = ForkedSource.start(url, root, create=False)
+    assert source.snapshot().serial == 1
+    source.close()
+    source.close()  # closing twice is harmless
+    with pytest.raises(CampaignsError, match="state reader is closed"):
+        source.field_diffs({"task.flash-push": {"name": "x"}})
+    assert source.snapshot().serial == 1  # what was read stays readable
