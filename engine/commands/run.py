@@ -110,7 +110,7 @@ class ProgressReporter:
         self.occurrence(*key, None)
         totals = self.totals[key]
         done = 0
-        for name in ("sent", "failed", "suppressed", "capped", "expired"):
+        for name in ("sent", "failed", "suppressed", "capped", "expired", "unconfirmed"):
             totals[name] = totals.get(name, 0) + event.get(name, 0)
             done += event.get(name, 0)
         detail = ", ".join(f"{value:,} {name}" for name, value in totals.items() if value)

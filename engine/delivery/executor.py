@@ -173,8 +173,6 @@ class Reporter(Protocol):
     # notices) as dicts with ``event``, ``level`` and ``message``
 
 
-
-
 class SilentReporter:
     def occurrence(self, task: str, occurrence: str, total: int | None) -> None:
         pass
@@ -807,8 +805,9 @@ class Executor:
         if cut < len(rows):  # rows from the cut on stay pending (render failures there too: retried later)
             special = [o for o in special if o.user_id < rows[cut].user_id]
         retry_at = held_back = None
-        last_error = next((o.error for o in reversed(special) if o.status == "retry"), None)
-        if last_error is not None:
+        again = [o for o in special if o.status == "retry"]
+        if again:
+            last_error = again[-1].error or "no answer"
             retry_at = self.clock.epoch() + min(RETRY_CAP_S, RETRY_BASE_S * 2**claim.retries)
             if tripped and cut < len(rows):
                 held_back = f"held back: the {channel} provider took nothing of the batch before ({last_error})"

@@ -68,10 +68,13 @@ def describe_provider(channel: str, platform: Platform, base_dir: Path, *, env: 
         entry = "platform.yaml providers." + (channel if channel in platform.providers else "default")
         token_from_env(config.token_env, env, entry)
         return f"gateway {config.url}"
+    return f"outbox {_outbox_folder(config, base_dir)}"
+
+
+def _outbox_folder(config: OutboxProvider, base_dir: Path) -> Path:
+    """Relative outbox paths resolve against the repository root."""
     directory = Path(config.path).expanduser()
-    if not directory.is_absolute():
-        directory = Path(base_dir) / directory
-    return f"outbox {directory}"
+    return directory if directory.is_absolute() else Path(base_dir) / directory
 
 
 def open_provider(
@@ -96,7 +99,4 @@ def open_provider(
             max_attempts=config.max_attempts,
             batch_size=config.batch_size,
         )
-    directory = Path(config.path).expanduser()
-    if not directory.is_absolute():
-        directory = Path(base_dir) / directory
-    return Outbox(directory, channel)
+    return Outbox(_outbox_folder(config, base_dir), channel)
