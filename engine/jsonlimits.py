@@ -59,15 +59,20 @@ class JSONInvalid(JSONLimitError):
         self.decode_error = decode_error
 
 
-def _size(count_: int) -> str:
-    if count_ >= MiB:
-        return f"{count_ / MiB:.1f} MiB"
-    return f"{count_:,} bytes"
+class JSONNotText(JSONInvalid):
+    """The document is not UTF-8 text at all (a binary file)."""
+
+
+def _limit(max_bytes: int) -> str:
+    if max_bytes >= MiB and max_bytes % MiB == 0:
+        return f"{max_bytes // MiB} MiB"
+    return f"{max_bytes:,} bytes"
 
 
 def too_large(what: str, max_bytes: int, size: int | None = None) -> JSONTooLarge:
-    known = f" is {_size(size)}" if size is not None else " is larger than that"
-    return JSONTooLarge(f"{what}{known}; at most {_size(max_bytes)} is accepted")
+    if size is None:
+        return JSONTooLarge(f"{what} is over {_limit(max_bytes)}, the most that is accepted")
+    return JSONTooLarge(f"{what} is {size:,} bytes; at most {_limit(max_bytes)} is accepted")
 
 
 def read_limited(path: Path | str, max_bytes: int, what: str) -> bytes:
@@ -141,9 +146,11 @@ def loads(raw: bytes | bytearray | memoryview, *, what: str, max_bytes: int, max
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        raise JSONInvalid(f"{what} is not UTF-8 text") from None
+        raise JSONNotText(f"{what} is not UTF-8 text") from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    if not text.strip():
+        raise JSONInvalid(f"{what} is empty")
     try:
         return json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as problem:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,9 +216,9 @@ def approval_from_event(
         problems.append(f"{name} does not name its merge commit (merge_commit_sha is not a commit hash)")
 
     body, title, url = _text(pr.get("body")), _text(pr.get("title")), _text(pr.get("html_url"))
-    for field, value in (("body", body), ("title", title), ("html_url", url)):
+    for key, value in (("body", body), ("title", title), ("html_url", url)):
         if value is not None and "\x00" in value:
-            problems.append(f"{name}'s {field} contains a NUL character")
+            problems.append(f"{name}'s {key} contains a NUL character")
     if problems:
         raise ApprovalRefused("; ".join(problems) + ": that is no approval")
     assert merged_by is not None and merge_commit is not None
@@ -274,6 +274,7 @@ class Evidence:
     reason: str | None = None
     from_env: bool = False  # event_path came from GITHUB_EVENT_PATH
     repository: str | None = None  # GITHUB_REPOSITORY: the repository the event must be for
+    event: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # read by ``from_options``
 
     @classmethod
     def from_options(
@@ -283,7 +284,11 @@ class Evidence:
         reason: str | None,
         env: Mapping[str, str] = os.environ,
     ) -> Evidence:
-        """Check the options now (usage errors are errors even when nothing is to apply)."""
+        """Check the options now (usage errors are errors even when nothing is to apply).
+
+        The event file is read now too, bounded: an unreadable, oversized or too deeply nested
+        file is an error at once, before the repository is loaded. Whether the event approves
+        anything is only judged when there is something to apply (``resolve``)."""
         approved_by = approved_by.strip() if approved_by else None
         reason = reason.strip() if reason else None
         if approved_by and not reason:
@@ -294,12 +299,12 @@ class Evidence:
             raise UsageError("give either --event FILE or --approved-by/--reason, not both")
         repository = env.get(REPOSITORY_ENV, "").strip() or None
         if event:
-            return cls(event_path=event, repository=repository)
+            return cls(event_path=event, repository=repository, event=read_event(event))
         if approved_by:
             return cls(approved_by=approved_by, reason=reason)
         from_env = env.get(EVENT_ENV, "").strip()
         if from_env:
-            return cls(event_path=from_env, from_env=True, repository=repository)
+            return cls(event_path=from_env, from_env=True, repository=repository, event=read_event(from_env))
         return cls()
 
     def describe(self) -> str:
@@ -314,7 +319,7 @@ class Evidence:
         if self.approved_by:
             return Approval(kind="manual", approved_by=self.approved_by, reason=self.reason or "")
         if self.event_path:
-            event = read_event(self.event_path)
+            event = self.event if self.event is not None else read_event(self.event_path)
             return approval_from_event(
                 event, policy, where=f"the GitHub event {self.event_path}", repository=self.repository
             )
