@@ -233,6 +233,9 @@ class Gateway:
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise _BatchFailure(f"cannot reach the gateway {self.url}: {reason}", retryable=True)
+        except httpx.RequestError as exc:  # a reply that cannot be decoded (bad gzip, ...)
+            reason = str(exc) or type(exc).__name__
+            raise _BatchFailure(f"the gateway {self.url} sent an unreadable reply ({reason})", retryable=True)
         status = response.status_code
         if status == 429 or status >= 500:
             raise _BatchFailure(

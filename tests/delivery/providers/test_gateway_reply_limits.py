@@ -9,6 +9,7 @@ the provider and the big one was read whole into memory.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,13 +78,29 @@ def streamed_big_reply(messages: list[dict]) -> Response:
     return Response(chunks(), content_type="application/json")
 
 
+def bad_gzip_reply() -> Response:
+    """A reply that says it is gzip and is not: it cannot be decoded, so it says nothing."""
+    return Response(b"not gzip at all", content_type="application/json", headers={"Content-Encoding": "gzip"})
+
+
+def gzip_bomb_reply(messages: list[dict]) -> Response:
+    """A few KB on the wire that inflate to 64 MiB: the cap counts what is decoded."""
+    rows = json.dumps([{"messageId": m["messageId"], "success": True, "retry": False} for m in messages])
+    document = b'{"messageSendResults": ' + rows.encode() + b', "pad": "' + b" " * (64 * REPLY_MAX_BYTES) + b'"}'
+    return Response(gzip.compress(document), content_type="application/json", headers={"Content-Encoding": "gzip"})
+
+
 def assert_each_user_sent_once_with_one_id(gateway: Gateway, users: list[str], store: StateStore) -> None:
     ids = gateway.ids_by_customer()
     assert set(ids) == set(users) and all(len(found) == 1 for found in ids.values())
     assert task_report(store, "t1").totals["sent"] == len(users)
 
 
-@pytest.mark.parametrize("bad_reply", [lambda m: deep_reply(), big_reply, streamed_big_reply], ids=["deep", "big", "streamed-big"])
+@pytest.mark.parametrize(
+    "bad_reply",
+    [lambda m: deep_reply(), big_reply, streamed_big_reply, gzip_bomb_reply, lambda m: bad_gzip_reply()],
+    ids=["deep", "big", "streamed-big", "gzip-bomb", "bad-gzip"],
+)
 def test_a_hostile_gateway_reply_is_an_unknown_result_retried_with_the_same_ids(store, state_url, tmp_path, gateway, bad_reply):
     users = seed_users_and_task(store, tmp_path, USERS, gateway_platform(gateway))
     gateway.reply = lambda messages, number: bad_reply(messages) if number == 1 else gateway.ok(messages)
