@@ -7,8 +7,9 @@ and reads whatever size it is given. Here every such document is
 - at most ``max_bytes`` long: a file is measured before it is read (and never read past the
   cap, which also covers pipes and devices), a reply is cut off while it streams in;
 - at most ``max_depth`` arrays/objects deep, checked *before* parsing and without recursion:
-  strings are blanked out by one regular expression, the remaining brackets are counted by
-  C-level iterators, so the check is linear in the size and never recurses;
+  a few C-level passes over the bytes drop the strings and keep the brackets, which C-level
+  iterators then count, so the check is linear in the size (a tenth of the parse) and never
+  recurses;
 - strict JSON: ``NaN``/``Infinity`` are refused, and so is an integer longer than Python's
   digit limit (a ValueError from ``json``, reported like any other syntax error).
 
