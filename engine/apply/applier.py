@@ -197,27 +197,26 @@ def apply(
     saved: Plan | None = None,
     lock_timeout: float = 0,
     now: dt.datetime | None = None,
-    use_cache: bool = True,
     on_locked: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
     ApprovalRefused, StateLocked; none of them leaves anything written.
 
-    The applied repository is remembered for ``engine.plan.fastpath``."""
+    Reads no cache (a pull request's checkout is no place to trust one): every digest is computed
+    from the repository. The applied repository is remembered for ``engine.plan.fastpath``."""
     policy = ApprovalPolicy.from_platform(repository.platform.data)
     from engine.plan import fastpath
 
     with store.lock("apply", timeout=lock_timeout):
         if on_locked:
             on_locked()
-        planner = make_planner(repository, LocalSource(store), now=now, approved=True, use_cache=use_cache, previews=False)
+        planner = make_planner(repository, LocalSource(store), now=now, approved=True, use_cache=False, previews=False)
         plan = planner.plan()
         planner.desired.cache.save()
         if saved is not None:
             check_saved(saved, plan)
         if not plan.has_changes:
-            if use_cache:
-                fastpath.remember(planner.desired)
+            fastpath.remember(planner.desired)
             return ApplyResult(plan, plan.serial, applied=False)
         problem = None
         approval = None
@@ -231,8 +230,7 @@ def apply(
         if plan.blockers() or problem:
             raise refusal(plan, problem)
         serial = write(planner, plan, store, approval)
-        if use_cache:
-            fastpath.remember(planner.desired)
+        fastpath.remember(planner.desired)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
 

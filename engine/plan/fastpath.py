@@ -10,6 +10,8 @@ anything else, however small, takes the full path (validation and planner).
 
 Files are compared by content, never by time stamps: the summary is written only when the files
 on disk are byte for byte the ones that were planned. It is dropped when the engine's code changes.
+It is kept by ``engine.localcache`` (outside the work tree, authenticated); ``apply`` writes it
+after an apply but never reads it.
 """
 
 from __future__ import annotations
@@ -22,19 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import localcache
-from engine.plan.cache import CACHE_FILE, _engine_key
+from engine.plan.cache import _engine_key
 from engine.plan.model import Plan, StatusChange
 from engine.state.records import utc_iso
-from engine.validation.cache import files_key
-from engine.validation.filecheck import digest_file
+from engine.validation.cache import content_digest, files_key
 
 if TYPE_CHECKING:
     from engine.plan.desired import Desired
     from engine.plan.source import StateSource
     from engine.validation.pipeline import RepositoryFiles
 
-SUMMARY_FILE = CACHE_FILE.with_name("plan-summary.marshal")
-FINGERPRINT_FILE = CACHE_FILE.with_name("plan-summary.key")
+SUMMARY_FILE = "plan-summary.marshal"
+FINGERPRINT_FILE = "plan-summary.key"
 _SETTLED = {"active": ("running",), "paused": ("paused", "testing")}
 
 
@@ -57,17 +58,13 @@ def remember(desired: Desired) -> bool:
     wants = {task_id: resource.data.get("status", "active") for task_id, resource in repository.tasks.items()}
     stamp = fingerprint(files_key(list(files.items())), attachments)
     key = _engine_key()
-    localcache.dump(root / SUMMARY_FILE, key, (stamp, desired.digests, wants, repository.digest))
-    localcache.dump(root / FINGERPRINT_FILE, key, (stamp, sorted(attachments)))
-    return (root / FINGERPRINT_FILE).exists()
+    return localcache.dump(root, SUMMARY_FILE, key, (stamp, desired.digests, wants, repository.digest)) and localcache.dump(
+        root, FINGERPRINT_FILE, key, (stamp, sorted(attachments))
+    )
 
 
 def forget(root: Path) -> None:
-    for name in (FINGERPRINT_FILE, SUMMARY_FILE):
-        try:
-            (Path(root) / name).unlink()
-        except OSError:
-            pass
+    localcache.forget(root, FINGERPRINT_FILE, SUMMARY_FILE)
 
 
 @dataclass(frozen=True)
@@ -84,13 +81,15 @@ def remembered(files: RepositoryFiles) -> Summary | None:
     the summary was written (else None)."""
     root = files.root
     key = _engine_key()
-    remembered_files = localcache.load(root / FINGERPRINT_FILE, key)
-    if not isinstance(remembered_files, tuple) or files.problems:
+    if files.problems:
+        return None
+    remembered_files = localcache.load(root, FINGERPRINT_FILE, key)
+    if not isinstance(remembered_files, tuple):
         return None
     stamp, attachment_paths = remembered_files
-    if fingerprint(files.key, {path: digest_file(root / path) for path in attachment_paths}) != stamp:
+    if fingerprint(files.key, {path: content_digest(str(root), path) for path in attachment_paths}) != stamp:
         return None
-    summary = localcache.load(root / SUMMARY_FILE, key)
+    summary = localcache.load(root, SUMMARY_FILE, key)
     if not isinstance(summary, tuple) or summary[0] != stamp:
         return None
     _, digests, wants, repository_digest = summary
