@@ -14,8 +14,9 @@ its checkout, so no cache is ever read from the repository:
 - **never a tracked file**: if the cache folder lies inside the repository, files there that
   git tracks are ignored, with a warning; so are committed files under the old location
   ``.campaigns/cache/`` (:func:`warn_committed`);
-- **keyed by the engine**: :func:`code_key` digests the Python version, the engine's version and
-  every source file of the package, so new code never reads an old result.
+- **keyed by the engine**: :func:`code_key` digests the Python version, the installed libraries,
+  the engine's version and every source file of the package, so new code never reads an old
+  result.
 
 Values are plain data stored with ``marshal`` (several times faster to load than JSON or
 pickle). A machine where nothing can be written simply goes without.
@@ -98,7 +99,10 @@ def _secret_at(path: Path) -> bytes | None:
         secret = path.read_bytes()
     except OSError:
         return None  # no key, no cache: everything is simply computed
-    return secret if len(secret) == _KEY_SIZE else None
+    if len(secret) != _KEY_SIZE:
+        _warn(f"caches are off: {path} is not a cache key (delete it to get a new one)")
+        return None
+    return secret
 
 
 def _create_key(path: Path) -> None:
@@ -137,11 +141,28 @@ def _scope(root: Path, name: str) -> bytes:
 # -- keyed by the engine ------------------------------------------------------------------------
 
 
+def _installed_distributions() -> list[str]:
+    """Names (with versions) of the installed distributions: a library upgrade -- PyYAML,
+    jsonschema, pydantic, Jinja2 -- can change a result too. One directory listing per site
+    folder (importlib.metadata alone would cost 70 ms to import)."""
+    found: list[str] = []
+    for entry in sys.path:
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue
+        try:
+            found.extend(name for name in os.listdir(entry) if name.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+    return sorted(found)
+
+
 @cache
 def code_key() -> str:
-    """Digest of the Python version, the engine's version and every source file of the engine."""
+    """Digest of the Python version, the installed libraries, the engine's version and every
+    source file of the engine."""
     hasher = hashlib.blake2b(digest_size=16)
     hasher.update(f"{sys.version}\0{sys.implementation.cache_tag}\0{engine.__version__}\0".encode())
+    hasher.update("\0".join(_installed_distributions()).encode())
     for path in sorted(_PACKAGE.rglob("*.py")):
         try:
             hasher.update(str(path.relative_to(_PACKAGE)).encode() + b"\0" + path.read_bytes())
@@ -229,8 +250,7 @@ def load(root: Path | str, name: str, key: str) -> Any | None:
     if not hmac.compare_digest(tag, _mac(mac_key, _scope(Path(root), name), payload)):
         return None  # forged, corrupt, or from another user or repository: never unmarshalled
     if _tracked_in_work_tree(Path(root), path):
-        _warn(f"ignoring {path}: a cache file git tracks is never read")
-        return None
+        return None  # committed to git: never read (warn_committed has named it)
     try:
         stored_key, value = marshal.loads(payload)
     except (EOFError, ValueError, TypeError):
