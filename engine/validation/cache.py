@@ -97,7 +97,8 @@ def inputs_of(path: str, kind: str, data: Any) -> list[str]:
     reference = source.get("csv") if isinstance(source, dict) else None
     if not isinstance(reference, str) or not reference or os.path.isabs(reference):
         return []  # nothing is read: an absolute path is refused as it is
-    return [posixpath.normpath(posixpath.join(posixpath.dirname(path), reference))]
+    # not normalised: ".." after a linked folder is resolved the way the rules resolve it
+    return [posixpath.join(posixpath.dirname(path), reference)]
 
 
 class Fingerprints:

@@ -237,3 +237,26 @@ def test_the_cache_lives_outside_the_repository(repo):
     folder = localcache.folder(repo)
     assert folder.is_dir() and not folder.resolve().is_relative_to(repo.resolve())
     assert folder.resolve().is_relative_to(Path(os.environ["CAMPAIGNS_CACHE_DIR"]).resolve())
+
+
+def test_a_per_file_check_that_reads_another_file_is_checked_again_when_it_changes(repo, monkeypatch):
+    """The contract for per-file checks that read more than their own bytes: they name what they
+    read in ``facts["reads"]`` (path -> fingerprint) and their cached result follows it."""
+    from engine.validation import cache, filecheck
+
+    notes = repo / "creatives/notes.txt"
+    notes.write_text("first")
+    plain = filecheck.check_file
+
+    def reading(raw: bytes, kind: str):
+        digest, data, problems, facts = plain(raw, kind)
+        if kind == "creative" and b"Flash sale A" in raw:
+            facts = {**facts, cache.READS: {"creatives/notes.txt": cache.fingerprint(str(repo), "creatives/notes.txt")}}
+            problems = [*problems, (1, 1, "schema", "error", f"notes say {notes.read_text()}")]
+        return digest, data, problems, facts
+
+    monkeypatch.setattr(filecheck, "check_file", reading)
+    assert "notes say first" in validate(repo).out
+    notes.write_text("second")
+    localcache.forget(repo, cache.RESULT_FILE)  # the per-file results alone must notice
+    assert "notes say second" in validate(repo).out
