@@ -216,7 +216,7 @@ def apply(
         if saved is not None:
             check_saved(saved, plan)
         if not plan.has_changes:
-            fastpath.remember(planner.desired)
+            fastpath.remember(planner.desired, planner.snapshot)
             return ApplyResult(plan, plan.serial, applied=False)
         problem = None
         approval = None
@@ -230,7 +230,7 @@ def apply(
         if plan.blockers() or problem:
             raise refusal(plan, problem)
         serial = write(planner, plan, store, approval)
-        fastpath.remember(planner.desired)
+        fastpath.remember(planner.desired, planner.snapshot)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
 

@@ -364,5 +364,5 @@ def compute_plan(
     if not plan.has_changes:
         from engine.plan import fastpath
 
-        fastpath.remember(planner.desired)
+        fastpath.remember(planner.desired, planner.snapshot)
     return plan
