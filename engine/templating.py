@@ -600,6 +600,24 @@ def analyze_with_jinja(text: str) -> TextAnalysis:
     )
 
 
+def required_attributes(texts: Sequence[Any]) -> list[str]:
+    """Attributes whose absence fails the render of some of ``texts`` (read without ``default``
+    or an ``is defined`` guard), but ``user_id``, which every user has."""
+    found: dict[str, None] = {}
+    for text in texts:
+        if isinstance(text, str) and is_template(text):
+            analysis = analyze(text)
+            if not analysis.error:
+                found.update(dict.fromkeys(name for name in analysis.required if name not in ALWAYS_AVAILABLE))
+    return list(found)
+
+
+def creative_texts(body: Mapping[str, Any]) -> list[Any]:
+    """A creative's text fields: title, content and each redirection."""
+    redirection = body.get("redirection")
+    return [body.get("title"), body.get("content"), *(redirection if isinstance(redirection, list) else [redirection])]
+
+
 def static_prefix(text: str) -> str:
     """The plain text before a template's first tag (all of it for plain text)."""
     if not is_template(text):

@@ -225,7 +225,9 @@ class CreativeText:
                 f"not rendered: its last {self._timeouts} renders each took more than "
                 f"{self.seconds * 1000:.0f} ms, so it is skipped for the rest of this pass",
             )
-        view = UserView({key: user[key] for key in self._keys if key in user})
+        # None and "" are missing (the directory stores an empty cell as no attribute): a message
+        # never has a blank hole
+        view = UserView({key: value for key in self._keys if (value := user.get(key)) is not None and value != ""})
         budget = Budget(self.seconds)
         try:
             title = self._one(self._title, view, budget)
