@@ -103,10 +103,30 @@ class PilotOutcome:
     content_digest: str
     sends: tuple[PilotSend, ...]
     run: PilotTestRun
+    warnings: tuple[tuple[str, str], ...] = ()  # (code, message), e.g. missing-attribute
 
     @property
     def passed(self) -> bool:
         return self.run.passed
+
+
+def audience_warnings(repository: Repository, store: StateStore, task_id: str) -> list[tuple[str, str]]:
+    """``missing-attribute`` warnings for the task's audiences, as ``plan`` gives them: members
+    the directory knows without an attribute a creative prints without a default."""
+    from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+    from engine.plan.desired import Desired
+    from engine.plan.planner import required_by, size_request
+    from engine.plan.source import gaps_from_directory
+
+    desired = Desired(repository)
+    request = size_request(desired, {task_id: desired.body(f"task.{task_id}")})
+    if not request.required:
+        return []
+    users = required_by(desired, task_id)
+    return [
+        (MISSING_ATTRIBUTE, gap.describe(users.get(gap.attribute, ())))
+        for gap in map(AttributeGap.from_wire, gaps_from_directory(store, request).get(task_id, []))
+    ]
 
 
 def run_pilot_test(
@@ -177,4 +197,8 @@ def run_pilot_test(
         raise CampaignsError(f"task {task_id!r} has nothing to send")
     passed = all(send.passed for send in sends)
     run = store.record_pilot_test(task_id, digest, results, mark_testing=passed, now=now, run_id=run_id)
-    return PilotOutcome(task_id, channel, digest, tuple(sends), run)
+    try:
+        warnings = tuple(audience_warnings(repository, store, task_id))
+    except CampaignsError:  # the audiences cannot be evaluated here: plan and validate say why
+        warnings = ()
+    return PilotOutcome(task_id, channel, digest, tuple(sends), run, warnings)

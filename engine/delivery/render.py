@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from engine import templating
 from engine.config.names import REDIRECTION_MAX
 from engine.templating import (
     ALWAYS_AVAILABLE,
     DEFAULT_OUTPUT_LIMIT,
-    RENDER_SECONDS,
     Budget,
     RenderLimit,
     TemplateRefused,
@@ -142,12 +142,12 @@ class CreativeText:
         *,
         channel: str | None = None,
         gateway: bool = False,
-        seconds: float = RENDER_SECONDS,
+        seconds: float | None = None,
     ) -> None:
         self.id = creative_id
         self.channel = channel
         self.gateway = gateway
-        self.seconds = seconds
+        self.seconds = templating.RENDER_SECONDS if seconds is None else seconds
         fields = (template or {}).get("fields") or {}
 
         def limit(name: str) -> int:

@@ -299,46 +299,10 @@ class Planner:
                 change.warnings.append(PlanWarning(MISSING_ATTRIBUTE, gap.describe(users.get(gap.attribute, ()))))
 
     def _required_by(self, task_id: str) -> dict[str, list[str]]:
-        """attribute -> the task's creatives that need it (print it without a default)."""
-        from engine.templating import creative_texts, required_attributes
-
-        found: dict[str, list[str]] = {}
-        for creative_id in self.desired.task_creatives(task_id):
-            for name in required_attributes(creative_texts(self.desired.repository.creatives[creative_id].data)):
-                found.setdefault(name, []).append(creative_id)
-        return found
+        return required_by(self.desired, task_id)
 
     def _size_request(self, tasks: dict[str, dict]) -> SizeRequest:
-        """What counting these tasks' audiences needs: the audiences they name, those included or
-        excluded by them (recursively), and the CSV contents of those."""
-        desired = self.desired
-        known = desired.repository.audiences
-        wanted: list[str] = []
-        seen: set[str] = set()
-        stack = [rid for body in list(tasks.values())[:AUDIENCE_SIZE_LIMIT] for rid in body.get("audiences", [])]
-        while stack:
-            rid = stack.pop()
-            if rid in seen or rid not in known:
-                continue
-            seen.add(rid)
-            wanted.append(rid)
-            source = known[rid].data.get("source") or {}
-            stack.extend(source.get("include") or [])
-            stack.extend(source.get("exclude") or [])
-        attachments: dict[str, bytes] = {}
-        for rid in wanted:
-            found = desired.attachment(f"audience.{rid}")
-            if found is not None:
-                attachments[found[0]] = found[2]
-        counted = dict(list(tasks.items())[:AUDIENCE_SIZE_LIMIT])
-        return SizeRequest(
-            platform=desired.repository.platform.data,
-            base_dir=str(desired.root),
-            tasks=counted,
-            audiences={rid: desired.body(f"audience.{rid}") for rid in wanted},
-            attachments=attachments,
-            required={task_id: names for task_id in counted if (names := list(self._required_by(task_id)))},
-        )
+        return size_request(self.desired, tasks)
 
     def _preview(self, task_id: str) -> SchedulePreview:
         from engine.config.models import Schedule
@@ -352,6 +316,53 @@ class Planner:
             tuple(OccurrenceView(o.key, o.start.isoformat(), o.finish.isoformat()) for o in found.upcoming),
             found.total,
         )
+
+
+# -- what the state side is asked about tasks (also used by `campaigns test`) ------------------
+
+
+def required_by(desired: Desired, task_id: str) -> dict[str, list[str]]:
+    """attribute -> the task's creatives that need it (print it without a default)."""
+    from engine.templating import creative_texts, required_attributes
+
+    found: dict[str, list[str]] = {}
+    for creative_id in desired.task_creatives(task_id):
+        for name in required_attributes(creative_texts(desired.repository.creatives[creative_id].data)):
+            found.setdefault(name, []).append(creative_id)
+    return found
+
+
+def size_request(desired: Desired, tasks: dict[str, dict]) -> SizeRequest:
+    """What counting these tasks' audiences needs: the audiences they name, those included or
+    excluded by them (recursively), the CSV contents of those, and the attributes the tasks'
+    creatives need (for ``missing-attribute``)."""
+    known = desired.repository.audiences
+    wanted: list[str] = []
+    seen: set[str] = set()
+    stack = [rid for body in list(tasks.values())[:AUDIENCE_SIZE_LIMIT] for rid in body.get("audiences", [])]
+    while stack:
+        rid = stack.pop()
+        if rid in seen or rid not in known:
+            continue
+        seen.add(rid)
+        wanted.append(rid)
+        source = known[rid].data.get("source") or {}
+        stack.extend(source.get("include") or [])
+        stack.extend(source.get("exclude") or [])
+    attachments: dict[str, bytes] = {}
+    for rid in wanted:
+        found = desired.attachment(f"audience.{rid}")
+        if found is not None:
+            attachments[found[0]] = found[2]
+    counted = dict(list(tasks.items())[:AUDIENCE_SIZE_LIMIT])
+    return SizeRequest(
+        platform=desired.repository.platform.data,
+        base_dir=str(desired.root),
+        tasks=counted,
+        audiences={rid: desired.body(f"audience.{rid}") for rid in wanted},
+        attachments=attachments,
+        required={task_id: names for task_id in counted if (names := list(required_by(desired, task_id)))},
+    )
 
 
 # -- the entry point -----------------------------------------------------------------------------
