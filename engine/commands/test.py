@@ -81,7 +81,7 @@ def test(task: str, testers: tuple[str, ...], repo: Path, state_url: str | None,
             else:
                 click.echo(f"  FAILED  {send.tester} <- {send.creative}: {send.error}")
         for code, message in outcome.warnings:
-            click.echo(f"warning: {code}: {message}", err=True)
+            click.echo(f"warning: {code}: {message}")
     failed = [s for s in outcome.sends if not s.passed]
     if failed:
         raise CampaignsError(

@@ -114,7 +114,7 @@ def test_campaigns_test_warns_when_audience_members_lack_a_printed_attribute(tmp
     assert warning["code"] == "missing-attribute"
     assert warning["message"].startswith("1 of 3 members lack first_name, which creative flash-a prints without a default")
     text = run_command("test", "flash-push", "--state", state_url, "--repo", str(repo.root))
-    assert "warning: missing-attribute: 1 of 3 members lack first_name" in text.err
+    assert "warning: missing-attribute: 1 of 3 members lack first_name" in text.out
 
 
 def test_a_passing_test_moves_a_draft_task_to_testing(tmp_path, state_url):
