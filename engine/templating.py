@@ -49,7 +49,7 @@ DEFAULT_OUTPUT_LIMIT = 4096
 """Characters a rendered field may have when its template gives no ``max_length``."""
 RENDER_SECONDS = 0.1
 """CPU time one user's render (all fields of a creative) may take."""
-MAX_VALUE_CHARS = 16_384
+MAX_VALUE_CHARS = 4096
 """Longest string a text may handle: an attribute value, or what a growing filter returns."""
 MAX_DEPTH = 16
 MAX_NODES = 256

@@ -610,7 +610,12 @@ class Executor:
         positions: list[int] = []
         task_id, channel = run.task_id, run.channel
         by_id, pick = run.by_id, run.creative_for
+        rendered = len(rows)  # a stop (SIGTERM) while rendering leaves the rest pending, for a later run
+        stop = self.stop
         for index, row in enumerate(rows):
+            if not index & 31 and stop.is_set():
+                rendered = index
+                break
             member = members.get(row.user_id)
             if member is None:
                 special.append(
@@ -636,7 +641,7 @@ class Executor:
         if run.rate:
             chunk = min(chunk, burst_size(run.rate))
             bucket = TokenBucket(run.rate, chunk, start=claim.pace_start, wait=self.stop.wait)
-        cut = len(rows)
+        cut = rendered
         broken: CampaignsError | None = None
         for start in range(0, len(messages), max(chunk, 1)):
             part = messages[start : start + chunk]

@@ -200,3 +200,70 @@ def test_renders_over_the_time_budget_fail_and_never_stall_the_pass(tmp_path, mo
     errors = [row["error"] for row in rows.values()]
     assert all("ms" in error for error in errors)
     assert sum("skipped" in error for error in errors) >= 190  # after a few timeouts the creative is skipped
+
+
+def test_sigterm_stops_the_service_while_it_renders_a_slow_batch(tmp_path):
+    """A batch of users whose (valid, but heavy) creative takes ~20 ms each to render would hold
+    the service for most of a minute; SIGTERM stops it within seconds, the unrendered users stay
+    pending for a later run, nobody is sent twice and nothing is left claimed."""
+    import datetime as dt
+    import os
+    import signal
+    import subprocess
+    import sys
+    from zoneinfo import ZoneInfo
+
+    from engine.delivery.ledger import Ledger
+
+    heavy = "".join("{% if user.bio | replace('a', 'b') | upper | lower | title | trim == 'x' %}y{% endif %}" for _ in range(16))
+    template = template_body("push")
+    template["variables"]["bio"] = {"example": "x"}
+    today = dt.datetime.now(ZoneInfo("Asia/Manila")).date()
+    bio = ("ab cd " * 700)[:4000]
+    count = 2000
+    write_csv(tmp_path / "users.csv", [{**user(f"u{n:05d}", "Ana"), "bio": bio} for n in range(count)])
+    store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+    try:
+        import_users(store, tmp_path / "users.csv")
+        task = task_body(start=(today - dt.timedelta(days=1)).isoformat(), finish=(today + dt.timedelta(days=1)).isoformat(),
+                         windows=[("00:00", "23:59")])
+        seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=5000), tasks={"t1": task},
+             creatives={"cr-a": creative_body(content=heavy)}, templates={"tpl-push": template})
+    finally:
+        store.close()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--repo", str(tmp_path), "--interval", "0.2", "--log", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the batch is claimed: rendering has begun
+            store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+            try:
+                if Ledger(store).claim_holders("t1", "once") - {None}:
+                    break
+            except Exception:  # noqa: BLE001 - the ledger tables may not exist yet
+                pass
+            finally:
+                store.close()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        service.send_signal(signal.SIGTERM)
+        _out, err = service.communicate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert service.returncode == 0, err
+    assert stopped_after < 8, f"took {stopped_after:.1f} s to stop"
+    sent = outbox_lines(tmp_path / ".campaigns" / "outbox")
+    assert len(sent) < count
+    store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
+    try:
+        rows = Ledger(store).rows("t1", "once")
+        statuses = [row["status"] for row in rows]
+        assert statuses.count("sent") == len(sent) and "failed" not in statuses
+        assert Ledger(store).claim_holders("t1", "once") <= {None}
+    finally:
+        store.close()
