@@ -227,17 +227,15 @@ def environment():
             raise SecurityError(f"the {operator} operator is not allowed in creatives")
 
         def concat(self, chunks):  # type: ignore[override]  # noqa: ANN001, ANN201
+            # Each chunk is bounded (every value and growing filter is), so the text is joined
+            # first and measured once: cheaper than counting chunk by chunk.
+            text = "".join(chunks)
             budget = _BUDGET.get()
-            if budget is None:
-                return "".join(chunks)
-            limit, size, parts = budget.chars, 0, []
-            for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    raise TooLong(f"longer than {limit:,} characters; the limit is {limit:,}")
-                parts.append(chunk)
+            if budget is not None:
+                if len(text) > budget.chars:
+                    raise TooLong(f"{len(text):,} characters; the limit is {budget.chars:,}")
                 budget.tick()
-            return "".join(parts)
+            return text
 
     env = CreativeEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
     builtin = env.filters
@@ -651,10 +649,20 @@ def compiled(text: str):
     return environment().from_string(text)
 
 
+def activate(budget: Budget) -> contextvars.Token:
+    """Make ``budget`` the one renders in this thread (or task) are held to, until ``release``."""
+    return _BUDGET.set(budget)
+
+
+def release(token: contextvars.Token) -> None:
+    _BUDGET.reset(token)
+
+
 def render_with(template: Any, view: UserView, budget: Budget, *, field: str = "text", limit: int | None = None) -> str:
     """Render a compiled text for one user under ``budget``, the field's output limited to
     ``limit`` characters (else DEFAULT_OUTPUT_LIMIT). Raises UndefinedError for a missing variable,
-    TooLong, RenderTimeout, or the sandbox's errors."""
+    TooLong, RenderTimeout, or the sandbox's errors. (Within ``activate(budget)``, set
+    ``budget.field``/``budget.chars`` and call ``template.render(user=view)`` directly.)"""
     budget.field = field
     budget.chars = limit if limit is not None else DEFAULT_OUTPUT_LIMIT
     token = _BUDGET.set(budget)

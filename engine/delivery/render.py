@@ -37,7 +37,6 @@ from engine.templating import (
     analyze,
     compiled,
     is_template,
-    render_with,
     static_prefix,
 )
 
@@ -190,8 +189,9 @@ class CreativeText:
         if text.template is None:
             value = text.constant
         else:
+            budget.field, budget.chars = text.field, text.limit
             try:
-                value = render_with(text.template, view, budget, field=text.field, limit=text.limit)
+                value = text.template.render(user=view)
             except RenderLimit as problem:
                 raise self._fail(text.field, problem.reason, problem.detail) from None
             except Exception as problem:  # noqa: BLE001 - UndefinedError, SecurityError, filter errors
@@ -229,6 +229,7 @@ class CreativeText:
         # never has a blank hole
         view = UserView({key: value for key in self._keys if (value := user.get(key)) is not None and value != ""})
         budget = Budget(self.seconds)
+        token = templating.activate(budget)
         try:
             title = self._one(self._title, view, budget)
             content = self._one(self._content, view, budget)
@@ -240,6 +241,8 @@ class CreativeText:
             if problem.reason == "render-timeout":
                 self._timeouts += 1
             raise
+        finally:
+            templating.release(token)
         self._timeouts = 0
         if self._message_content is not None:
             self._check_gateway_content(title, content, redirection)
