@@ -618,13 +618,18 @@ def creative_texts(body: Mapping[str, Any]) -> list[Any]:
 
 def static_prefix(text: str) -> str:
     """The plain text before a template's first tag (all of it for plain text)."""
+    from jinja2 import TemplateSyntaxError
+
     if not is_template(text):
         return text
     parts = []
-    for _line, kind, value in environment().lex(text):
-        if kind != "data":
-            break
-        parts.append(value)
+    try:
+        for _line, kind, value in environment().lex(text):
+            if kind != "data":
+                break
+            parts.append(value)
+    except TemplateSyntaxError:
+        pass  # what came before the bad tag is still the static part
     return "".join(parts)
 
 

@@ -30,9 +30,10 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def setup(root: Path, users: list[dict[str, str]], *, creative: dict, template: dict | None = None, platform: dict | None = None) -> None:
+def setup(root: Path, url: str, users: list[dict[str, str]], *, creative: dict, template: dict | None = None,
+          platform: dict | None = None) -> None:
     write_csv(root / "users.csv", users)
-    store = StateStore.open(f"sqlite:///{root}/.campaigns/state.db", root)
+    store = StateStore.open(url, root)
     try:
         import_users(store, root / "users.csv")
         seed(
@@ -46,12 +47,12 @@ def setup(root: Path, users: list[dict[str, str]], *, creative: dict, template: 
         store.close()
 
 
-def run_once(root: Path) -> tuple[str, list[dict], dict[str, dict]]:
-    result = campaigns("run", "--once", "--now", NOW, "--repo", str(root))
+def run_once(root: Path, url: str) -> tuple[str, list[dict], dict[str, dict]]:
+    result = campaigns("run", "--once", "--now", NOW, "--state", url, "--repo", str(root))
     assert result.code == 0, result.err
     assert "Traceback" not in result.err
     sent = outbox_lines(root / ".campaigns" / "outbox")
-    store = StateStore.open(f"sqlite:///{root}/.campaigns/state.db", root)
+    store = StateStore.open(url, root)
     try:
         from sqlalchemy import select
 
@@ -74,14 +75,15 @@ def short_title_template() -> dict:
     return template
 
 
-def test_a_rendered_field_over_its_max_length_is_failed_too_long_never_sent(tmp_path):
+def test_a_rendered_field_over_its_max_length_is_failed_too_long_never_sent(tmp_path, state_url):
     setup(
         tmp_path,
+        state_url,
         [user("u-ana", "Ana"), user("u-long", "Bartholomew-Maximilian-Alexander")],
         creative=creative_body(title="Hi {{ user.first_name }}"),
         template=short_title_template(),
     )
-    out, sent, rows = run_once(tmp_path)
+    out, sent, rows = run_once(tmp_path, state_url)
     assert [m["user_id"] for m in sent] == ["u-ana"]
     assert rows["u-long"]["status"] == "failed"
     assert "title" in rows["u-long"]["error"] and "the limit is 20" in rows["u-long"]["error"]
@@ -105,7 +107,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch):
         server.stop()
 
 
-def test_a_gateway_message_content_over_4096_characters_is_too_long_never_sent(tmp_path, gateway):
+def test_a_gateway_message_content_over_4096_characters_is_too_long_never_sent(tmp_path, state_url, gateway):
     from delivery_gateway import gateway_platform
 
     template = template_body("push")
@@ -114,12 +116,13 @@ def test_a_gateway_message_content_over_4096_characters_is_too_long_never_sent(t
     # 4,000 characters fit the field; as JSON (with the title and URL) they pass 4,096
     setup(
         tmp_path,
+        state_url,
         [{**user("u-short", "Ana"), "bio": "Hello"}, {**user("u-long", "Bo"), "bio": "x" * 4000 + '"' * 60}],
         creative=creative_body(content="{{ user.bio }}"),
         template=template,
         platform=gateway_platform(gateway),
     )
-    _, _, rows = run_once(tmp_path)
+    _, _, rows = run_once(tmp_path, state_url)
     assert [customer for _, customer in gateway.received] == ["u-short"]
     assert rows["u-long"]["status"] == "failed"
     assert "messageContent" in rows["u-long"]["error"]
@@ -136,13 +139,14 @@ def test_a_gateway_message_content_over_4096_characters_is_too_long_never_sent(t
         (":8443/login", "port"),
     ],
 )
-def test_a_rendered_redirection_that_leaves_its_static_host_is_failed_url_invalid(tmp_path, value, why):
+def test_a_rendered_redirection_that_leaves_its_static_host_is_failed_url_invalid(tmp_path, state_url, value, why):
     setup(
         tmp_path,
+        state_url,
         [user("u-good", "/promo"), user("u-evil", value)],
         creative=creative_body(redirection="https://shop.example.com{{ user.first_name }}"),
     )
-    out, sent, rows = run_once(tmp_path)
+    out, sent, rows = run_once(tmp_path, state_url)
     assert [m["redirection"] for m in sent] == ["https://shop.example.com/promo"]
     assert rows["u-evil"]["status"] == "failed"
     assert "redirection" in rows["u-evil"]["error"]
@@ -152,11 +156,11 @@ def test_a_rendered_redirection_that_leaves_its_static_host_is_failed_url_invali
         assert "evil" not in message["redirection"] and "\r" not in message["redirection"]
 
 
-def test_only_declared_attributes_reach_a_message(tmp_path):
+def test_only_declared_attributes_reach_a_message(tmp_path, state_url):
     rows_in = [{**user("u-1", "Ana"), "secret": "s3cr3t-token"}]
     creative = creative_body(title="Hi {{ user.first_name }}", content="{{ user.secret | default('nothing to see') }}")
-    setup(tmp_path, rows_in, creative=creative)  # the template declares first_name and points only
-    _, sent, _ = run_once(tmp_path)
+    setup(tmp_path, state_url, rows_in, creative=creative)  # the template declares first_name and points only
+    _, sent, _ = run_once(tmp_path, state_url)
     assert len(sent) == 1
     assert sent[0]["content"] == "nothing to see"
     assert "s3cr3t" not in json.dumps(sent)
@@ -172,28 +176,28 @@ FORBIDDEN_IN_STATE = {
 
 
 @pytest.mark.parametrize("content", list(FORBIDDEN_IN_STATE.values()), ids=list(FORBIDDEN_IN_STATE))
-def test_a_forbidden_text_that_reached_the_state_fails_every_user_quickly(tmp_path, content):
+def test_a_forbidden_text_that_reached_the_state_fails_every_user_quickly(tmp_path, state_url, content):
     """A state written by an older engine (or by hand) may hold what validate now refuses: it is
     never rendered; its users fail and the pass completes."""
-    setup(tmp_path, [user(f"u-{n}", "Ana") for n in range(20)], creative=creative_body(content=content))
+    setup(tmp_path, state_url, [user(f"u-{n}", "Ana") for n in range(20)], creative=creative_body(content=content))
     started = time.perf_counter()
-    out, sent, rows = run_once(tmp_path)
+    out, sent, rows = run_once(tmp_path, state_url)
     assert time.perf_counter() - started < 20
     assert sent == []
     assert {row["status"] for row in rows.values()} == {"failed"}
     assert "20 failed" in out
 
 
-def test_renders_over_the_time_budget_fail_and_never_stall_the_pass(tmp_path, monkeypatch):
+def test_renders_over_the_time_budget_fail_and_never_stall_the_pass(tmp_path, state_url, monkeypatch):
     from engine import templating
 
     monkeypatch.setattr(templating, "RENDER_SECONDS", 0.0)  # every render is over budget
     content = "".join("{{ user.first_name | replace('a', 'b') }}" for _ in range(40))
     template = template_body("push")
     template["fields"]["content"]["max_length"] = 4096
-    setup(tmp_path, [user(f"u-{n:03d}", "a" * 90) for n in range(200)], creative=creative_body(content=content), template=template)
+    setup(tmp_path, state_url, [user(f"u-{n:03d}", "a" * 90) for n in range(200)], creative=creative_body(content=content), template=template)
     started = time.perf_counter()
-    out, sent, rows = run_once(tmp_path)
+    out, sent, rows = run_once(tmp_path, state_url)
     assert time.perf_counter() - started < 30
     assert sent == []
     assert {row["status"] for row in rows.values()} == {"failed"}
