@@ -258,6 +258,8 @@ def change_lines(change: Change) -> list[str]:
     for blocker in change.blockers:
         if blocker.code != NEEDS_APPROVAL:
             lines.append(f"blocked: {blocker.code}: {blocker.message}")
+    for warning in change.warnings:
+        lines.append(f"warning: {warning.code}: {warning.message}")
     line = schedule_line(change)
     if line:
         lines.append(line)

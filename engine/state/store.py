@@ -577,6 +577,7 @@ class StateStore:
         *,
         mark_testing: bool = True,
         now: datetime | None = None,
+        run_id: str | None = None,
     ) -> PilotTestRun:
         """Record one pilot-test run of a task's content. With ``mark_testing``, a task whose status
         is ``draft`` moves to ``testing`` (for this content digest) in the same transaction.
@@ -584,7 +585,7 @@ class StateStore:
         if not results:
             raise ValueError("a pilot test needs at least one result")
         when = now or _now()
-        run_id = str(uuid.uuid4())
+        run_id = run_id or str(uuid.uuid4())  # the caller's, when message ids were derived from it
         with self._write() as conn:
             conn.execute(
                 t.pilot_tests.insert(),

@@ -167,7 +167,7 @@ def test_pilot_test_command_fails_clearly_on_a_render_failure(repo, state_url):
         import_users(store, users)
     result = run(repo, state_url, "test", "flash-push", "--tester", "u-nameless")
     assert result.code == 1
-    assert "FAILED  u-nameless <- flash-a: render failed, a variable is missing" in result.out
+    assert "FAILED  u-nameless <- flash-a: missing-variable: title: the user has no 'first_name' attribute" in result.out
     assert result.err.startswith("Error: pilot test of flash-push failed: 1 of 1 messages were not sent")
     assert "Traceback" not in result.err
 
