@@ -14,22 +14,10 @@ from typing import Any
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import state_option
+from engine.commands.common import parse_now, repo_option, state_option
 from engine.errors import CampaignsError, UsageError
 
 WORKER_ENV = "CAMPAIGNS_EXECUTOR_WORKER"
-
-
-def parse_now(text: str) -> dt.datetime:
-    """An ISO 8601 instant with a UTC offset (``Z`` allowed)."""
-    try:
-        moment = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--now {text!r} is not an ISO 8601 date and time (e.g. 2026-12-01T09:30:00+08:00)") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise UsageError(f"--now {text!r} needs a UTC offset, e.g. {text.strip()}+08:00 or {text.strip()}Z")
-    return moment
 
 
 class LogReporter:
@@ -213,7 +201,8 @@ def _run_one(
     label: str | None = None,
 ) -> None:
     from engine.commands.common import open_store
-    from engine.delivery.executor import Clock, Executor, PassSummary
+    from engine.clock import Clock
+    from engine.delivery.executor import Executor, PassSummary
 
     stop = threading.Event()
     _install_stop(stop)
