@@ -70,8 +70,12 @@ class ApplyResult:
 def check_saved(saved: Plan, fresh: Plan) -> None:
     """Refuse a saved plan that the state or the repository has moved on from. A plan made
     before the state existed (lineage None) holds for the state this apply creates (serial 0)."""
-    if saved.lineage is None and fresh.serial == 0:
-        pass
+    if saved.lineage is None:
+        if fresh.serial != 0:
+            raise StalePlan(
+                "the plan was made before the state existed, and the state has been applied to since "
+                f"(serial {fresh.serial}); make a new plan"
+            )
     elif saved.lineage != fresh.lineage:
         raise StalePlan(
             f"the plan was made against another state (lineage {saved.lineage}, this state is {fresh.lineage}); "

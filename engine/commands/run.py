@@ -172,19 +172,31 @@ def run(
     def one(label: str | None = None) -> None:
         _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode, label)
 
+    configured = _preflight(repo, state_url, tasks)
     if workers is None:
-        workers = _configured_workers(repo, state_url)
+        workers = configured
     if workers > 1:
         sys.exit(_run_workers(workers, one, once))
     one()
 
 
-def _configured_workers(repo: Path, state_url: str | None) -> int:
-    """``executor.workers`` of the applied platform (1 before anything was applied)."""
+def _preflight(repo: Path, state_url: str | None, tasks: tuple[str, ...]) -> int:
+    """Refuse a ``--task`` the state does not know (a typo must not deliver nothing, silently);
+    return ``executor.workers`` of the applied platform (1 before anything was applied)."""
+    import difflib
+
     from engine.commands.common import open_store
 
     with open_store(repo, state_url, create=False) as store:
         platform = store.resource("platform")
+        known = set(store.task_states()) if tasks else set()
+    unknown = [task for task in dict.fromkeys(tasks) if task not in known]
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else " (see `campaigns status`)"
+        names = ", ".join(repr(task) for task in unknown)
+        what = "no such task" if len(unknown) == 1 else "no such tasks"
+        raise UsageError(f"--task {names}: {what} in the state{extra}")
     executor = platform.body.get("executor", {}) if platform is not None else {}
     return int(executor.get("workers", 1))
 

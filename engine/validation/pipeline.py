@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
+from engine.clock import Clock
 from engine.config import yamlload
 from engine.config.discovery import SourceFile, discover
 from engine.config.repository import Repository, Resource
-from engine.validation import filecheck, rules
+from engine.validation import dates_rule, filecheck, rules
 from engine.validation import cache as cache_module
 from engine.validation.cache import ValidationCache
 from engine.validation.directory_check import attribute_findings, directory_attributes, unreadable_directory_finding
@@ -162,16 +163,18 @@ def validate_repository(
     need_repository: bool = True,
     state: str | None = None,
     files: RepositoryFiles | None = None,
+    clock: Clock | None = None,
 ) -> ValidationResult:
     """Validate the repository at ``root``: every problem at once, and the Repository if it is sound.
 
     With ``need_repository=False`` (``campaigns validate``) an unchanged repository is answered
     from the result cache without loading any file's data. ``state`` (a URL) says where to find
     the user directory for the ``unknown-attribute`` rule, as ``--state`` does. ``files``: the
-    repository's files when the caller has read them already (``read_files``).
+    repository's files when the caller has read them already (``read_files``). ``clock`` says
+    which day it is for ``dates-past`` (default: the machine's clock).
     """
     with filecheck.gc_paused():
-        return _validate(files or read_files(root), use_cache, progress, need_repository, state)
+        return _validate(files or read_files(root), use_cache, progress, need_repository, state, clock)
 
 
 def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | None:
@@ -184,14 +187,22 @@ def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | 
 
 
 def _validate(
-    files: RepositoryFiles, use_cache: bool, progress: Progress | None, need_repository: bool, state: str | None
+    files: RepositoryFiles,
+    use_cache: bool,
+    progress: Progress | None,
+    need_repository: bool,
+    state: str | None,
+    clock: Clock | None = None,
 ) -> ValidationResult:
     root, sources, raws, digests = files.root, files.sources, files.raws, files.digests
     problems = list(files.problems)
     files_key = files.key if use_cache else ""
-    known_attributes, directory_warning = directory_attributes(root, _platform_data(sources, raws), state)
+    platform_data = _platform_data(sources, raws)
+    known_attributes, directory_warning = directory_attributes(root, platform_data, state)
+    today = dates_rule.site_dates(platform_data, clock)
     # what the rules read besides the files and their attachments
     context = "|".join(sorted(known_attributes)) if known_attributes is not None else (directory_warning or "")
+    context += "|" + dates_rule.context(today)
     remembered = cache_module.ResultCache(root).lookup(files_key, context) if use_cache else None
     if remembered is not None and not need_repository:
         stored, _ = remembered
@@ -231,7 +242,7 @@ def _validate(
                     Problem(source.path, line, column, code, message, severity)
                     for line, column, code, severity, message in results[source.path][2]
                 )
-        attachments = _cross_file(root, catalog, problems, known_attributes, directory_warning)
+        attachments = _cross_file(root, catalog, problems, known_attributes, directory_warning, today)
         problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
         if use_cache:
             cache_module.ResultCache(root).store(
@@ -250,6 +261,7 @@ def _cross_file(
     problems: list[Problem],
     known_attributes: frozenset[str] | None,
     directory_warning: str | None,
+    today: dict | None = None,
 ) -> dict:
     """Run the rules across files; returns each audience's attachments (CSV path -> digest)."""
     findings: list[rules.Finding] = []
@@ -265,6 +277,7 @@ def _cross_file(
         findings.extend(audience_findings)
     findings.extend(rules.check_creatives(catalog))
     findings.extend(rules.check_unused(catalog))
+    findings.extend(dates_rule.findings(catalog, today or {}))
     problems.extend(_locate(root, findings))
     return attachments
 
