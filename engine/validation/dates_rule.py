@@ -55,6 +55,16 @@ def _as_date(value: Any) -> dt.date | None:
         return None
 
 
+def _ever_delivers(schedule: Mapping[str, Any]) -> bool:
+    from engine.config.models import Schedule
+    from engine.schedule.occurrences import has_occurrences
+
+    try:
+        return has_occurrences(Schedule.model_validate(schedule))
+    except ValueError:
+        return False  # another rule reports what is wrong with it
+
+
 def findings(catalog: Catalog, dates: Mapping[str, dt.date]) -> Iterator[Finding]:
     """A warning on each task whose finish_date lies before today in its site: it will never
     deliver again. (A schedule that never delivers at all is ``no-occurrences``.)"""
@@ -68,6 +78,8 @@ def findings(catalog: Catalog, dates: Mapping[str, dt.date]) -> Iterator[Finding
         start = _as_date(schedule.get("start_date"))
         if today is None or finish is None or finish >= today or (start is not None and finish < start):
             continue
+        if not _ever_delivers(schedule):
+            continue  # that is no-occurrences, whatever the date
         yield Finding(
             entry.source.path,
             ("schedule", "finish_date"),
