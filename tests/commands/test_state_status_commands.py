@@ -156,7 +156,7 @@ def test_pilot_test_command(repo, state_url):
     assert "sent    u-a <- flash-a (examples)" in result.out and "title: Hi Maria" in result.out
     assert "Pilot test passed and recorded (2 messages)." in result.out
     document = json.loads(run(repo, state_url, "test", "flash-push", "--format", "json").out)
-    assert document["passed"] and [m["tester"] for m in document["messages"]] == ["u-tester-1"]
+    assert document["passed"] and [m["tester"] for m in document["messages"]] == ["u-tester-1", "u-a", "u-b"]  # the site's
     unknown = run(repo, state_url, "test", "flash-psh")
     assert unknown.code == 1 and "did you mean 'flash-push'?" in unknown.err
 
