@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.apply.approval import ApprovalPolicy, ApprovalRefused, Evidence
+from engine.apply.approval import ApprovalRefused, Evidence, stored_policy
 from engine.clock import Clock
 from engine.errors import CampaignsError
 from engine.plan.model import NEEDS_APPROVAL, Change, Plan
@@ -218,8 +218,9 @@ def apply(
     ``clock`` (default: the store's) is read once: the plan, the history entry and every
     status change are dated with that instant.
 
-    The applied repository is remembered for ``engine.plan.fastpath``."""
-    policy = ApprovalPolicy.from_platform(repository.platform.data)
+    The applied repository is remembered for ``engine.plan.fastpath``. Approval is judged by the
+    policy already applied in the state, read under the lock (``approval.stored_policy``), never
+    by the repository's own ``platform.yaml``: a change to the policy governs the merges after it."""
     from engine.plan import fastpath
 
     with store.lock("apply", timeout=lock_timeout):
@@ -238,7 +239,7 @@ def apply(
         problem = None
         approval = None
         try:
-            approval = evidence.resolve(policy)
+            approval = evidence.resolve(stored_policy(store))
         except ApprovalRefused as refused:
             problem = str(refused)
         if approval is None:
