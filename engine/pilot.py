@@ -1,8 +1,11 @@
 """Pilot tests (``campaigns test``): send a task's notifications to its testers, record the result.
 
-For each tester and each creative of the task, the creative's texts are rendered in the sandbox
-with the tester's user-directory attributes (or, for a tester the directory does not know, the
-template's ``example`` values), and sent through the channel's provider as occurrence ``test``.
+For each tester and each creative of the task, the creative's texts are rendered with the
+tester's user-directory attributes (or, for a tester the directory does not know, the template's
+``example`` values) through ``engine.delivery.render`` -- the very code path, limits and checks
+delivery uses -- and sent through the channel's provider as occurrence ``test``. Every run has
+its own run id and so its own message ids: a provider that deduplicates by id never drops a
+second test.
 The run is recorded against the task's content digest (``engine.plan.desired``), which is what
 ``apply`` later checks before the task may run. A passing run moves a ``draft`` task to
 ``testing``. It works before the task was ever applied, e.g. on a pull-request branch.
@@ -14,6 +17,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -30,9 +34,10 @@ TEST_OCCURRENCE = "test"
 _USER_ID = re.compile(USER_ID_PATTERN)
 
 
-def pilot_message_id(task_id: str, content_digest: str, tester: str, creative: str) -> str:
-    """Deterministic, at most 64 characters: one message per (task content, tester, creative)."""
-    key = f"{task_id}\0{TEST_OCCURRENCE}\0{content_digest}\0{tester}\0{creative}".encode()
+def pilot_message_id(task_id: str, content_digest: str, tester: str, creative: str, run_id: str) -> str:
+    """45 characters (at most 64): one message per (test run, task content, tester, creative), so
+    each run sends new ids and a run's messages can be told apart from another run's."""
+    key = f"{task_id}\0{TEST_OCCURRENCE}\0{content_digest}\0{tester}\0{creative}\0{run_id}".encode()
     return "test-" + hashlib.sha256(key).hexdigest()[:40]
 
 
@@ -56,6 +61,21 @@ def choose_testers(repository: Repository, task_id: str, explicit: Sequence[str]
             f"or on site {task.data['site']!r} in platform.yaml"
         )
     return list(dict.fromkeys(chosen))
+
+
+def check_testers_known(repository: Repository, task_id: str, testers: Sequence[str], known: Mapping[str, Any]) -> None:
+    """A tester must be a user of the directory or one of the site's ``testers``: a typo in a
+    user id is an error, never a pilot test "passed" by sending to nobody."""
+    site = repository.task(task_id).data["site"]
+    site_testers = set(repository.platform.data["sites"][site].get("testers") or [])
+    unknown = [tester for tester in testers if tester not in known and tester not in site_testers]
+    if unknown:
+        names = ", ".join(repr(tester) for tester in unknown)
+        plural = "s" if len(unknown) != 1 else ""
+        raise UsageError(
+            f"tester{plural} {names} not found: neither in the user directory nor in site {site!r}'s testers "
+            "(import them with `campaigns users import`, or list them under the site's `testers` in platform.yaml)"
+        )
 
 
 def directory_attributes(repository: Repository, store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -83,6 +103,7 @@ class PilotSend:
     content: str | None = None
     redirection: str | list[str] | None = None
     error: str | None = None
+    reason: str | None = None  # why it failed, as the ledger would say (missing-variable, too-long, ...)
 
     def detail(self) -> str:
         if self.passed:
@@ -97,29 +118,30 @@ class PilotOutcome:
     content_digest: str
     sends: tuple[PilotSend, ...]
     run: PilotTestRun
+    warnings: tuple[tuple[str, str], ...] = ()  # (code, message), e.g. missing-attribute
 
     @property
     def passed(self) -> bool:
         return self.run.passed
 
 
-def _render_fields(creative: Mapping[str, Any], user: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-    from engine.templating import render
+def audience_warnings(repository: Repository, store: StateStore, task_id: str) -> list[tuple[str, str]]:
+    """``missing-attribute`` warnings for the task's audiences, as ``plan`` gives them: members
+    the directory knows without an attribute a creative prints without a default."""
+    from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+    from engine.plan.desired import Desired
+    from engine.plan.planner import required_by, size_request
+    from engine.plan.source import gaps_from_directory
 
-    redirection = creative.get("redirection")
-    if isinstance(redirection, list):
-        redirection = [render(url, dict(user)) for url in redirection]
-    elif redirection is not None:
-        redirection = render(redirection, dict(user))
-    return render(creative.get("title"), dict(user)), render(creative.get("content"), dict(user)), redirection
-
-
-def _render_error(problem: Exception) -> str:
-    from jinja2 import UndefinedError
-
-    if isinstance(problem, UndefinedError):
-        return f"render failed, a variable is missing: {problem.message}"
-    return f"render failed: {type(problem).__name__}: {problem}"
+    desired = Desired(repository)
+    request = size_request(desired, {task_id: desired.body(f"task.{task_id}")})
+    if not request.required:
+        return []
+    users = required_by(desired, task_id)
+    return [
+        (MISSING_ATTRIBUTE, gap.describe(users.get(gap.attribute, ())))
+        for gap in map(AttributeGap.from_wire, gaps_from_directory(store, request).get(task_id, []))
+    ]
 
 
 def run_pilot_test(
@@ -133,6 +155,7 @@ def run_pilot_test(
 ) -> PilotOutcome:
     """Render, send and record a pilot test of ``task_id``'s current content."""
     from engine.delivery.providers import Message, open_provider
+    from engine.delivery.render import RenderError, creative_text
     from engine.plan.desired import Desired
     from engine.state import PilotResult
 
@@ -142,6 +165,13 @@ def run_pilot_test(
     digest = desired.task_content_digest(task_id)
     channel = task.data["channel"]
     known = directory_attributes(repository, store, chosen)
+    check_testers_known(repository, task_id, chosen, known)
+    platform = repository.platform.model
+    run_id = str(uuid.uuid4())
+    texts = {}
+    for creative_id in desired.task_creatives(task_id):
+        creative = repository.creatives[creative_id].data
+        texts[creative_id] = creative_text(creative_id, creative, repository.templates[creative["template"]].data, channel, platform)
 
     sends: list[PilotSend] = []
     messages: list[Message] = []
@@ -154,11 +184,12 @@ def run_pilot_test(
             else:
                 examples = {name: spec.get("example") for name, spec in (template.get("variables") or {}).items()}
                 user, profile = {**examples, "user_id": tester}, "examples"
-            message_id = pilot_message_id(task_id, digest, tester, creative_id)
+            message_id = pilot_message_id(task_id, digest, tester, creative_id, run_id)
             try:
-                title, content, redirection = _render_fields(creative, user)
-            except Exception as problem:  # noqa: BLE001 - any render failure fails this result, never the run
-                sends.append(PilotSend(tester, creative_id, message_id, profile, False, error=_render_error(problem)))
+                title, content, redirection = texts[creative_id].render(user)
+            except RenderError as problem:  # fails this result, never the run
+                error = f"{problem.reason}: {problem.detail}"
+                sends.append(PilotSend(tester, creative_id, message_id, profile, False, error=error, reason=problem.reason))
                 continue
             sends.append(PilotSend(tester, creative_id, message_id, profile, True, title, content, redirection))
             messages.append(
@@ -166,7 +197,6 @@ def run_pilot_test(
             )
 
     if messages:
-        platform = repository.platform.model
         with closing(open_provider(channel, platform, repository.root, env=env)) as provider:
             deliveries = {delivery.message_id: delivery for delivery in provider.send(messages)}
         for index, send in enumerate(sends):
@@ -182,5 +212,9 @@ def run_pilot_test(
     if not results:
         raise CampaignsError(f"task {task_id!r} has nothing to send")
     passed = all(send.passed for send in sends)
-    run = store.record_pilot_test(task_id, digest, results, mark_testing=passed, now=now)
-    return PilotOutcome(task_id, channel, digest, tuple(sends), run)
+    run = store.record_pilot_test(task_id, digest, results, mark_testing=passed, now=now, run_id=run_id)
+    try:
+        warnings = tuple(audience_warnings(repository, store, task_id))
+    except CampaignsError:  # the audiences cannot be evaluated here: plan and validate say why
+        warnings = ()
+    return PilotOutcome(task_id, channel, digest, tuple(sends), run, warnings)

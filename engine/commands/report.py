@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import echo_json, open_store, state_option, table
+from engine.commands.common import echo_json, fixed_clock, now_option, open_store, repo_option, state_option, table
 
 _WRITE_EVERY = 1000
 """Failed users written per ``echo`` while streaming the ``--failed`` list."""
@@ -40,6 +39,10 @@ _WRITE_EVERY = 1000
     help="Also list every failed user with the reason and its detail (JSON: `failures`), streamed.",
 )
 @click.option("--occurrence", metavar="KEY", help="With --failed: only the failed users of this occurrence (e.g. 2026-12-01, once).")
+@now_option(
+    "Report as at this instant (ISO 8601 with a UTC offset, e.g. 2026-12-01T09:30:00+08:00): which "
+    "occurrences are due. Default: now."
+)
 def report(
     repo: Path,
     state_url: str | None,
@@ -48,6 +51,7 @@ def report(
     no_estimate: bool,
     list_failed: bool,
     occurrence: str | None,
+    now_text: str | None,
 ) -> None:
     """Show, for each occurrence of TASK, how many users were sent, failed (by reason), expired,
     capped, suppressed, are still pending, and are unconfirmed (handed to the provider before a
@@ -57,8 +61,9 @@ def report(
 
     if occurrence is not None and not list_failed:
         raise UsageError("--occurrence only works with --failed")
-    with open_store(repo, state_url, create=False) as store:
-        result = task_report(store, task_id, estimate=not no_estimate)
+    clock = fixed_clock(now_text)
+    with open_store(repo, state_url, create=False, missing_ok=True, clock=clock) as store:
+        result = task_report(store, task_id, clock=clock, estimate=not no_estimate)
         listed = failures(store, result, occurrence) if list_failed else None
         if output_format == "json":
             if listed is None:

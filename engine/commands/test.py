@@ -46,6 +46,7 @@ def test(task: str, testers: tuple[str, ...], repo: Path, state_url: str | None,
                     "content_digest": outcome.content_digest,
                     "run_id": outcome.run.run_id,
                     "passed": outcome.passed,
+                    "warnings": [{"code": code, "message": message} for code, message in outcome.warnings],
                     "messages": [
                         {
                             "tester": s.tester,
@@ -79,6 +80,8 @@ def test(task: str, testers: tuple[str, ...], repo: Path, state_url: str | None,
                     click.echo(f"          redirection: {shown}")
             else:
                 click.echo(f"  FAILED  {send.tester} <- {send.creative}: {send.error}")
+        for code, message in outcome.warnings:
+            click.echo(f"warning: {code}: {message}")
     failed = [s for s in outcome.sends if not s.passed]
     if failed:
         raise CampaignsError(

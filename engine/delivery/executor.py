@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.clock import Clock
 from engine.delivery.ids import creative_index, message_id
 from engine.delivery.ledger import (
     LEFT_AUDIENCE,
@@ -48,7 +49,7 @@ from engine.delivery.ledger import (
 )
 from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
 from engine.delivery.providers import Message, Provider, open_provider
-from engine.delivery.render import CreativeText, RenderError
+from engine.delivery.render import CreativeText, RenderError, creative_text
 from engine.delivery.stream import MemberStream
 from engine.errors import CampaignsError
 
@@ -66,23 +67,6 @@ EXPIRE_BATCH = 5000
 PREFETCH_BATCHES = 3
 """Members read ahead before a claim, in batches: enough that when other executors took the
 next batches meanwhile, the claim still finds its members buffered."""
-
-
-class Clock:
-    """The executor's time: the real clock, or (``start``) a simulated one that begins at that
-    instant and advances in real time."""
-
-    def __init__(self, start: dt.datetime | None = None) -> None:
-        if start is not None and (start.tzinfo is None or start.utcoffset() is None):
-            raise ValueError("the simulated start needs a UTC offset")
-        self._offset = 0.0 if start is None else start.timestamp() - time.time()
-        self.simulated = start is not None
-
-    def epoch(self) -> float:
-        return time.time() + self._offset
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.epoch(), UTC)
 
 
 # --- what a task delivers --------------------------------------------------------------------
@@ -119,6 +103,7 @@ def task_run(
     creatives: Mapping[str, Any],
     audiences: Mapping[str, Any],
     digest: str | None = None,
+    templates: Mapping[str, Any] | None = None,
 ) -> TaskRun:
     """The ``TaskRun`` of a stored task; CampaignsError when the state lacks what it needs."""
     from pydantic import ValidationError
@@ -138,7 +123,8 @@ def task_run(
         creative = creatives.get(creative_id)
         if creative is None:
             raise CampaignsError(f"task {task_id}: creative {creative_id!r} is not in the state")
-        texts.append(CreativeText(creative_id, creative))
+        template = (templates or {}).get(creative.get("template")) if isinstance(creative, Mapping) else None
+        texts.append(creative_text(creative_id, creative, template, task.channel, platform))
     rate = site.limits.rate_per_second.get(task.channel)  # type: ignore[call-overload]
     return TaskRun(
         task_id=task_id,
@@ -348,6 +334,7 @@ class Executor:
             tasks = self.store.resources(kind="task")
             creatives = {s.id: s.body for s in self.store.resources(kind="creative").values()}
             audiences = {s.id: s.body for s in self.store.resources(kind="audience").values()}
+            templates = {s.id: s.body for s in self.store.resources(kind="template").values()}
             unclosed: dict[str, list[Any]] = {}
             for (task_id, _key), progress in self.ledger.progress().items():
                 if progress.status != "closed":
@@ -365,7 +352,9 @@ class Executor:
                     summary.errors.append(f"task {task_id}: {state.status} in the state but its definition is missing")
                     continue
                 try:
-                    run: TaskRun | None = task_run(task_id, stored.body, platform, creatives, audiences, state.content_digest)
+                    run: TaskRun | None = task_run(
+                        task_id, stored.body, platform, creatives, audiences, state.content_digest, templates
+                    )
                 except CampaignsError as problem:
                     if running:
                         summary.errors.append(str(problem))
@@ -727,7 +716,12 @@ class Executor:
         positions: list[int] = []
         task_id, channel = run.task_id, run.channel
         by_id, pick = run.by_id, run.creative_for
+        rendered = len(rows)  # a stop (SIGTERM) while rendering leaves the rest pending, for a later run
+        stop = self.stop
         for index, row in enumerate(rows):
+            if not index & 31 and stop.is_set():
+                rendered = index
+                break
             member = members.get(row.user_id)
             if member is None:
                 special.append(
@@ -760,7 +754,7 @@ class Executor:
         if run.rate:
             chunk = min(chunk, burst_size(run.rate))
             bucket = TokenBucket(run.rate, chunk, start=claim.pace_start, wait=self.stop.wait)
-        cut = len(rows)
+        cut = rendered
         broken: CampaignsError | None = None
         tripped = False
         for start in range(0, len(messages), max(chunk, 1)):

@@ -73,6 +73,18 @@ class Blocker:
 
 
 @dataclass(frozen=True)
+class PlanWarning:
+    """Something a reviewer should know that does not block the apply (``code`` is stable, e.g.
+    ``missing-attribute``)."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
 class StatusChange:
     """A task's status transition; ``before`` is None for a task the state does not know."""
 
@@ -136,6 +148,7 @@ class Change:
     status: StatusChange | None = None
     content_digest: str | None = None
     blockers: list[Blocker] = field(default_factory=list)
+    warnings: list[PlanWarning] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     schedule: SchedulePreview | None = None
     audience_size: int | None = None
@@ -167,6 +180,7 @@ class Change:
             out["content_digest"] = self.content_digest
         out["diffs"] = [d.to_json() for d in self.diffs]
         out["blockers"] = [b.to_json() for b in self.blockers]
+        out["warnings"] = [w.to_json() for w in self.warnings]
         if self.notes:
             out["notes"] = list(self.notes)
         if self.schedule is not None:
@@ -205,6 +219,7 @@ class Change:
             status=StatusChange(status["from"], status["to"]) if status else None,
             content_digest=data.get("content_digest"),
             blockers=[Blocker(b["code"], b["message"]) for b in data.get("blockers", [])],
+            warnings=[PlanWarning(w["code"], w["message"]) for w in data.get("warnings", [])],
             notes=list(data.get("notes", [])),
             schedule=SchedulePreview.from_json(schedule) if schedule else None,
             audience_size=data.get("audience_size"),
@@ -244,7 +259,7 @@ class Plan:
 
     def __init__(
         self,
-        lineage: str,
+        lineage: str | None,  # None: the state did not exist yet (apply creates it)
         serial: int,
         repository_digest: str,
         created_at: str,

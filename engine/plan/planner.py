@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from engine.clock import now as clock_now
 from engine.config.repository import KINDS, Repository
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
@@ -34,6 +35,7 @@ from engine.plan.model import (
     Change,
     OccurrenceView,
     Plan,
+    PlanWarning,
     SchedulePreview,
     StatusChange,
     change_order,
@@ -95,7 +97,7 @@ class Planner:
         self.desired = desired
         self.snapshot = snapshot
         self.source = source
-        self.now = now or dt.datetime.now(dt.timezone.utc)
+        self.now = now or clock_now()  # the instant the plan is made: its created_at and previews
         self.approved = approved
         self.previews = previews
 
@@ -267,8 +269,9 @@ class Planner:
             if not self.approved:
                 change.blockers.append(Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE))
         answer = None
+        request = self._size_request(tasks) if tasks else None
         if self.source is not None and (updated or tasks):
-            answer = self.source.submit_details(updated, self._size_request(tasks) if tasks else None)
+            answer = self.source.submit_details(updated, request)
         if self.previews:
             for change in actionable:
                 if change.kind == "task" and change.action != "delete":
@@ -281,36 +284,26 @@ class Planner:
                 change.diffs = diffs[change.address]
             if change.kind == "task" and sizes.get(change.id) is not None:
                 change.audience_size = sizes[change.id]
+        if request is not None and request.required:
+            self._attribute_warnings(actionable, self.source.attribute_gaps(request))  # type: ignore[union-attr]
+
+    def _attribute_warnings(self, actionable: list[Change], gaps: dict[str, list]) -> None:
+        """``missing-attribute``: members of a task's audiences lack what its creatives print."""
+        from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+
+        for change in actionable:
+            if change.kind != "task" or change.id not in gaps:
+                continue
+            users = self._required_by(change.id)
+            for wire in gaps[change.id]:
+                gap = AttributeGap.from_wire(wire)
+                change.warnings.append(PlanWarning(MISSING_ATTRIBUTE, gap.describe(users.get(gap.attribute, ()))))
+
+    def _required_by(self, task_id: str) -> dict[str, list[str]]:
+        return required_by(self.desired, task_id)
 
     def _size_request(self, tasks: dict[str, dict]) -> SizeRequest:
-        """What counting these tasks' audiences needs: the audiences they name, those included or
-        excluded by them (recursively), and the CSV contents of those."""
-        desired = self.desired
-        known = desired.repository.audiences
-        wanted: list[str] = []
-        seen: set[str] = set()
-        stack = [rid for body in list(tasks.values())[:AUDIENCE_SIZE_LIMIT] for rid in body.get("audiences", [])]
-        while stack:
-            rid = stack.pop()
-            if rid in seen or rid not in known:
-                continue
-            seen.add(rid)
-            wanted.append(rid)
-            source = known[rid].data.get("source") or {}
-            stack.extend(source.get("include") or [])
-            stack.extend(source.get("exclude") or [])
-        attachments: dict[str, bytes] = {}
-        for rid in wanted:
-            found = desired.attachment(f"audience.{rid}")
-            if found is not None:
-                attachments[found[0]] = found[2]
-        return SizeRequest(
-            platform=desired.repository.platform.data,
-            base_dir=str(desired.root),
-            tasks=dict(list(tasks.items())[:AUDIENCE_SIZE_LIMIT]),
-            audiences={rid: desired.body(f"audience.{rid}") for rid in wanted},
-            attachments=attachments,
-        )
+        return size_request(self.desired, tasks)
 
     def _preview(self, task_id: str) -> SchedulePreview:
         from engine.config.models import Schedule
@@ -326,6 +319,53 @@ class Planner:
         )
 
 
+# -- what the state side is asked about tasks (also used by `campaigns test`) ------------------
+
+
+def required_by(desired: Desired, task_id: str) -> dict[str, list[str]]:
+    """attribute -> the task's creatives that need it (print it without a default)."""
+    from engine.templating import creative_texts, required_attributes
+
+    found: dict[str, list[str]] = {}
+    for creative_id in desired.task_creatives(task_id):
+        for name in required_attributes(creative_texts(desired.repository.creatives[creative_id].data)):
+            found.setdefault(name, []).append(creative_id)
+    return found
+
+
+def size_request(desired: Desired, tasks: dict[str, dict]) -> SizeRequest:
+    """What counting these tasks' audiences needs: the audiences they name, those included or
+    excluded by them (recursively), the CSV contents of those, and the attributes the tasks'
+    creatives need (for ``missing-attribute``)."""
+    known = desired.repository.audiences
+    wanted: list[str] = []
+    seen: set[str] = set()
+    stack = [rid for body in list(tasks.values())[:AUDIENCE_SIZE_LIMIT] for rid in body.get("audiences", [])]
+    while stack:
+        rid = stack.pop()
+        if rid in seen or rid not in known:
+            continue
+        seen.add(rid)
+        wanted.append(rid)
+        source = known[rid].data.get("source") or {}
+        stack.extend(source.get("include") or [])
+        stack.extend(source.get("exclude") or [])
+    attachments: dict[str, bytes] = {}
+    for rid in wanted:
+        found = desired.attachment(f"audience.{rid}")
+        if found is not None:
+            attachments[found[0]] = found[2]
+    counted = dict(list(tasks.items())[:AUDIENCE_SIZE_LIMIT])
+    return SizeRequest(
+        platform=desired.repository.platform.data,
+        base_dir=str(desired.root),
+        tasks=counted,
+        audiences={rid: desired.body(f"audience.{rid}") for rid in wanted},
+        attachments=attachments,
+        required={task_id: names for task_id in counted if (names := list(required_by(desired, task_id)))},
+    )
+
+
 # -- the entry point -----------------------------------------------------------------------------
 
 
@@ -338,8 +378,10 @@ def make_planner(
     use_cache: bool = True,
     previews: bool = True,
 ) -> Planner:
-    """A Planner for this repository and state (reads the state's snapshot once)."""
-    cache = DigestCache.load(repository.root if use_cache else None)
+    """A Planner for this repository and state (reads the state's snapshot once).
+
+    ``use_cache=False`` reads no remembered digest, and stores the ones it computes."""
+    cache = DigestCache.load(repository.root, read=use_cache)
     return Planner(Desired(repository, cache), source.snapshot(), source, now=now, approved=approved, previews=previews)
 
 
@@ -359,8 +401,8 @@ def compute_plan(
     planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache)
     plan = planner.plan()
     planner.desired.cache.save()
-    if use_cache and not plan.has_changes:
+    if not plan.has_changes:
         from engine.plan import fastpath
 
-        fastpath.remember(planner.desired)
+        fastpath.remember(planner.desired, planner.snapshot)
     return plan

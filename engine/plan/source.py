@@ -15,8 +15,8 @@ The forked reader's protocol
 ----------------------------
 Two pipes: requests (parent to child) and answers (child to parent). A message is its length
 (8 bytes, big-endian) followed by a pickle. Requests are ``(kind, argument)`` with kind
-``details`` (``(bodies, SizeRequest | None)``, answered ``(diffs, sizes)``), ``diffs`` or
-``sizes``; answers are ``("ok", value)`` or ``("error", message, is_user_error)``.
+``details`` (``(bodies, SizeRequest | None)``, answered ``(diffs, sizes)``), ``diffs``,
+``sizes`` or ``gaps`` (a SizeRequest, answered with the missing attributes per task); answers are ``("ok", value)`` or ``("error", message, is_user_error)``.
 
 1. Turn-taking: at most one message is in flight, whatever its size. The child's first message
    is the snapshot; after that it writes exactly one answer per request, in order. The parent
@@ -50,7 +50,7 @@ import signal
 import struct
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from engine.state import StateStore, TaskState
 
 AUDIENCE_SIZE_LIMIT = 200  # tasks per plan whose audience is counted (each count is a query)
+GAP_MEMBERS_PER_PLAN = 200_000  # members read in all to find missing attributes (engine.delivery.attribute_gaps)
 
 
 class SnapshotTask(NamedTuple):
@@ -82,6 +83,7 @@ class StateSnapshot:
     task_states: dict[str, TaskState | SnapshotTask]
     passing: dict[str, set[str]]
     display: str
+    attributes: tuple[str, ...] | None = None  # the user directory's attribute names; None: no directory
 
     @classmethod
     def read(cls, store: StateStore) -> StateSnapshot:
@@ -93,17 +95,26 @@ class StateSnapshot:
             task_states=store.task_states(),
             passing=store.passing_pilot_digests(),
             display=store.display_url,
+            attributes=_directory_attributes(store),
         )
 
     def to_wire(self) -> tuple:
         """Plain tuples: much cheaper to pickle than 10,000 dataclasses."""
         states = [(s.task_id, s.status, s.content_digest) for s in self.task_states.values()]
-        return (self.lineage, self.serial, self.digests, states, self.passing, self.display)
+        return (self.lineage, self.serial, self.digests, states, self.passing, self.display, self.attributes)
 
     @classmethod
     def from_wire(cls, wire: tuple) -> StateSnapshot:
-        lineage, serial, digests, states, passing, display = wire
-        return cls(lineage, serial, digests, {row[0]: SnapshotTask(*row) for row in states}, passing, display)
+        lineage, serial, digests, states, passing, display, attributes = wire
+        return cls(lineage, serial, digests, {row[0]: SnapshotTask(*row) for row in states}, passing, display, attributes)
+
+
+def _directory_attributes(store: StateStore) -> tuple[str, ...] | None:
+    """What the ``unknown-attribute`` rule checks against, for the no-op fast path to compare."""
+    from engine.delivery.directory import known_attributes
+
+    known = known_attributes(store)
+    return tuple(sorted(known)) if known is not None else None
 
 
 @dataclass
@@ -115,6 +126,7 @@ class SizeRequest:
     tasks: dict[str, dict[str, Any]]
     audiences: dict[str, dict[str, Any]]
     attachments: dict[str, bytes]
+    required: dict[str, list[str]] = field(default_factory=dict)  # task -> attributes its creatives need
 
 
 Details = tuple[dict[str, list["FieldDiff"]], dict[str, "int | None"]]
@@ -130,6 +142,10 @@ class StateSource(Protocol):
     def field_diffs(self, bodies: dict[str, dict[str, Any]]) -> dict[str, list[FieldDiff]]: ...
 
     def audience_sizes(self, request: SizeRequest) -> dict[str, int | None]: ...
+
+    def attribute_gaps(self, request: SizeRequest) -> dict[str, list[list[Any]]]:
+        """task -> ``AttributeGap.to_wire()`` of the ``request.required`` attributes its members lack."""
+        ...
 
     def close(self) -> None: ...
 
@@ -166,6 +182,36 @@ def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, i
     return sizes
 
 
+def gaps_from_directory(store: StateStore, request: SizeRequest) -> dict[str, list[list[Any]]]:
+    """Missing attributes per task (``engine.delivery.attribute_gaps``), sampling more thinly
+    when many tasks are asked about, so a plan reads at most about GAP_MEMBERS_PER_PLAN members."""
+    try:
+        from engine.delivery.attribute_gaps import SAMPLE_MEMBERS, attribute_gaps
+        from engine.delivery.directory import open_directory
+    except ImportError:
+        return {}
+    from engine.config.models import Platform
+
+    wanted = {task_id: names for task_id, names in request.required.items() if names and task_id in request.tasks}
+    if not wanted:
+        return {}
+    sample = max(1000, min(SAMPLE_MEMBERS, GAP_MEMBERS_PER_PLAN // len(wanted)))
+    gaps: dict[str, list[list[Any]]] = {}
+    platform = Platform.model_validate(request.platform)
+    with open_directory(platform, store, request.base_dir) as directory:
+        for task_id, names in list(wanted.items())[:AUDIENCE_SIZE_LIMIT]:
+            try:
+                found = attribute_gaps(
+                    directory, task_id, request.tasks[task_id], request.audiences, names,
+                    attachments=request.attachments, sample=sample,
+                )
+            except CampaignsError:
+                continue  # the audience cannot be evaluated: its size says so already
+            if found:
+                gaps[task_id] = [gap.to_wire() for gap in found]
+    return gaps
+
+
 class LocalSource:
     """Answers from a store this process has open."""
 
@@ -180,6 +226,9 @@ class LocalSource:
 
     def audience_sizes(self, request: SizeRequest) -> dict[str, int | None]:
         return sizes_from_directory(self.store, request) if request.tasks else {}
+
+    def attribute_gaps(self, request: SizeRequest) -> dict[str, list[list[Any]]]:
+        return gaps_from_directory(self.store, request) if request.required else {}
 
     def submit_details(self, bodies: dict[str, dict[str, Any]], sizes: SizeRequest | None) -> Callable[[], Details]:
         return lambda: (self.field_diffs(bodies), self.audience_sizes(sizes) if sizes is not None else {})
@@ -290,6 +339,8 @@ def _work(store: StateStore, kind: str, argument: Any) -> Any:
         return diffs_against_state(store, argument)
     if kind == "sizes":
         return sizes_from_directory(store, argument)
+    if kind == "gaps":
+        return gaps_from_directory(store, argument)
     raise ValueError(f"unknown request {kind!r}")
 
 
@@ -298,7 +349,7 @@ def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -
     try:
         from engine.state import StateStore
 
-        store = StateStore.open(url, base_dir, create=create)
+        store = StateStore.open(url, base_dir, create=create, missing_ok=not create)
     except BaseException as problem:  # noqa: BLE001 - everything goes back to the parent
         _send(replies, _failure(problem))
         return
@@ -453,6 +504,9 @@ class ForkedSource:
 
     def audience_sizes(self, request: SizeRequest) -> dict[str, int | None]:
         return self._redeem(self._request("sizes", request)) if request.tasks else {}
+
+    def attribute_gaps(self, request: SizeRequest) -> dict[str, list[list[Any]]]:
+        return self._redeem(self._request("gaps", request)) if request.required else {}
 
     def submit_details(self, bodies: dict[str, dict[str, Any]], sizes: SizeRequest | None) -> Callable[[], Details]:
         """One request for both; the worker answers while this process renders previews."""

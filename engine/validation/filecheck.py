@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from engine.config import yamlload
 from engine.config.names import REDIRECTION_MAX
-from engine.templating import analyze, is_template
+from engine.templating import analyze, is_template, static_prefix
 from engine.validation.problems import ERROR
 
 # (line, column, code, severity, message)
@@ -67,14 +67,19 @@ class _Findings:
 
 
 def check_url(url: str) -> str | None:
-    """Why a redirection URL is not acceptable on its own, or None. Deep links are checked per site later."""
+    """Why a redirection URL is not acceptable on its own, or None. Deep links are checked per site later.
+
+    A templated URL must spell out its scheme and host before its first ``{{ }}``: delivery
+    checks every rendered URL against them (``engine.delivery.render``)."""
     if len(url) > REDIRECTION_MAX:
         return f"the URL is {len(url)} characters long; at most {REDIRECTION_MAX}"
-    shape = _EXPRESSION.sub("x", url) if is_template(url) else url
-    if not shape or any(ch.isspace() or ord(ch) < 32 for ch in shape):
+    templated = is_template(url)
+    shape = _EXPRESSION.sub("x", url) if templated else url
+    if not shape or any(ch.isspace() or ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in shape):
         return f"{url!r} is not a URL (it is empty or contains spaces or control characters)"
     try:
         parts = urlsplit(shape)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
     except ValueError as bad:
         return f"{url!r} is not a valid URL ({bad})"
     scheme = parts.scheme.lower()
@@ -82,8 +87,19 @@ def check_url(url: str) -> str | None:
         return f"{url!r} has no scheme; write https://... or a deep link the site allows"
     if scheme in FORBIDDEN_SCHEMES:
         return f"the {scheme}: scheme is not allowed; use https:// or a deep link the site allows"
+    if "@" in parts.netloc:
+        return f"{url!r} carries a user name or password before its host; a link must name its host plainly"
     if scheme == "https" and not parts.hostname:
         return f"{url!r} has no host name"
+    if templated:
+        try:
+            head = urlsplit(static_prefix(url))
+        except ValueError as bad:
+            return f"{url!r} is not a valid URL ({bad})"
+        if head.scheme.lower() != scheme:
+            return f"{url!r}: the scheme must be written out, not come from a variable"
+        if parts.netloc and not head.hostname:
+            return f"{url!r}: the host must be written out before the first {{{{ }}}}, not come from a variable"
     return None
 
 

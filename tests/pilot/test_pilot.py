@@ -51,12 +51,70 @@ def test_pilot_test_on_the_example_before_any_apply(tmp_path, state_url):
         assert store.task_states() == {}  # never applied: nothing to move
 
 
-def test_message_ids_are_deterministic(tmp_path, state_url):
+def test_every_pilot_test_run_sends_new_message_ids(tmp_path, state_url):
+    from cli_runner import campaigns as run_command
+
     root = copy_example(tmp_path / "example")
-    first = pilot(root, state_url, "flash-sale-sms")
-    again = pilot(root, state_url, "flash-sale-sms")
-    assert [s.message_id for s in first.sends] == [s.message_id for s in again.sends]
-    assert len({s.message_id for s in first.sends}) == len(first.sends)
+    runs = []
+    for _ in range(2):
+        result = run_command("test", "flash-sale-sms", "--format", "json", "--state", state_url, "--repo", str(root))
+        assert result.code == 0, result.err
+        runs.append(json.loads(result.out))
+    first, again = ([m["message_id"] for m in run["messages"]] for run in runs)
+    assert len(set(first)) == len(first) and len(set(again)) == len(again)
+    assert not set(first) & set(again)  # a gateway that deduplicates by id gets both tests
+    assert all(len(message_id) <= MESSAGE_ID_MAX for message_id in first + again)
+    assert runs[0]["run_id"] != runs[1]["run_id"]
+    sent = [m["message_id"] for m in outbox(root, "sms")]
+    assert sent == first + again
+    # the id is derived from the recorded run: the same run, tester, creative and content give it
+    from engine.pilot import pilot_message_id
+
+    message = runs[1]["messages"][0]
+    assert message["message_id"] == pilot_message_id(
+        "flash-sale-sms", runs[1]["content_digest"], message["tester"], message["creative"], runs[1]["run_id"]
+    )
+
+
+def test_a_pilot_test_renders_exactly_as_delivery_does(tmp_path, state_url):
+    """One code path (engine.delivery.render): the template's max_length holds for testers as it
+    does for users (issue 11 item 1), whatever the examples looked like at validate time."""
+    from cli_runner import campaigns as run_command
+
+    from engine.delivery.directory import import_users
+
+    repo = SmallRepo(tmp_path / "repo")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,first_name,secret\nu-ana,Ana,s3cr3t\nu-long," + "B" * 90 + ",x\n")
+    with StateStore.open(state_url, repo.root) as store:
+        import_users(store, users)
+    result = run_command("test", "flash-push", "--tester", "u-ana", "--tester", "u-long", "--format", "json",
+                         "--state", state_url, "--repo", str(repo.root))
+    assert result.code == 1
+    by_tester = {m["tester"]: m for m in json.loads(result.out)["messages"]}
+    assert by_tester["u-ana"]["passed"] and by_tester["u-ana"]["title"] == "Hi Ana"
+    assert not by_tester["u-long"]["passed"]
+    assert by_tester["u-long"]["error"].startswith("too-long: title:")
+    assert [m["user_id"] for m in outbox(repo.root, "push")] == ["u-ana"]
+
+
+def test_campaigns_test_warns_when_audience_members_lack_a_printed_attribute(tmp_path, state_url):
+    from cli_runner import campaigns as run_command
+
+    from engine.delivery.directory import import_users
+
+    repo = SmallRepo(tmp_path / "repo")  # audience everyone: u-1, u-2, u-tester-1; title prints first_name
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,first_name\nu-1,Ana\nu-2,\nu-tester-1,Tess\n")
+    with StateStore.open(state_url, repo.root) as store:
+        import_users(store, users)
+    result = run_command("test", "flash-push", "--format", "json", "--state", state_url, "--repo", str(repo.root))
+    assert result.code == 0, result.err
+    [warning] = json.loads(result.out)["warnings"]
+    assert warning["code"] == "missing-attribute"
+    assert warning["message"].startswith("1 of 3 members lack first_name, which creative flash-a prints without a default")
+    text = run_command("test", "flash-push", "--state", state_url, "--repo", str(repo.root))
+    assert "warning: missing-attribute: 1 of 3 members lack first_name" in text.out
 
 
 def test_a_passing_test_moves_a_draft_task_to_testing(tmp_path, state_url):
@@ -97,17 +155,18 @@ def test_directory_attributes_are_used_and_a_missing_one_fails(tmp_path, state_u
     users.write_text("user_id,first_name\nu-ana,Ana\nu-nameless,\n")
     with StateStore.open(state_url, repo.root) as store:
         import_users(store, users)
-    outcome = pilot(repo.root, state_url, "flash-push", ["u-ana", "u-nameless", "u-unknown"])
+    outcome = pilot(repo.root, state_url, "flash-push", ["u-ana", "u-nameless", "u-tester-1"])
     by_tester = {s.tester: s for s in outcome.sends}
     assert by_tester["u-ana"].passed and by_tester["u-ana"].title == "Hi Ana"
     assert by_tester["u-ana"].profile == "directory"
-    assert by_tester["u-unknown"].passed and by_tester["u-unknown"].title == "Hi Maria"
-    assert by_tester["u-unknown"].profile == "examples"
+    # a site tester the directory does not know: the template's examples
+    assert by_tester["u-tester-1"].passed and by_tester["u-tester-1"].title == "Hi Maria"
+    assert by_tester["u-tester-1"].profile == "examples"
     failed = by_tester["u-nameless"]
     assert not failed.passed and "first_name" in failed.error and "missing" in failed.error
     assert not outcome.passed
     sent = outbox(repo.root, "push")
-    assert {m["user_id"] for m in sent} == {"u-ana", "u-unknown"}  # never a message with a blank hole
+    assert {m["user_id"] for m in sent} == {"u-ana", "u-tester-1"}  # never a message with a blank hole
     with StateStore.open(state_url, repo.root) as store:
         assert "flash-push" not in store.passing_pilot_digests()
         [run] = store.pilot_tests("flash-push")

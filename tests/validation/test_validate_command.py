@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from repo_factory import example_repo, write
 
-from engine.validation.cache import CACHE_DIR
+from engine import localcache
 
 
 @pytest.fixture
@@ -27,15 +27,18 @@ def break_two_files(root: Path) -> None:
     write(root, "templates/spare.yaml", (root / "templates/sms-promo.yaml").read_text())  # unused: a warning
 
 
+BEFORE_THE_EXAMPLE_ENDS = "2026-12-01T00:00:00Z"  # its tasks' dates are not all past yet (no dates-past)
+
+
 def test_clean_repository_exits_zero(repo):
-    run = campaigns("validate", "--repo", str(repo))
+    run = campaigns("validate", "--now", BEFORE_THE_EXAMPLE_ENDS, "--repo", str(repo))
     assert run.code == 0
     assert "20 files valid" in run.out
 
 
 def test_text_format_is_file_line_col_code_message(repo):
     break_two_files(repo)
-    run = campaigns("validate", "--repo", str(repo))
+    run = campaigns("validate", "--now", BEFORE_THE_EXAMPLE_ENDS, "--repo", str(repo))
     assert run.code == 1
     lines = run.out.strip().splitlines()
     assert "creatives/flash-a.yaml:5:14: url-invalid: redirection: the http: scheme is not allowed" in run.out
@@ -91,7 +94,7 @@ def test_not_a_repository_is_one_clear_line(tmp_path):
 def test_second_run_uses_the_cache_and_gives_the_same_answer(repo):
     break_two_files(repo)
     first = campaigns("validate", "--repo", str(repo), "--format", "json")
-    assert (repo / CACHE_DIR).is_dir()
+    assert localcache.folder(repo).is_dir()
     second = campaigns("validate", "--repo", str(repo), "--format", "json")
     assert first.out == second.out and first.code == second.code == 1
 
@@ -115,14 +118,15 @@ def test_a_changed_csv_is_noticed_by_the_cache(repo):
 
 def test_a_corrupted_cache_is_ignored(repo):
     campaigns("validate", "--repo", str(repo))
-    for cached in (repo / CACHE_DIR).iterdir():
+    for cached in localcache.folder(repo).iterdir():
         cached.write_bytes(b"\x00garbage")
     assert campaigns("validate", "--repo", str(repo)).code == 0
 
 
-def test_no_cache_flag(repo):
+def test_no_cache_flag_writes_nothing_into_the_repository(repo):
     assert campaigns("validate", "--repo", str(repo), "--no-cache").code == 0
-    assert not (repo / CACHE_DIR).exists()
+    assert campaigns("validate", "--repo", str(repo)).code == 0
+    assert not (repo / ".campaigns").exists()
 
 
 def test_process_exit_codes_and_help(repo):
