@@ -740,7 +740,7 @@ class Executor:
             try:
                 title, content, redirection = creative.render(member.attributes)
             except RenderError as problem:
-                detail = getattr(problem, "detail", None) or str(problem)
+                detail = str(problem) or getattr(problem, "detail", None)  # the whole sentence: creative, field, what
                 special.append(Outcome(row.user_id, "failed", 0, detail, getattr(problem, "reason", MISSING_VARIABLE)))
                 continue
             messages.append(Message(row.message_id, task_id, key, row.user_id, channel, creative.id, title, content, redirection))

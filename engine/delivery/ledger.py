@@ -70,7 +70,8 @@ PROVIDER_UNAVAILABLE = "provider-unavailable"
 LEFT_AUDIENCE = "left-audience"
 WINDOW_CLOSED = "window-closed"
 """Reasons (``campaigns_deliveries.reason``). ``failed``: ``missing-variable``, ``too-long``,
-``render-timeout``, ``url-invalid`` (the renderer's), ``provider-rejected`` (the provider's code in
+``render-timeout``, ``url-invalid``, ``template-syntax``, ``render-error`` (the renderer's:
+``engine.delivery.render.REASONS``), ``provider-rejected`` (the provider's code in
 the detail), ``left-audience`` (a batch sent again after a crash: the user is no longer a member).
 ``provider-unavailable`` rows stay pending and are retried; ``expired`` with that reason when the
 window closed first. ``window-closed`` is how reports name the other expired rows (no reason

@@ -47,7 +47,7 @@ def test_run_once_with_an_unknown_task_is_an_error(applied: SmallRepo, state_url
     assert not (applied.root / ".campaigns" / "outbox").exists()  # nothing was delivered meanwhile
     found = run(applied, state_url, "run", *at, "--task", "flash-push")
     assert found.code == 0, found.err
-    assert found.out.startswith("1 occurrence: "), found.out
+    assert found.out.startswith("task flash-push occurrence "), found.out
 
 
 def test_pilot_test_with_an_unknown_tester_is_an_error(repo: SmallRepo, state_url: str) -> None:

@@ -19,8 +19,11 @@ from engine.state import StateStore
 TOKEN_ENV = "CAMPAIGNS_TEST_HEALTH_TOKEN"
 
 
+NOW = "2026-12-01T08:00:00+08:00"  # before the window opens: nothing is behind
+
+
 def status(url: str, folder: Path, *extra: str, env: dict[str, str] | None = None):
-    return campaigns("status", "--state", url, "--repo", str(folder), *extra, env=env)
+    return campaigns("status", "--now", NOW, "--state", url, "--repo", str(folder), *extra, env=env)
 
 
 def prepared(url: str, folder: Path, platform: dict | None = None) -> None:

@@ -133,7 +133,9 @@ def test_killed_mid_batch_and_restarted_after_the_window_the_batch_is_unconfirme
     assert (occurrence["unconfirmed"], occurrence["sent"], occurrence["expired"]) == (len(unconfirmed), sent, 3000 - sent - len(unconfirmed))
     table = campaigns("report", "t1", "--state", state_url, "--repo", str(tmp_path)).out.splitlines()
     assert "UNCONFIRMED" in table[1].split()
-    status_json = json.loads(campaigns("status", "--format", "json", "--state", state_url, "--repo", str(tmp_path)).out)
+    status_json = json.loads(
+        campaigns("status", "--format", "json", "--now", "2026-12-01T11:31:00+08:00", "--state", state_url, "--repo", str(tmp_path)).out
+    )
     assert {t["task"]: t["deliveries"] for t in status_json["tasks"]}["t1"]["unconfirmed"] == len(unconfirmed)
 
     # the daily cap of 1: whoever was sent or may have been sent today is capped for t2
