@@ -63,6 +63,21 @@ def choose_testers(repository: Repository, task_id: str, explicit: Sequence[str]
     return list(dict.fromkeys(chosen))
 
 
+def check_testers_known(repository: Repository, task_id: str, testers: Sequence[str], known: Mapping[str, Any]) -> None:
+    """A tester must be a user of the directory or one of the site's ``testers``: a typo in a
+    user id is an error, never a pilot test "passed" by sending to nobody."""
+    site = repository.task(task_id).data["site"]
+    site_testers = set(repository.platform.data["sites"][site].get("testers") or [])
+    unknown = [tester for tester in testers if tester not in known and tester not in site_testers]
+    if unknown:
+        names = ", ".join(repr(tester) for tester in unknown)
+        plural = "s" if len(unknown) != 1 else ""
+        raise UsageError(
+            f"tester{plural} {names} not found: neither in the user directory nor in site {site!r}'s testers "
+            "(import them with `campaigns users import`, or list them under the site's `testers` in platform.yaml)"
+        )
+
+
 def directory_attributes(repository: Repository, store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Testers' attributes from the user directory (``platform.yaml`` ``user_directory``, else the
     state), when the directory package is installed; testers it does not know are absent."""
@@ -150,6 +165,7 @@ def run_pilot_test(
     digest = desired.task_content_digest(task_id)
     channel = task.data["channel"]
     known = directory_attributes(repository, store, chosen)
+    check_testers_known(repository, task_id, chosen, known)
     platform = repository.platform.model
     run_id = str(uuid.uuid4())
     texts = {}

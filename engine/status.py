@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.state.records import utc_iso
 
 if TYPE_CHECKING:
+    from engine.clock import Clock
     from engine.state import StateStore
 
 
@@ -73,9 +74,10 @@ def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetim
     return found[0].key, found[0].start
 
 
-def status_rows(store: StateStore, now: dt.datetime | None = None) -> list[TaskRow]:
-    """One row per task the state knows (completed ones included), sorted by task id."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+def status_rows(store: StateStore, clock: Clock | None = None) -> list[TaskRow]:
+    """One row per task the state knows (completed ones included), sorted by task id; the next
+    occurrence is the next one after ``clock``'s now (default: the store's clock)."""
+    now = (clock or store.clock).now()
     states = store.task_states()
     bodies = store.resources(kind="task")
     stored_platform = store.resource("platform")

@@ -116,6 +116,7 @@ def make_state_url(state_backend: str, tmp_path: Path, request: pytest.FixtureRe
 
         def make() -> str:
             folder = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
+            folder.mkdir()  # a state URL whose folder does not exist is an error for commands that only read
             return f"sqlite:///{folder}/state.db"
 
     return make

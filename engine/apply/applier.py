@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.apply.approval import ApprovalRefused, Evidence, stored_policy
+from engine.clock import Clock
 from engine.errors import CampaignsError
 from engine.plan.model import NEEDS_APPROVAL, Change, Plan
 from engine.plan.planner import Planner, make_planner
@@ -67,8 +68,15 @@ class ApplyResult:
 
 
 def check_saved(saved: Plan, fresh: Plan) -> None:
-    """Refuse a saved plan that the state or the repository has moved on from."""
-    if saved.lineage != fresh.lineage:
+    """Refuse a saved plan that the state or the repository has moved on from. A plan made
+    before the state existed (lineage None) holds for the state this apply creates (serial 0)."""
+    if saved.lineage is None:
+        if fresh.serial != 0:
+            raise StalePlan(
+                "the plan was made before the state existed, and the state has been applied to since "
+                f"(serial {fresh.serial}); make a new plan"
+            )
+    elif saved.lineage != fresh.lineage:
         raise StalePlan(
             f"the plan was made against another state (lineage {saved.lineage}, this state is {fresh.lineage}); "
             "make a new plan"
@@ -138,8 +146,11 @@ def _test_hook(serial: int) -> None:
     time.sleep(float(seconds))
 
 
-def write(planner: Planner, plan: Plan, store: StateStore, approval: Approval | None) -> int:
-    """Write every change of ``plan`` in one transaction; returns the new serial."""
+def write(
+    planner: Planner, plan: Plan, store: StateStore, approval: Approval | None, now: dt.datetime | None = None
+) -> int:
+    """Write every change of ``plan`` in one transaction (dated ``now``: the history's
+    ``applied_at``, the ``since`` of every status it changes); returns the new serial."""
     desired = planner.desired
     changes = plan.actionable
     versions = []
@@ -166,7 +177,8 @@ def write(planner: Planner, plan: Plan, store: StateStore, approval: Approval | 
         "repository_digest": plan.repository_digest,
         "statuses": _status_counts(changes),
     }
-    with store.transaction(plan.lineage, plan.serial) as tx:
+    assert plan.lineage is not None, "apply writes a plan made against the state it opened"
+    with store.transaction(plan.lineage, plan.serial, now=now) as tx:
         if versions:
             tx.put_resources(versions)
         if deletes:
@@ -196,22 +208,25 @@ def apply(
     evidence: Evidence,
     saved: Plan | None = None,
     lock_timeout: float = 0,
-    now: dt.datetime | None = None,
+    clock: Clock | None = None,
     on_locked: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
     ApprovalRefused, StateLocked; none of them leaves anything written.
 
     Reads no cache (a pull request's checkout is no place to trust one): every digest is computed
-    from the repository. The applied repository is remembered for ``engine.plan.fastpath``.
-    Approval is judged by the policy already applied in the state, read under the lock
-    (``approval.stored_policy``), never by the repository's own ``platform.yaml``: a change to
-    the policy governs the merges after it."""
+    from the repository. ``clock`` (default: the store's) is read once: the plan, the history
+    entry and every status change are dated with that instant.
+
+    The applied repository is remembered for ``engine.plan.fastpath``. Approval is judged by the
+    policy already applied in the state, read under the lock (``approval.stored_policy``), never
+    by the repository's own ``platform.yaml``: a change to the policy governs the merges after it."""
     from engine.plan import fastpath
 
     with store.lock("apply", timeout=lock_timeout):
         if on_locked:
             on_locked()
+        now = (clock or store.clock).now()
         planner = make_planner(repository, LocalSource(store), now=now, approved=True, use_cache=False, previews=False)
         plan = planner.plan()
         planner.desired.cache.save()
@@ -231,7 +246,7 @@ def apply(
                 change.blockers.append(_approval_blocker())
         if plan.blockers() or problem:
             raise refusal(plan, problem)
-        serial = write(planner, plan, store, approval)
+        serial = write(planner, plan, store, approval, now)
         fastpath.remember(planner.desired, planner.snapshot)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    import datetime as dt
+
+    from engine.clock import Clock
     from engine.config.repository import Repository
     from engine.state import StateStore
 
@@ -40,6 +43,30 @@ state_option = click.option(
     help="State database URL: sqlite:///path (relative to the repository) or postgresql://user@host/db. "
     "Default: $CAMPAIGNS_STATE, else platform.yaml `state`, else sqlite:///.campaigns/state.db.",
 )
+
+
+def now_option(help: str):
+    """``--now ISO8601``: act as if it were this instant (a UTC offset is required)."""
+    return click.option("--now", "now_text", metavar="ISO8601", help=help)
+
+
+def parse_now(text: str) -> dt.datetime:
+    """The instant of ``--now`` (ISO 8601 with a UTC offset, ``Z`` allowed), or a UsageError."""
+    from engine.clock import parse_instant
+    from engine.errors import UsageError
+
+    try:
+        return parse_instant(text)
+    except ValueError as problem:
+        raise UsageError(f"--now {problem}") from None
+
+
+def fixed_clock(now_text: str | None) -> Clock:
+    """The clock of a command that answers for one instant: ``--now``, else the machine's time
+    as the command starts (read once, so every part of the answer is as at the same instant)."""
+    from engine.clock import Clock, now
+
+    return Clock.fixed(parse_now(now_text) if now_text else now())
 
 
 def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "text", help: str | None = None):
@@ -72,14 +99,23 @@ def load_repo(repo: Path, state_url: str | None = None, files: Any = None, *, us
 
 @contextmanager
 def open_store(
-    repo: Path, state_url: str | None, *, platform: dict[str, Any] | None = None, create: bool = True
+    repo: Path,
+    state_url: str | None,
+    *,
+    platform: dict[str, Any] | None = None,
+    create: bool = True,
+    missing_ok: bool = False,
+    clock: Clock | None = None,
 ) -> Iterator[StateStore]:
-    """The state of the repository at ``repo`` (see engine.config.settings for which one)."""
+    """The state of the repository at ``repo`` (see engine.config.settings for which one).
+
+    Commands that only read pass ``create=False, missing_ok=True``: a state that does not exist
+    yet reads as empty and nothing is created (see ``StateStore.open``)."""
     from engine.config.settings import resolve_state_url
     from engine.state import StateStore
 
     url = resolve_state_url(repo, state_url, platform=platform)
-    store = StateStore.open(url, base_dir=repo, create=create)
+    store = StateStore.open(url, base_dir=repo, create=create, missing_ok=missing_ok, clock=clock)
     try:
         yield store
     finally:

@@ -60,12 +60,13 @@ def plan(
     store = None
     # builds many objects and no cycles worth collecting: the collector waits until the end
     with gc_paused():
+        # plan never writes: a state that does not exist yet is planned against as empty
         if can_fork():  # read the state on another core while this one reads the repository
-            source = ForkedSource.start(url, repo)
+            source = ForkedSource.start(url, repo, create=False)
         else:
             from engine.state import StateStore
 
-            store = StateStore.open(url, base_dir=repo)
+            store = StateStore.open(url, base_dir=repo, create=False, missing_ok=True)
             source = LocalSource(store)
         try:
             files = read_files(repo)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import echo_json, open_store, state_option, table
+from engine.commands.common import echo_json, fixed_clock, now_option, open_store, repo_option, state_option, table
 
 
 @click.command()
@@ -28,13 +27,20 @@ from engine.commands.common import echo_json, open_store, state_option, table
     help="Do not count the members an occurrence still being fanned out has not reached yet "
     "(saves one count query over the audiences).",
 )
-def report(repo: Path, state_url: str | None, task_id: str, output_format: str, no_estimate: bool) -> None:
+@now_option(
+    "Report as at this instant (ISO 8601 with a UTC offset, e.g. 2026-12-01T09:30:00+08:00): which "
+    "occurrences are due. Default: now."
+)
+def report(
+    repo: Path, state_url: str | None, task_id: str, output_format: str, no_estimate: bool, now_text: str | None
+) -> None:
     """Show, for each occurrence of TASK, how many users were sent, failed, expired, capped,
     suppressed and are still pending."""
     from engine.delivery.report import REPORTED, table_rows, task_report
 
-    with open_store(repo, state_url, create=False) as store:
-        result = task_report(store, task_id, estimate=not no_estimate)
+    clock = fixed_clock(now_text)
+    with open_store(repo, state_url, create=False, missing_ok=True, clock=clock) as store:
+        result = task_report(store, task_id, clock=clock, estimate=not no_estimate)
     if output_format == "json":
         echo_json(result.to_json())
         return

@@ -14,22 +14,10 @@ from typing import Any
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import state_option
+from engine.commands.common import parse_now, repo_option, state_option
 from engine.errors import CampaignsError, UsageError
 
 WORKER_ENV = "CAMPAIGNS_EXECUTOR_WORKER"
-
-
-def parse_now(text: str) -> dt.datetime:
-    """An ISO 8601 instant with a UTC offset (``Z`` allowed)."""
-    try:
-        moment = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--now {text!r} is not an ISO 8601 date and time (e.g. 2026-12-01T09:30:00+08:00)") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise UsageError(f"--now {text!r} needs a UTC offset, e.g. {text.strip()}+08:00 or {text.strip()}Z")
-    return moment
 
 
 class LogReporter:
@@ -184,19 +172,31 @@ def run(
     def one(label: str | None = None) -> None:
         _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode, label)
 
+    configured = _preflight(repo, state_url, tasks)
     if workers is None:
-        workers = _configured_workers(repo, state_url)
+        workers = configured
     if workers > 1:
         sys.exit(_run_workers(workers, one, once))
     one()
 
 
-def _configured_workers(repo: Path, state_url: str | None) -> int:
-    """``executor.workers`` of the applied platform (1 before anything was applied)."""
+def _preflight(repo: Path, state_url: str | None, tasks: tuple[str, ...]) -> int:
+    """Refuse a ``--task`` the state does not know (a typo must not deliver nothing, silently);
+    return ``executor.workers`` of the applied platform (1 before anything was applied)."""
+    import difflib
+
     from engine.commands.common import open_store
 
     with open_store(repo, state_url, create=False) as store:
         platform = store.resource("platform")
+        known = set(store.task_states()) if tasks else set()
+    unknown = [task for task in dict.fromkeys(tasks) if task not in known]
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else " (see `campaigns status`)"
+        names = ", ".join(repr(task) for task in unknown)
+        what = "no such task" if len(unknown) == 1 else "no such tasks"
+        raise UsageError(f"--task {names}: {what} in the state{extra}")
     executor = platform.body.get("executor", {}) if platform is not None else {}
     return int(executor.get("workers", 1))
 
@@ -213,7 +213,8 @@ def _run_one(
     label: str | None = None,
 ) -> None:
     from engine.commands.common import open_store
-    from engine.delivery.executor import Clock, Executor, PassSummary
+    from engine.clock import Clock
+    from engine.delivery.executor import Executor, PassSummary
 
     stop = threading.Event()
     _install_stop(stop)

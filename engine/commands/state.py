@@ -1,7 +1,8 @@
 """``campaigns state list | show ADDRESS | history | unlock LOCK_ID``.
 
 The state subcommands read ``platform.yaml`` alone to find the state, so they work on a
-repository that does not validate, and they never create a state that does not exist.
+repository that does not validate, and they never create a state that does not exist: one that
+does not exist yet reads as empty (a state URL whose folder does not exist is an error).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def state() -> None:
 @format_option(help="text: one resource per line; json: lineage, serial and every resource.")
 def list_(repo: Path, state_url: str | None, output_format: str) -> None:
     """List every resource the state holds, with the serial of the apply that last changed it."""
-    with open_store(repo, state_url, create=False) as store:
+    with open_store(repo, state_url, create=False, missing_ok=True) as store:
         meta = store.meta()
+        exists = store.exists
+        display = store.display_url
         resources = store.resources()
         statuses = store.task_states()
     rows = []
@@ -54,6 +57,9 @@ def list_(repo: Path, state_url: str | None, output_format: str) -> None:
             }
         )
         return
+    if not exists:
+        click.echo(f"No state at {display} yet: nothing has been applied.")
+        return
     if not rows:
         click.echo(f"The state (serial {meta.serial}) holds no resources yet.")
         return
@@ -73,7 +79,7 @@ def list_(repo: Path, state_url: str | None, output_format: str) -> None:
 @format_option(help="text: the stored body as YAML-like JSON; json: the stored record.")
 def show(address: str, repo: Path, state_url: str | None, output_format: str) -> None:
     """Show what the state holds for ADDRESS (e.g. task.flash-sale-push, creative.flash-a, platform)."""
-    with open_store(repo, state_url, create=False) as store:
+    with open_store(repo, state_url, create=False, missing_ok=True) as store:
         stored = store.resource(address)
         if stored is None:
             import difflib
@@ -126,7 +132,7 @@ def show(address: str, repo: Path, state_url: str | None, output_format: str) ->
 @format_option(help="text: one apply per line; json: every apply with its approval and changes.")
 def history(repo: Path, state_url: str | None, limit: int | None, output_format: str) -> None:
     """Show the applies recorded in the state, oldest first, with who approved them and why."""
-    with open_store(repo, state_url, create=False) as store:
+    with open_store(repo, state_url, create=False, missing_ok=True) as store:
         entries = store.history(limit, with_changes=output_format == "json")
     if output_format == "json":
         echo_json(

@@ -7,24 +7,32 @@ from pathlib import Path
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.common import echo_json, format_option, iso, open_store, state_option, table
+from engine.commands.common import echo_json, fixed_clock, format_option, iso, now_option, open_store, state_option, table
 
 
 @click.command()
 @repo_option
 @state_option
 @format_option(help="text: a table; json: one object per task.")
-def status(repo: Path, state_url: str | None, output_format: str) -> None:
+@now_option(
+    "Answer as at this instant (ISO 8601 with a UTC offset, e.g. 2026-12-01T09:30:00+08:00): the next "
+    "occurrence and what counts as behind. Default: now."
+)
+def status(repo: Path, state_url: str | None, output_format: str, now_text: str | None) -> None:
     """Show every task the state knows: its status and since when, its last pilot test (and
-    whether it tested the current content) and its next occurrence."""
+    whether it tested the current content) and its next occurrence. Exits 1 when the executor
+    has fallen behind (an occurrence past its last window neither delivered nor expired)."""
     from engine.delivery.report import delivery_totals, executor_behind
     from engine.status import status_rows
 
-    with open_store(repo, state_url, create=False) as store:
+    clock = fixed_clock(now_text)
+    with open_store(repo, state_url, create=False, missing_ok=True, clock=clock) as store:
         meta = store.meta()
-        rows = status_rows(store)
+        exists = store.exists
+        display = store.display_url
+        rows = status_rows(store, clock)
         totals = delivery_totals(store)
-        behind = executor_behind(store)
+        behind = executor_behind(store, clock)
     for row in rows:  # delivery counts from the ledger (engine.delivery.report)
         counts = totals.get(row.task)
         row.extra["deliveries"] = counts.as_dict() if counts is not None else None
@@ -38,6 +46,9 @@ def status(repo: Path, state_url: str | None, output_format: str) -> None:
             }
         )
         _fail_if_behind(behind)
+        return
+    if not exists:
+        click.echo(f"No state at {display} yet: nothing has been applied.")
         return
     if not rows:
         click.echo(f"No tasks in the state yet (serial {meta.serial}).")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
+from engine.commands.common import fixed_clock, now_option, repo_option
 
 
 @click.command()
@@ -29,7 +29,8 @@ from engine.commands.common import repo_option
     help="State database holding the user directory that audience rules are checked against "
     "(default: CAMPAIGNS_STATE, else platform.yaml's state).",
 )
-def validate(repo: Path, output_format: str, no_cache: bool, state: str | None) -> None:
+@now_option("Check as on this instant (ISO 8601 with a UTC offset): which task dates are in the past. Default: now.")
+def validate(repo: Path, output_format: str, no_cache: bool, state: str | None, now_text: str | None) -> None:
     """Check every file of the repository and report every problem at once.
 
     Exits 0 when there is no error (warnings do not fail), 1 otherwise.
@@ -37,10 +38,11 @@ def validate(repo: Path, output_format: str, no_cache: bool, state: str | None) 
     from engine.validation import report
     from engine.validation.pipeline import validate_repository
 
+    clock = fixed_clock(now_text)
     progress = _progress_bar() if sys.stderr.isatty() and output_format == "text" else None
     try:
         result = validate_repository(
-            repo, use_cache=not no_cache, progress=progress, need_repository=False, state=state
+            repo, use_cache=not no_cache, progress=progress, need_repository=False, state=state, clock=clock
         )
     finally:
         if progress:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.clock import Clock
 from engine.delivery.ids import creative_index, message_id
 from engine.delivery.ledger import Claim, Counts, Ledger, NewRow, Outcome, Presence
 from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
@@ -53,23 +54,6 @@ EXPIRE_BATCH = 5000
 PREFETCH_BATCHES = 3
 """Members read ahead before a claim, in batches: enough that when other executors took the
 next batches meanwhile, the claim still finds its members buffered."""
-
-
-class Clock:
-    """The executor's time: the real clock, or (``start``) a simulated one that begins at that
-    instant and advances in real time."""
-
-    def __init__(self, start: dt.datetime | None = None) -> None:
-        if start is not None and (start.tzinfo is None or start.utcoffset() is None):
-            raise ValueError("the simulated start needs a UTC offset")
-        self._offset = 0.0 if start is None else start.timestamp() - time.time()
-        self.simulated = start is not None
-
-    def epoch(self) -> float:
-        return time.time() + self._offset
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.epoch(), UTC)
 
 
 # --- what a task delivers --------------------------------------------------------------------

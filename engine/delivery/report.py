@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.clock import Clock
 from engine.delivery.ledger import COUNTED, Counts, Ledger, Progress
 from engine.errors import UsageError
 
@@ -115,13 +116,14 @@ def _unclaimed(store: StateStore, task_id: str, body: dict[str, Any], rows: int)
     return None if size is None else max(0, size - rows)
 
 
-def task_report(store: StateStore, task_id: str, *, now: dt.datetime | None = None, estimate: bool = True) -> TaskReport:
-    """Counts per occurrence of one task, oldest first; UsageError when the state never heard of it.
+def task_report(store: StateStore, task_id: str, *, clock: Clock | None = None, estimate: bool = True) -> TaskReport:
+    """Counts per occurrence of one task, oldest first, as at ``clock`` (default: the store's);
+    UsageError when the state never heard of it.
 
     With ``estimate``, occurrences still being fanned out count the members that have no ledger
     row yet as pending (one count query over the audiences).
     """
-    now = now or dt.datetime.now(UTC)
+    now = (clock or store.clock).now()
     states = store.task_states()
     progress = Ledger(store).progress(task_id)
     state = states.get(task_id)
@@ -189,10 +191,10 @@ class Behind:
         return f"task {self.task} occurrence {self.occurrence}: {what}; {late}"
 
 
-def executor_behind(store: StateStore, now: dt.datetime | None = None, *, grace_s: float = BEHIND_GRACE_S) -> list[Behind]:
-    """Occurrences the executor should have finished (delivered or expired) by now but has not:
-    the health check of ``campaigns status``."""
-    now = now or dt.datetime.now(UTC)
+def executor_behind(store: StateStore, clock: Clock | None = None, *, grace_s: float = BEHIND_GRACE_S) -> list[Behind]:
+    """Occurrences the executor should have finished (delivered or expired) by ``clock``'s now
+    (default: the store's clock) but has not: the health check of ``campaigns status``."""
+    now = (clock or store.clock).now()
     limit = now.timestamp() - grace_s
     found: list[Behind] = []
     progress = Ledger(store).progress()

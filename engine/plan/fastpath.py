@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import localcache
+from engine.clock import now as clock_now
 from engine.plan.cache import _engine_key
 from engine.plan.model import Plan, StatusChange
 from engine.state.records import utc_iso
@@ -138,7 +139,7 @@ def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | N
         elif address not in digests:
             return None  # something to delete: the full path says what
         noops.append((address, digest, status))
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or clock_now()
     return Plan(
         lineage=snapshot.lineage,
         serial=snapshot.serial,

@@ -259,7 +259,7 @@ class Plan:
 
     def __init__(
         self,
-        lineage: str,
+        lineage: str | None,  # None: the state did not exist yet (apply creates it)
         serial: int,
         repository_digest: str,
         created_at: str,

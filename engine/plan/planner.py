@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from engine.clock import now as clock_now
 from engine.config.repository import KINDS, Repository
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
@@ -96,7 +97,7 @@ class Planner:
         self.desired = desired
         self.snapshot = snapshot
         self.source = source
-        self.now = now or dt.datetime.now(dt.timezone.utc)
+        self.now = now or clock_now()  # the instant the plan is made: its created_at and previews
         self.approved = approved
         self.previews = previews
 

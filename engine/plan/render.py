@@ -295,7 +295,11 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
         return click.style(text, fg=fg, bold=bold) if color and (fg or bold) else text
 
     changes = plan.actionable
-    header = f"State {plan.state} (lineage {plan.lineage[:8]}, serial {plan.serial})."
+    header = (
+        f"State {plan.state} (lineage {plan.lineage[:8]}, serial {plan.serial})."
+        if plan.lineage is not None
+        else f"State {plan.state} (does not exist yet: apply creates it)."
+    )
     if not changes:
         return f"{header}\n\nNo changes. The state matches the repository.\n"
     out = [header, "", "campaigns will perform the following actions:", ""]
@@ -414,7 +418,8 @@ def as_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     """A PR comment of at most ``limit`` characters (GitHub counts characters, not bytes)."""
     head = [MARKDOWN_MARKER, "### campaigns plan", ""]
     changes = plan.actionable
-    state = f"state serial {plan.serial}, lineage `{plan.lineage[:8]}`, repository `{plan.repository_digest[:12]}`"
+    lineage = f"lineage `{plan.lineage[:8]}`" if plan.lineage is not None else "a new state"
+    state = f"state serial {plan.serial}, {lineage}, repository `{plan.repository_digest[:12]}`"
     if not changes:
         head.append(f"**No changes.** The state matches the repository ({state}).")
         return "\n".join(head) + "\n"

@@ -349,7 +349,7 @@ def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -
     try:
         from engine.state import StateStore
 
-        store = StateStore.open(url, base_dir, create=create)
+        store = StateStore.open(url, base_dir, create=create, missing_ok=not create)
     except BaseException as problem:  # noqa: BLE001 - everything goes back to the parent
         _send(replies, _failure(problem))
         return

@@ -44,9 +44,8 @@ def _v1_initial(conn: Connection) -> None:
     metadata = MetaData()
     t.v1_tables(metadata)
     metadata.create_all(conn)
-    conn.execute(
-        t.meta.insert().values(id=1, lineage=str(uuid.uuid4()), serial=0, created_at=datetime.now(timezone.utc))
-    )
+    created = conn.info.get("campaigns_now") or datetime.now(timezone.utc)
+    conn.execute(t.meta.insert().values(id=1, lineage=str(uuid.uuid4()), serial=0, created_at=created))
 
 
 def _v2_attachments(conn: Connection) -> None:
@@ -100,9 +99,24 @@ def read_version(conn: Connection) -> int | None:
     return conn.execute(select(func.max(t.schema_version.c.version))).scalar() or 0
 
 
-def migrate(engine: Engine, *, where: str, advisory_key: int | None, create: bool) -> int:
+def _refuse_foreign(conn: Connection, where: str) -> None:
+    """A SQLite file without our version table but with other tables is somebody else's database."""
+    if conn.dialect.name != "sqlite":
+        return
+    others = conn.execute(
+        text("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ).scalars().all()
+    if others:
+        shown = ", ".join(sorted(others)[:5])
+        raise NotAStateDatabase(f"{where} is not a campaigns state: it already holds other tables ({shown})")
+
+
+def migrate(
+    engine: Engine, *, where: str, advisory_key: int | None, create: bool, now: datetime | None = None
+) -> int:
     """Bring the state's schema to ``latest_version()``; return the version it is at.
 
+    ``now`` (default: the machine's clock) dates the new state and the migrations recorded.
     ``advisory_key`` (PostgreSQL) serialises concurrent migrators; on SQLite ``BEGIN IMMEDIATE``
     does. Raises SchemaTooNew when the state is ahead of this code, StateNotFound when
     ``create`` is False and there is no state, NotAStateDatabase when a SQLite file holds
@@ -112,44 +126,42 @@ def migrate(engine: Engine, *, where: str, advisory_key: int | None, create: boo
     latest = latest_version()
     with engine.connect() as conn:
         found = read_version(conn)
+        if found is None and not create:
+            _refuse_foreign(conn, where)
+            raise StateNotFound(f"no campaigns state at {where}")
     if found is not None and found > latest:
         raise SchemaTooNew(found, latest, where)
     if found == latest:
         return found
-    if found is None and not create:
-        raise StateNotFound(f"no campaigns state at {where}")
 
+    when = now or datetime.now(timezone.utc)
     with engine.connect() as conn:
         conn.execution_options(campaigns_write=True)
-        with conn.begin():
-            if advisory_key is not None:
-                conn.execute(select(func.pg_advisory_xact_lock(advisory_key)))
-            found = read_version(conn)
-            if found is None:
-                if not create:
-                    raise StateNotFound(f"no campaigns state at {where}")
-                if conn.dialect.name == "sqlite":
-                    others = conn.execute(
-                        text("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-                    ).scalars().all()
-                    if others:
-                        shown = ", ".join(sorted(others)[:5])
-                        raise NotAStateDatabase(
-                            f"{where} is not a campaigns state: it already holds other tables ({shown})"
+        conn.info["campaigns_now"] = when  # read by the first step (the state's created_at)
+        try:
+            with conn.begin():
+                if advisory_key is not None:
+                    conn.execute(select(func.pg_advisory_xact_lock(advisory_key)))
+                found = read_version(conn)
+                if found is None:
+                    if not create:
+                        raise StateNotFound(f"no campaigns state at {where}")
+                    _refuse_foreign(conn, where)
+                    found = 0
+                if found > latest:
+                    raise SchemaTooNew(found, latest, where)
+                for migration in MIGRATIONS:
+                    if migration.version <= found:
+                        continue
+                    migration.run(conn)
+                    conn.execute(
+                        t.schema_version.insert().values(
+                            version=migration.version,
+                            description=migration.description,
+                            applied_at=when,
                         )
-                found = 0
-            if found > latest:
-                raise SchemaTooNew(found, latest, where)
-            for migration in MIGRATIONS:
-                if migration.version <= found:
-                    continue
-                migration.run(conn)
-                conn.execute(
-                    t.schema_version.insert().values(
-                        version=migration.version,
-                        description=migration.description,
-                        applied_at=datetime.now(timezone.utc),
                     )
-                )
-                found = migration.version
+                    found = migration.version
+        finally:
+            conn.info.pop("campaigns_now", None)
     return found

@@ -49,9 +49,10 @@ def content_digest(value: Any) -> str:
 
 @dataclass(frozen=True)
 class StateMeta:
-    """Identity and version of a state: lineage never changes, serial rises by one per apply."""
+    """Identity and version of a state: lineage never changes, serial rises by one per apply.
+    A state that does not exist yet has lineage None and serial 0."""
 
-    lineage: str
+    lineage: str | None
     serial: int
     schema_version: int
 

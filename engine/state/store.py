@@ -13,14 +13,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, case, create_engine, delete, event, func, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
+from engine.clock import Clock
 from engine.state import tables as t
 from engine.state.errors import (
     LockNotFound,
@@ -51,10 +53,6 @@ from engine.state.url import StateLocation, parse_state_url
 _CHUNK = 500  # keys per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 _LOCK_ROW = "state"
 SQLITE_BUSY_TIMEOUT_S = 30.0
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -109,9 +107,10 @@ def _sqlite_engine(location: StateLocation) -> Engine:
     return engine
 
 
-def _postgres_identity(engine: Engine, location: StateLocation) -> tuple[str, str]:
-    """Connect once (clear error if we cannot), create the named schema if missing, and return
-    (database, schema) as the server sees them."""
+def _postgres_identity(engine: Engine, location: StateLocation, *, create: bool = True) -> tuple[str, str | None]:
+    """Connect once (clear error if we cannot), create the named schema if missing (only with
+    ``create``), and return (database, schema) as the server sees them. Without ``create`` a
+    missing schema comes back as None: there is no state there yet."""
     host = location.url.host or "localhost"
     port = location.url.port or 5432
     cargs, cparams = engine.dialect.create_connect_args(location.url)
@@ -124,19 +123,21 @@ def _postgres_identity(engine: Engine, location: StateLocation) -> tuple[str, st
         ) from None
     try:
         with raw.cursor() as cursor:
-            if location.schema:
+            if location.schema and create:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("schema", location.url.database or "", location.schema),))
                 cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (location.schema,))
                 if cursor.fetchone() is None:
                     cursor.execute(f'CREATE SCHEMA "{location.schema}"')
             cursor.execute("SELECT current_database(), current_schema()")
             database, schema = cursor.fetchone()
+            if location.schema and not create and schema != location.schema:
+                return database, None  # the named schema does not exist (search_path skips it)
         raw.commit()
     except Exception as problem:  # noqa: BLE001
         raise StateConnectionError(f"cannot prepare the state at {location.display}: {_one_line(problem)}") from None
     finally:
         raw.close()
-    if not schema:
+    if not schema and create:
         raise StateConnectionError(
             f"no schema to keep the state in at {location.display}: the search_path names none that exists; "
             "add ?schema=NAME to the URL"
@@ -309,8 +310,33 @@ class Transaction:
         self._history_written = True
 
 
+class _NoLock:
+    """The lock of a state that does not exist: never held, never taken."""
+
+    connection = None
+
+    def try_acquire(self) -> bool:
+        raise StateError("a state that does not exist yet cannot be locked")
+
+    def release(self) -> None:
+        pass
+
+    def held_elsewhere(self) -> bool:
+        return False
+
+    @contextmanager
+    def break_lock(self, describe: str) -> Iterator[None]:
+        yield
+
+
 class StateStore:
-    """A campaigns state. Open with ``StateStore.open(url, base_dir)``; use as a context manager."""
+    """A campaigns state. Open with ``StateStore.open(url, base_dir)``; use as a context manager.
+
+    ``exists`` is False for the empty, read-only stand-in that ``open(..., missing_ok=True)``
+    returns when there is no state at the URL yet (its lineage is None, its serial 0).
+    ``clock`` dates what the store records (task ``since``, apply and pilot-test times, the lock
+    holder) when the caller gives no instant.
+    """
 
     def __init__(
         self,
@@ -318,26 +344,52 @@ class StateStore:
         location: StateLocation,
         lock_backend: LockBackend,
         schema_version: int,
+        *,
+        clock: Clock | None = None,
+        exists: bool = True,
     ) -> None:
         self._engine = engine
         self.location = location
         self._lock = lock_backend
         self._schema_version = schema_version
         self._held: LockInfo | None = None
+        self.clock = clock or Clock()
+        self.exists = exists
 
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, base_dir: Path | str = ".", *, create: bool = True) -> StateStore:
+    def open(
+        cls,
+        url: str,
+        base_dir: Path | str = ".",
+        *,
+        create: bool = True,
+        missing_ok: bool = False,
+        clock: Clock | None = None,
+    ) -> StateStore:
         """Open (and create, unless ``create`` is False) the state at ``url``, migrating its schema.
 
-        Relative SQLite paths are resolved against ``base_dir`` (the repository root).
+        Relative SQLite paths are resolved against ``base_dir`` (the repository root). Without
+        ``create`` nothing is created (no folder, file, schema or table) and a missing state
+        raises StateNotFound; with ``missing_ok`` too, a missing state opens as an empty,
+        read-only stand-in (``exists`` False) so that plan, status and report can answer "from
+        empty". A SQLite URL whose folder does not exist is always an error without ``create``.
         """
         location = parse_state_url(url, Path(base_dir))
+        clock = clock or Clock()
+        if missing_ok and create:
+            raise ValueError("missing_ok only makes sense without create")
         if location.backend == "sqlite":
             assert location.path is not None
-            if not location.path.exists():
+            if not location.path.exists() or (not create and location.path.is_file() and location.path.stat().st_size == 0):
                 if not create:
+                    if not location.path.parent.is_dir():
+                        raise StateNotFound(
+                            f"no campaigns state at {location.display}: the folder {location.path.parent} does not exist"
+                        )
+                    if missing_ok:
+                        return cls._empty(location, clock)
                     raise StateNotFound(f"no campaigns state at {location.display}")
                 try:
                     location.path.parent.mkdir(parents=True, exist_ok=True)
@@ -352,16 +404,41 @@ class StateStore:
             migrate_key = None
         else:
             engine = create_engine(location.url)
-            database, schema = _postgres_identity(engine, location)
+            try:
+                database, schema = _postgres_identity(engine, location, create=create)
+            except BaseException:
+                engine.dispose()
+                raise
+            if schema is None:  # only without create: the named schema does not exist
+                engine.dispose()
+                if missing_ok:
+                    return cls._empty(location, clock)
+                raise StateNotFound(f"no campaigns state at {location.display}")
             lock = AdvisoryLock(engine, advisory_key("lock", database, schema))
             migrate_key = advisory_key("migrate", database, schema)
         try:
             with _database_errors(location.display):
-                version = migrate(engine, where=location.display, advisory_key=migrate_key, create=create)
+                version = migrate(engine, where=location.display, advisory_key=migrate_key, create=create, now=clock.now())
+        except StateNotFound:
+            engine.dispose()
+            if missing_ok:
+                return cls._empty(location, clock)
+            raise
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, location, lock, version)
+        return cls(engine, location, lock, version, clock=clock)
+
+    @classmethod
+    def _empty(cls, location: StateLocation, clock: Clock) -> StateStore:
+        """An empty state in memory standing in for one that does not exist yet: every read
+        answers as from a new state, every write is refused, nothing touches ``location``."""
+        engine = create_engine("sqlite+pysqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+        version = migrate(engine, where="(empty state)", advisory_key=None, create=True, now=clock.now())
+        return cls(engine, location, _NoLock(), version, clock=clock, exists=False)
+
+    def _now(self) -> datetime:
+        return self.clock.now()
 
     def close(self) -> None:
         """Release a lock still held and close every connection."""
@@ -413,6 +490,8 @@ class StateStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        if not self.exists:
+            raise StateNotFound(f"no campaigns state at {self.location.display} yet (nothing is written to it here)")
         with _database_errors(self.location.display):
             held = self._lock.connection if self._held is not None else None
             if held is not None:  # PostgreSQL while locked: write on the lock's own session
@@ -427,7 +506,9 @@ class StateStore:
     # -- reads -------------------------------------------------------------------------------
 
     def meta(self) -> StateMeta:
-        """Lineage, serial and schema version."""
+        """Lineage, serial and schema version (lineage None: the state does not exist yet)."""
+        if not self.exists:
+            return StateMeta(lineage=None, serial=0, schema_version=self._schema_version)
         with self._read() as conn:
             row = conn.execute(select(t.meta.c.lineage, t.meta.c.serial).where(t.meta.c.id == 1)).one_or_none()
             version = read_version(conn)
@@ -584,7 +665,7 @@ class StateStore:
         Does not change the serial: a pilot test is not an apply."""
         if not results:
             raise ValueError("a pilot test needs at least one result")
-        when = now or _now()
+        when = now or self._now()
         run_id = run_id or str(uuid.uuid4())  # the caller's, when message ids were derived from it
         with self._write() as conn:
             conn.execute(
@@ -625,7 +706,7 @@ class StateStore:
         compare-and-swap; an exception inside the block rolls everything back and propagates.
         Take ``lock()`` around it so two applies do not race to the swap.
         """
-        when = now or _now()
+        when = now or self._now()
         m = t.meta
         with self._write() as conn:
             row = conn.execute(select(m.c.lineage, m.c.serial).where(m.c.id == 1).with_for_update()).one_or_none()
@@ -674,7 +755,7 @@ class StateStore:
             taken = self._lock.held_elsewhere()
         if row is None:
             if taken:  # taken, and the holder has not written its row yet (or cannot)
-                return LockInfo("?", "?", "?", 0, "?", _now(), held=True)
+                return LockInfo("?", "?", "?", 0, "?", self._now(), held=True)
             return None
         return replace(row, held=taken)
 
@@ -697,7 +778,7 @@ class StateStore:
                 time.sleep(min(delay, max(timeout - waited, 0.01)))
                 delay = min(delay * 2, 0.5)
         user, host, pid = whoami()
-        info = LockInfo(str(uuid.uuid4()), user, host, pid, operation, _now())
+        info = LockInfo(str(uuid.uuid4()), user, host, pid, operation, self._now())
         try:
             lk = t.lock
             with self._write() as conn:

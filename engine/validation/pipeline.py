@@ -12,10 +12,11 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from engine import localcache
+from engine.clock import Clock
 from engine.config import yamlload
 from engine.config.discovery import SourceFile, discover
 from engine.config.repository import Repository, Resource
-from engine.validation import filecheck, rules
+from engine.validation import dates_rule, filecheck, rules
 from engine.validation import cache as cache_module
 from engine.validation.cache import ValidationCache
 from engine.validation.directory_check import attribute_findings, directory_attributes, unreadable_directory_finding
@@ -165,16 +166,18 @@ def validate_repository(
     need_repository: bool = True,
     state: str | None = None,
     files: RepositoryFiles | None = None,
+    clock: Clock | None = None,
 ) -> ValidationResult:
     """Validate the repository at ``root``: every problem at once, and the Repository if it is sound.
 
     With ``need_repository=False`` (``campaigns validate``) an unchanged repository is answered
     from the result cache without loading any file's data. ``state`` (a URL) says where to find
     the user directory for the ``unknown-attribute`` rule, as ``--state`` does. ``files``: the
-    repository's files when the caller has read them already (``read_files``).
+    repository's files when the caller has read them already (``read_files``). ``clock`` says
+    which day it is for ``dates-past`` (default: the machine's clock).
     """
     with filecheck.gc_paused():
-        return _validate(files or read_files(root), use_cache, progress, need_repository, state)
+        return _validate(files or read_files(root), use_cache, progress, need_repository, state, clock)
 
 
 def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | None:
@@ -196,15 +199,25 @@ def _directory_context(known_attributes: frozenset[str] | None, directory_warnin
 
 
 def _validate(
-    files: RepositoryFiles, use_cache: bool, progress: Progress | None, need_repository: bool, state: str | None
+    files: RepositoryFiles,
+    use_cache: bool,
+    progress: Progress | None,
+    need_repository: bool,
+    state: str | None,
+    clock: Clock | None = None,
 ) -> ValidationResult:
     """``use_cache=False`` reads no cache, and stores this run's results in place of the old ones."""
     root, sources, raws, digests = files.root, files.sources, files.raws, files.digests
     problems = list(files.problems)
-    known_attributes, directory_warning = directory_attributes(root, _platform_data(sources, raws), state)
+    platform_data = _platform_data(sources, raws)
+    known_attributes, directory_warning = directory_attributes(root, platform_data, state)
+    today = dates_rule.site_dates(platform_data, clock)
     # everything a complete result depends on besides the files and the inputs they name
     result_key = cache_module.context_key(
-        files.key, [astuple(problem) for problem in files.problems], _directory_context(known_attributes, directory_warning)
+        files.key,
+        [astuple(problem) for problem in files.problems],
+        _directory_context(known_attributes, directory_warning),
+        dates_rule.context(today),
     )
     fingerprints = cache_module.Fingerprints(root)
     result_cache = cache_module.ResultCache(root)
@@ -250,7 +263,7 @@ def _validate(
                     Problem(source.path, line, column, code, message, severity)
                     for line, column, code, severity, message in results[source.path][2]
                 )
-        attachments = _cross_file(root, catalog, problems, known_attributes, directory_warning)
+        attachments = _cross_file(root, catalog, problems, known_attributes, directory_warning, today)
         problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
         result_cache.store(result_key, inputs, attachments, [astuple(problem) for problem in problems])
 
@@ -276,6 +289,7 @@ def _cross_file(
     problems: list[Problem],
     known_attributes: frozenset[str] | None,
     directory_warning: str | None,
+    today: dict | None = None,
 ) -> dict:
     """Run the rules across files; returns each audience's attachments (CSV path -> digest)."""
     findings: list[rules.Finding] = []
@@ -291,6 +305,7 @@ def _cross_file(
         findings.extend(audience_findings)
     findings.extend(rules.check_creatives(catalog))
     findings.extend(rules.check_unused(catalog))
+    findings.extend(dates_rule.findings(catalog, today or {}))
     problems.extend(_locate(root, findings))
     return attachments
 

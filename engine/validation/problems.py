@@ -19,6 +19,7 @@ CODES: dict[str, str] = {
     "window-too-short": "a window is not longer than 2 hours",
     "window-order": "a window does not start later than the previous window's finish, or finish <= start",
     "no-occurrences": "the schedule never delivers",
+    "dates-past": "every date of a task's schedule is in the past: it will never deliver again (warning)",
     "channel-mismatch": "channel not enabled on the site, or a creative's template is for another channel",
     "template-not-approved": "a task uses a creative whose template is not approved",
     "field-required": "a creative misses a field its template requires",

@@ -132,7 +132,8 @@ with StateStore.open(sys.argv[1], sys.argv[2]) as store:
 
 
 def test_status(applied, state_url):
-    result = run(applied, state_url, "status", "--format", "json")
+    at = "2026-12-20T00:00:00Z"  # before the first occurrence (2027-01-04)
+    result = run(applied, state_url, "status", "--format", "json", "--now", at)
     assert result.code == 0, result.err
     document = json.loads(result.out)
     rows = {row["task"]: row for row in document["tasks"]}
@@ -143,17 +144,19 @@ def test_status(applied, state_url):
     assert start.utcoffset() == dt.timedelta(hours=8)
     assert push["next_occurrence"]["key"] == "2027-01-04"
     assert rows["parked"]["status"] == "draft" and rows["parked"]["last_pilot_test"] is None
-    text = run(applied, state_url, "status").out
+    text = run(applied, state_url, "status", "--now", at).out
     assert "flash-push" in text and "running" in text and "2027-01-04 09:00+08:00" in text
 
 
 def test_pilot_test_command(repo, state_url):
+    # testers the directory does not know, listed as the site's testers: rendered with the examples
+    repo.write("platform.yaml", (repo.root / "platform.yaml").read_text().replace("testers: [u-tester-1]", "testers: [u-tester-1, u-a, u-b]"))
     result = run(repo, state_url, "test", "flash-push", "--tester", "u-a", "--tester", "u-b")
     assert result.code == 0, result.err
     assert "sent    u-a <- flash-a (examples)" in result.out and "title: Hi Maria" in result.out
     assert "Pilot test passed and recorded (2 messages)." in result.out
     document = json.loads(run(repo, state_url, "test", "flash-push", "--format", "json").out)
-    assert document["passed"] and [m["tester"] for m in document["messages"]] == ["u-tester-1"]
+    assert document["passed"] and [m["tester"] for m in document["messages"]] == ["u-tester-1", "u-a", "u-b"]  # the site's
     unknown = run(repo, state_url, "test", "flash-psh")
     assert unknown.code == 1 and "did you mean 'flash-push'?" in unknown.err
 

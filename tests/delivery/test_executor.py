@@ -20,7 +20,8 @@ from delivery_state import (
     write_users,
 )
 
-from engine.delivery.executor import Clock, Executor
+from engine.clock import Clock
+from engine.delivery.executor import Executor
 from engine.delivery.ids import MESSAGE_ID_LENGTH, message_id
 from engine.delivery.ledger import Ledger
 from engine.delivery.report import task_report

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from delivery_state import import_users, outbox_lines, platform_body, seed, task_body, write_users
 
-from engine.delivery.executor import Clock, Executor
+from engine.clock import Clock
+from engine.delivery.executor import Executor
 from engine.delivery.ids import message_id
 from engine.delivery.ledger import Ledger, NewRow, Outcome, Presence
 from engine.delivery.report import task_report

@@ -84,7 +84,7 @@ def test_pull_request_to_delivery_and_back(team_repo: Path, tmp_path: Path, stat
     git(repo, "commit", "-q", "-m", "Add the flash-sale push task")
 
     # 2. validate passes
-    assert json.loads(run("validate", "--format", "json").out)["ok"] is True
+    assert json.loads(run("validate", "--format", "json", "--now", FIRST_WINDOW).out)["ok"] is True
 
     # 3. the plan shows the creation, blocked by the pilot test and the approval
     plan = json.loads(run("plan", "--format", "json", "--detailed-exitcode", ok=(2,)).out)
@@ -112,7 +112,7 @@ def test_pull_request_to_delivery_and_back(team_repo: Path, tmp_path: Path, stat
     # 7. the executor delivers to the audience at a window time
     run("run", "--once", "--now", FIRST_WINDOW)
     delivered = [m for m in outbox(repo) if m["occurrence"] == "2026-12-01"]
-    report = json.loads(run("report", "flash-sale-push", "--format", "json").out)
+    report = json.loads(run("report", "flash-sale-push", "--format", "json", "--now", FIRST_WINDOW).out)
     assert delivered and len(delivered) == len({m["user_id"] for m in delivered})
     first = next(o for o in report["occurrences"] if o["occurrence"] == "2026-12-01")
     assert first["sent"] == len(delivered) and first["pending"] == 0
@@ -126,7 +126,7 @@ def test_pull_request_to_delivery_and_back(team_repo: Path, tmp_path: Path, stat
 
     # 9. apply completes the task
     run("apply", "--event", str(merge_event(repo, tmp_path, number=3, reason="Reason to run: budget spent, stop the flash sale.", branch="stop-flash-sale")))
-    status = json.loads(run("status", "--format", "json").out)
+    status = json.loads(run("status", "--format", "json", "--now", FIRST_WINDOW).out)
     assert next(row for row in status["tasks"] if row["task"] == "flash-sale-push")["status"] == "completed"
 
     # 10. the next occurrence delivers nothing

@@ -6,11 +6,15 @@ executor's tests.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 SITE = "ph"
 TIMEZONE = "Asia/Manila"
+APPLIED_AT = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+"""When ``seed`` and ``set_status`` say the apply happened (the tasks' ``since``): before every date
+the executor tests deliver on, whatever the machine's clock says."""
 
 
 def platform_body(
@@ -109,8 +113,10 @@ def seed(
     templates: dict[str, dict[str, Any]] | None = None,
     audiences: dict[str, dict[str, Any]] | None = None,
     statuses: dict[str, str] | None = None,
+    now: dt.datetime = APPLIED_AT,
 ) -> None:
-    """Store these resources (one apply) and set every task's status (``running`` unless given)."""
+    """Store these resources (one apply, at ``now``) and set every task's status (``running``
+    unless given)."""
     from engine.state import ResourceVersion, TaskStateWrite
 
     creatives = creatives or {"cr-a": creative_body()}
@@ -120,7 +126,7 @@ def seed(
     for kind, items in (("task", tasks), ("creative", creatives), ("template", templates), ("audience", audiences)):
         versions += [ResourceVersion(f"{kind}.{name}", kind, name, body) for name, body in items.items()]
     meta = store.meta()
-    with store.transaction(meta.lineage, meta.serial) as tx:
+    with store.transaction(meta.lineage, meta.serial, now=now) as tx:
         tx.put_resources(versions)
         tx.set_task_states(
             [TaskStateWrite(task_id, (statuses or {}).get(task_id, "running"), f"digest-{task_id}") for task_id in tasks]
@@ -128,11 +134,14 @@ def seed(
         tx.append_history(approval=None, summary={}, changes=[])
 
 
-def set_status(store: Any, task_id: str, status: str, digest: str | None = None) -> None:
+def set_status(
+    store: Any, task_id: str, status: str, digest: str | None = None, now: dt.datetime = APPLIED_AT
+) -> None:
+    """Record a task's status as an apply at ``now`` would."""
     from engine.state import TaskStateWrite
 
     meta = store.meta()
-    with store.transaction(meta.lineage, meta.serial) as tx:
+    with store.transaction(meta.lineage, meta.serial, now=now) as tx:
         tx.set_task_states([TaskStateWrite(task_id, status, digest or f"digest-{task_id}")])
         tx.append_history(approval=None, summary={}, changes=[])
 

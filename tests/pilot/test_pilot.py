@@ -155,17 +155,18 @@ def test_directory_attributes_are_used_and_a_missing_one_fails(tmp_path, state_u
     users.write_text("user_id,first_name\nu-ana,Ana\nu-nameless,\n")
     with StateStore.open(state_url, repo.root) as store:
         import_users(store, users)
-    outcome = pilot(repo.root, state_url, "flash-push", ["u-ana", "u-nameless", "u-unknown"])
+    outcome = pilot(repo.root, state_url, "flash-push", ["u-ana", "u-nameless", "u-tester-1"])
     by_tester = {s.tester: s for s in outcome.sends}
     assert by_tester["u-ana"].passed and by_tester["u-ana"].title == "Hi Ana"
     assert by_tester["u-ana"].profile == "directory"
-    assert by_tester["u-unknown"].passed and by_tester["u-unknown"].title == "Hi Maria"
-    assert by_tester["u-unknown"].profile == "examples"
+    # a site tester the directory does not know: the template's examples
+    assert by_tester["u-tester-1"].passed and by_tester["u-tester-1"].title == "Hi Maria"
+    assert by_tester["u-tester-1"].profile == "examples"
     failed = by_tester["u-nameless"]
     assert not failed.passed and "first_name" in failed.error and "missing" in failed.error
     assert not outcome.passed
     sent = outbox(repo.root, "push")
-    assert {m["user_id"] for m in sent} == {"u-ana", "u-unknown"}  # never a message with a blank hole
+    assert {m["user_id"] for m in sent} == {"u-ana", "u-tester-1"}  # never a message with a blank hole
     with StateStore.open(state_url, repo.root) as store:
         assert "flash-push" not in store.passing_pilot_digests()
         [run] = store.pilot_tests("flash-push")

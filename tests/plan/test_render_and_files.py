@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -123,7 +124,8 @@ def test_markdown_fences_survive_backticks_in_values():
 
 
 def test_json_shape(repo, url):
-    document = json.loads(render.as_json(plan_of(repo.root, url)))
+    before_the_first_occurrence = dt.datetime(2026, 12, 15, tzinfo=dt.timezone.utc)  # flash-push starts 2027-01-04
+    document = json.loads(render.as_json(plan_of(repo.root, url, now=before_the_first_occurrence)))
     assert document["format_version"] == model.FORMAT_VERSION
     assert document["serial"] == 0 and isinstance(document["lineage"], str)
     assert document["summary"] == {"create": 7, "update": 0, "delete": 0, "no_op": 0, "changes": 7}

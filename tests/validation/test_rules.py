@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from repo_factory import edit, example_repo, task_yaml, write
 
+from engine.clock import Clock
 from engine.validation.pipeline import validate_repository
 from engine.validation.problems import CODES
 
@@ -14,6 +16,9 @@ from engine.validation.problems import CODES
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return example_repo(tmp_path / "repo")
+
+
+MANILA = dt.timezone(dt.timedelta(hours=8))
 
 
 def problems(root: Path, code: str | None = None) -> list:
@@ -201,6 +206,47 @@ def test_no_occurrences(repo, recurrence, extra, bad):
     text = task_yaml(recurrence=recurrence).replace("  recurrence:", extra + "  recurrence:")
     write(repo, "campaigns/december-flash-sale/t.yaml", text)
     assert bool(problems(repo, "no-occurrences")) == bad
+
+
+# -- dates-past (the one rule that depends on the clock) -------------------------------------------
+
+
+def dates_past(root: Path, now: dt.datetime) -> list:
+    found = validate_repository(root, use_cache=False, clock=Clock.fixed(now)).problems
+    return [p for p in found if p.code == "dates-past"]
+
+
+@pytest.mark.parametrize(
+    "now, past",
+    [
+        (dt.datetime(2026, 12, 31, 23, 59, tzinfo=MANILA), False),  # the last day, until its end in the site's zone
+        (dt.datetime(2026, 12, 31, 16, 0, tzinfo=dt.timezone.utc), True),  # already 2027-01-01 in Manila
+        (dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc), False),  # before the task starts
+    ],
+)
+def test_dates_past_at_the_boundary(repo, now, past):
+    write(repo, "campaigns/december-flash-sale/t.yaml", task_yaml(start="2026-12-01", finish="2026-12-31"))
+    found = [p for p in dates_past(repo, now) if p.file == "campaigns/december-flash-sale/t.yaml"]
+    assert bool(found) == past
+    if past:
+        [warning] = found
+        assert (warning.line, warning.severity) == (7, "warning") and "finish_date 2026-12-31" in warning.message
+
+
+def test_dates_past_is_per_site_time_zone(repo):
+    edit(repo, "platform.yaml", lambda d: d["sites"].update(us={**d["sites"]["ph"], "timezone": "America/Los_Angeles"}))
+    write(repo, "campaigns/december-flash-sale/t.yaml", task_yaml(finish="2026-12-31"))
+    write(repo, "campaigns/december-flash-sale/u.yaml", task_yaml(finish="2026-12-31").replace("site: ph", "site: us"))
+    moment = dt.datetime(2027, 1, 1, 5, 0, tzinfo=dt.timezone.utc)  # 13:00 in Manila, still Dec 31st in LA
+    files = {p.file for p in dates_past(repo, moment)}
+    assert "campaigns/december-flash-sale/t.yaml" in files and "campaigns/december-flash-sale/u.yaml" not in files
+
+
+def test_a_schedule_that_never_delivers_is_no_occurrences_not_dates_past(repo):
+    text = task_yaml(recurrence="{type: weekly, days: [monday]}").replace("  recurrence:", "  do_not_disturb: [monday]\n  recurrence:")
+    write(repo, "campaigns/december-flash-sale/t.yaml", text)
+    assert not [p for p in dates_past(repo, dt.datetime(2028, 1, 1, tzinfo=dt.timezone.utc)) if "t.yaml" in p.file]
+    assert problems(repo, "no-occurrences")
 
 
 # -- channels and templates -------------------------------------------------------------------

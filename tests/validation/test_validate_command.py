@@ -27,15 +27,18 @@ def break_two_files(root: Path) -> None:
     write(root, "templates/spare.yaml", (root / "templates/sms-promo.yaml").read_text())  # unused: a warning
 
 
+BEFORE_THE_EXAMPLE_ENDS = "2026-12-01T00:00:00Z"  # its tasks' dates are not all past yet (no dates-past)
+
+
 def test_clean_repository_exits_zero(repo):
-    run = campaigns("validate", "--repo", str(repo))
+    run = campaigns("validate", "--now", BEFORE_THE_EXAMPLE_ENDS, "--repo", str(repo))
     assert run.code == 0
     assert "20 files valid" in run.out
 
 
 def test_text_format_is_file_line_col_code_message(repo):
     break_two_files(repo)
-    run = campaigns("validate", "--repo", str(repo))
+    run = campaigns("validate", "--now", BEFORE_THE_EXAMPLE_ENDS, "--repo", str(repo))
     assert run.code == 1
     lines = run.out.strip().splitlines()
     assert "creatives/flash-a.yaml:5:14: url-invalid: redirection: the http: scheme is not allowed" in run.out

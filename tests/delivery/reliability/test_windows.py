@@ -26,8 +26,8 @@ def run_at(state_url: str, folder: Path, now: str) -> None:
     assert result.code == 0, result.err
 
 
-def report(state_url: str, folder: Path) -> dict:
-    result = campaigns("report", "t1", "--format", "json", "--state", state_url, "--repo", str(folder))
+def report(state_url: str, folder: Path, now: str) -> dict:
+    result = campaigns("report", "t1", "--format", "json", "--now", now, "--state", state_url, "--repo", str(folder))
     assert result.code == 0, result.err
     return json.loads(result.out)
 
@@ -38,7 +38,7 @@ def test_a_run_at_0859_sends_nothing_when_the_window_opens_at_0900(state, tmp_pa
     run_at(url, tmp_path, "2026-12-01T08:59:00+08:00")
     run_at(url, tmp_path, "2026-12-01T00:59:59Z")  # the same instant a second later, in UTC
     assert gateway.received == []
-    assert report(url, tmp_path)["occurrences"] == []
+    assert report(url, tmp_path, "2026-12-01T00:59:59Z")["occurrences"] == []
     run_at(url, tmp_path, "2026-12-01T09:00:00+08:00")
     assert len(gateway.received) == 100
 
@@ -51,10 +51,10 @@ def test_a_run_after_the_last_window_expires_the_unreached(state, tmp_path: Path
     )
     run_at(url, tmp_path, "2026-12-01T21:00:00+08:00")  # the 1st's last window has just closed
     assert gateway.received == []
-    found = report(url, tmp_path)
+    found = report(url, tmp_path, "2026-12-01T21:00:00+08:00")
     assert [(o["occurrence"], o["state"], o["expired"], o["pending"]) for o in found["occurrences"]] == [
         ("2026-12-01", "closed", 100, 0)
     ]
     run_at(url, tmp_path, "2026-12-02T18:30:00+08:00")  # the next day's second window: on time
     assert len(gateway.received) == 100
-    assert {o["occurrence"]: o["sent"] for o in report(url, tmp_path)["occurrences"]} == {"2026-12-01": 0, "2026-12-02": 100}
+    assert {o["occurrence"]: o["sent"] for o in report(url, tmp_path, "2026-12-02T18:30:00+08:00")["occurrences"]} == {"2026-12-01": 0, "2026-12-02": 100}
