@@ -79,6 +79,32 @@ class Limits(Strict):
     )
 
 
+class SmsSettings(Strict):
+    """A site's SMS price and length limit: the plan shows what each SMS creative costs, and
+    validate warns (sms-too-long) about an SMS that needs more than max_segments segments."""
+
+    price_per_segment: float | None = Field(
+        None, ge=0, le=1_000_000, allow_inf_nan=False, description="What one SMS segment costs, in `currency`"
+    )
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the price, e.g. USD")
+    max_segments: int | None = Field(
+        None, ge=1, le=10, description="Segments an SMS may need before validate warns (sms-too-long)"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        regex_engine="python-re",
+        json_schema_extra={"dependentRequired": {"price_per_segment": ["currency"], "currency": ["price_per_segment"]}},
+    )
+
+    @model_validator(mode="after")
+    def _priced_in_a_currency(self) -> "SmsSettings":
+        if (self.price_per_segment is None) != (self.currency is None):
+            raise ValueError("price_per_segment and currency go together")
+        return self
+
+
 class Site(Strict):
     name: str = Field(min_length=1, max_length=NAME_MAX)
     timezone: str = Field(min_length=1, description="IANA time zone, e.g. Asia/Manila")
@@ -89,6 +115,7 @@ class Site(Strict):
     deep_link_schemes: list[Annotated[str, Field(pattern=SCHEME_PATTERN)]] = Field(
         default_factory=list, description="URL schemes besides https that redirections may use, e.g. gcash"
     )
+    sms: SmsSettings | None = Field(None, description="SMS price per segment and length limit (optional)")
 
 
 class OutboxProvider(Strict):

@@ -30,6 +30,7 @@ CODES: dict[str, str] = {
     "path-outside-repo": "a file reference leaves the repository",
     "unknown-attribute": "an audience rule names an attribute the user directory does not have",
     "unused": "a template, creative or audience that nothing uses (warning)",
+    "sms-too-long": "an SMS creative, rendered with the template's examples, needs more segments than the site's sms.max_segments (warning)",
 }
 
 

@@ -393,6 +393,14 @@ def test_unused_template_is_a_warning_that_does_not_fail(repo):
     assert [(p.file, p.severity) for p in result.problems if p.code == "unused"] == [("templates/spare.yaml", "warning")]
 
 
+def test_an_sms_over_the_sites_max_segments_is_a_warning(repo):
+    """More in tests/validation/test_sms_too_long.py."""
+    write(repo, "templates/sms-promo.yaml", (repo / "templates/sms-promo.yaml").read_text().replace("160", "1000"))
+    write(repo, "creatives/flash-sms.yaml", "name: Long\ntemplate: sms-promo\ncontent: " + "x" * 460 + "\n")
+    found = [(p.file, p.line, p.severity) for p in problems(repo, "sms-too-long")]
+    assert found == [("creatives/flash-sms.yaml", 3, "warning")]
+
+
 def test_every_documented_code_has_a_test_here():
     source = Path(__file__).read_text()
     untested = [code for code in CODES if f'"{code}"' not in source and code not in ("unknown-attribute", "unused")]
