@@ -7,6 +7,8 @@ The example's SMS task (campaigns/december-flash-sale/flash-sale-sms.yaml) sends
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,19 @@ def test_bad_sms_settings_are_schema_errors_at_their_line(repo, sms, fragment):
     lines = (repo / "platform.yaml").read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if text.lstrip().startswith("sms:"))
     assert any(p["code"] == "schema" and p["line"] == line and fragment in p["message"] for p in problems), problems
+
+
+def test_a_run_answered_from_the_cache_does_not_load_the_sms_counter(repo):
+    """engine.sms (decimal, the gsm0338 codec) is imported only when the rule has SMS to count."""
+    code = (
+        "import sys\nfrom engine.cli import main\n"
+        f"try:\n    main(['validate', '--now', {NOW!r}, '--repo', {str(repo)!r}])\nexcept SystemExit:\n    pass\n"
+        "print('gsm0338' in sys.modules, 'engine.sms' in sys.modules, file=sys.stderr)"
+    )
+
+    def loaded() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr.strip()
+
+    set_content(repo, "t" * 470)
+    assert loaded().endswith("True True")  # checked: the counter ran
+    assert loaded().endswith("False False")  # unchanged: answered from the result cache
