@@ -80,8 +80,8 @@ class Limits(Strict):
 
 
 class SmsSettings(Strict):
-    """A site's SMS price and length limit: the plan shows what each SMS creative costs, and
-    validate warns (sms-too-long) about an SMS that needs more than max_segments segments."""
+    """A site's SMS price and length limit: validate warns (sms-too-long) about an SMS that
+    needs more than max_segments segments; price and currency give what an SMS costs."""
 
     price_per_segment: float | None = Field(
         None, ge=0, le=1_000_000, allow_inf_nan=False, description="What one SMS segment costs, in `currency`"
