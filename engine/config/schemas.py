@@ -41,10 +41,26 @@ class _Generator(GenerateJsonSchema):
 
 def _tidy(node: Any) -> Any:
     if isinstance(node, dict):
+        node = _keys_by_pattern(node)
         return {key: _tidy(value) for key, value in node.items() if not (key == "default" and value is None)}
     if isinstance(node, list):
         return [_tidy(item) for item in node]
     return node
+
+
+def _keys_by_pattern(node: dict[str, Any]) -> dict[str, Any]:
+    """A mapping whose keys must match a pattern (``dict[Id, Site]``) as ``propertyNames``.
+
+    pydantic writes it as ``patternProperties`` alone, which lets any other key through
+    (``sites: {PH Site: ...}`` was accepted); ``propertyNames`` + ``additionalProperties``
+    refuses it and names the key.
+    """
+    patterns = node.get("patternProperties")
+    if not patterns or len(patterns) != 1 or "properties" in node or "additionalProperties" in node:
+        return node
+    ((pattern, values),) = patterns.items()
+    rest = {key: value for key, value in node.items() if key != "patternProperties"}
+    return {**rest, "propertyNames": {"pattern": pattern}, "additionalProperties": values}
 
 
 @cache
