@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from engine.config.names import (
     ENV_NAME_PATTERN,
@@ -31,9 +31,18 @@ UserId = Annotated[str, Field(pattern=USER_ID_PATTERN)]
 Channel = Literal["push", "sms", "inbox-ewallet", "inbox-miniprogram"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WallTime = Annotated[str, Field(pattern=TIME_PATTERN, description="Wall-clock time HH:MM in the site's zone")]
+
+
+def _exact(value: Any) -> Any:
+    """An integer beyond ±2**53 is no float either (pydantic would round it into range)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -NUMBER_MAX <= value <= NUMBER_MAX:
+        raise ValueError(f"a number of {len(str(abs(value)))} digits is too large")
+    return value
+
+
 # Numbers a person writes: finite (Strict refuses .inf/.nan) and within JSON's exact integer range.
 Integer = Annotated[int, Field(ge=-NUMBER_MAX, le=NUMBER_MAX)]
-Number = Annotated[float, Field(ge=-NUMBER_MAX, le=NUMBER_MAX)]
+Number = Annotated[float, Field(ge=-NUMBER_MAX, le=NUMBER_MAX), BeforeValidator(_exact)]
 
 
 class Strict(BaseModel):
