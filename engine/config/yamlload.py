@@ -80,7 +80,7 @@ _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP_RE = re.compile(
     r"^(?P<year>\d{4})-(?P<month>\d\d?)-(?P<day>\d\d?)"
     r"(?:(?:[Tt]|[ \t]+)(?P<hour>\d\d?):(?P<minute>\d\d):(?P<second>\d\d)(?:\.(?P<fraction>\d*))?"
-    r"(?:[ \t]*(?P<tz>Z|(?P<tz_sign>[-+])(?P<tz_hour>\d\d?)(?::(?P<tz_minute>\d\d))?))?)?$"
+    r"(?:[ \t]*(?P<tz>Z|(?P<tz_sign>[-+])(?P<tz_hour>\d\d?)(?::(?P<tz_minute>\d\d))?))?)?\Z"
 )
 
 

@@ -6,9 +6,9 @@ JSON path so the caller can point at the exact line and column.
 
 Work stays bounded whatever the document: jsonschema writes ``repr(instance)`` into every
 error it creates, eagerly, so the document it sees wears reprs of bounded size
-(:func:`bounded`); ``uniqueItems`` is checked in linear time (jsonschema's fallback for
-unsortable items compares every pair); numbers JSON cannot carry (``.inf``, ``.nan``) or that
-no field needs (beyond ±2**53) are ``schema`` problems before jsonschema runs; and every
+(:func:`bounded`); its ``uniqueItems`` runs in linear time (see ``engine.config.schemas``);
+numbers JSON cannot carry (``.inf``, ``.nan``) or that no field needs (beyond ±2**53) are
+``schema`` problems found by a walk of their own, as JSON Schema cannot say "finite"; and every
 message is cut to :data:`MESSAGE_MAX` characters.
 """
 
@@ -18,7 +18,6 @@ import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from engine.config.names import (
@@ -30,7 +29,7 @@ from engine.config.names import (
     USER_ID_PATTERN,
     VARIABLE_PATTERN,
 )
-from engine.config.schemas import schema_for, validator_for
+from engine.config.schemas import repeated_items, schema_for, validator_for
 
 MESSAGE_MAX = 500
 """Characters of one finding's message; the rest is cut with "…"."""
@@ -114,51 +113,6 @@ def bounded(value: Any) -> Any:
         return item
 
     return wrap(value)
-
-
-def _canonical(value: Any) -> Any:
-    """A hashable form in which two values are equal exactly when JSON Schema calls them equal."""
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, (int, float)):
-        return ("number", value)  # 1 == 1.0, and they hash alike
-    if isinstance(value, str):
-        return ("text", str(value))
-    if isinstance(value, list):
-        return ("list", tuple(_canonical(item) for item in value))
-    if isinstance(value, dict):
-        return ("mapping", frozenset((str(key), _canonical(item)) for key, item in value.items()))
-    return ("other", repr(value))
-
-
-def _repeated(items: list) -> list:
-    """The items of a list that repeat an earlier one, in linear time."""
-    seen: set = set()
-    repeated = []
-    for item in items:
-        key = _canonical(item)
-        if key in seen:
-            repeated.append(item)
-        else:
-            seen.add(key)
-    return repeated
-
-
-def _unique_items(validator, unique, instance, schema):
-    """``uniqueItems`` in linear time (jsonschema compares every pair of unsortable items)."""
-    from jsonschema.exceptions import ValidationError
-
-    if unique and validator.is_type(instance, "array") and _repeated(instance):
-        yield ValidationError(f"{instance!r} has non-unique elements")
-
-
-@cache
-def _validator(kind: str):
-    from jsonschema import validators
-
-    base = validator_for(kind)
-    linear = validators.extend(type(base), {"uniqueItems": _unique_items})
-    return linear(base.schema, format_checker=base.format_checker)
 
 
 def number_findings(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[SchemaFinding]:
@@ -346,7 +300,7 @@ def _findings(error, kind: str) -> Iterator[SchemaFinding]:
         yield SchemaFinding(path, f"{prefix}needs at least {count} item{'s' if count != 1 else ''}")
         return
     if keyword == "uniqueItems":
-        repeated = _repeated(instance)
+        repeated = repeated_items(instance)
         shown = ", ".join(map(_value, repeated[:_SHOWN_ITEMS])) + (", ..." if len(repeated) > _SHOWN_ITEMS else "")
         yield SchemaFinding(path, f"{prefix}lists {shown} more than once")
         return
@@ -405,7 +359,7 @@ def schema_findings(kind: str, instance: Any) -> list[SchemaFinding]:
     """Every schema problem of one document (already in its JSON view), each message bounded."""
     findings: dict[SchemaFinding, None] = dict.fromkeys(number_findings(instance))
     numbers = {finding.path for finding in findings}
-    for error in _validator(kind).iter_errors(bounded(instance)):
+    for error in validator_for(kind).iter_errors(bounded(instance)):
         findings.update(dict.fromkeys(found for found in _findings(error, kind) if found.path not in numbers))
     return [
         finding if len(finding.message) <= MESSAGE_MAX else SchemaFinding(

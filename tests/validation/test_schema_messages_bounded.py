@@ -9,7 +9,7 @@ import pytest
 from bounded_run import campaigns_bounded
 from repo_factory import example_repo, write
 
-from engine.validation import schema_check
+from engine.config.schemas import repeated_items, validator_for
 from engine.validation.schema_check import MESSAGE_MAX, bounded, schema_findings
 
 CAMPAIGN = "campaigns/december-flash-sale/campaign.yaml"
@@ -44,7 +44,7 @@ def test_jsonschema_never_builds_a_long_message_from_a_bounded_document():
     text = "B" * 200_000
     condition = {"attr": "a", "eq": [text] * 50, "ne": {"x": text, "y": [text, {"z": text}]}}
     document = {"name": "x", "site": "ph", "source": {"where": {"any": [{"all": [condition] * 200}]}, "csv": text}}
-    errors = list(schema_check._validator("audience").iter_errors(bounded(document)))
+    errors = list(validator_for("audience").iter_errors(bounded(document)))
     assert errors
     stack = list(errors)
     while stack:
@@ -77,7 +77,7 @@ def test_repeated_items_are_still_named(repo):
 
 
 def test_uniqueness_follows_json_schema_equality():
-    repeated = schema_check._repeated
+    repeated = repeated_items
     assert repeated([1, 1.0]) == [1.0]  # the same number
     assert repeated([1, True, 0, False]) == []  # booleans are not numbers
     assert repeated([{"a": [1, {"b": 2}]}, {"a": [1, {"b": 2.0}]}]) == [{"a": [1, {"b": 2.0}]}]
