@@ -116,3 +116,10 @@ def state_store(state_url: str, tmp_path: Path):
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_github_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run on GitHub Actions, GITHUB_REPOSITORY would name this project's repository, and every
+    apply with a fixture event (Codertocat/Hello-World) would be refused; a test sets it itself."""
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from engine.apply.approval import ApprovalPolicy, ApprovalRefused, Evidence
+from engine.apply.approval import ApprovalRefused, Evidence, stored_policy
 from engine.errors import CampaignsError
 from engine.plan.model import NEEDS_APPROVAL, Change, Plan
 from engine.plan.planner import Planner, make_planner
@@ -203,8 +203,9 @@ def apply(
     """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
     ApprovalRefused, StateLocked; none of them leaves anything written.
 
-    The applied repository is remembered for ``engine.plan.fastpath``."""
-    policy = ApprovalPolicy.from_platform(repository.platform.data)
+    The applied repository is remembered for ``engine.plan.fastpath``. Approval is judged by the
+    policy already applied in the state, read under the lock (``approval.stored_policy``), never
+    by the repository's own ``platform.yaml``: a change to the policy governs the merges after it."""
     from engine.plan import fastpath
 
     with store.lock("apply", timeout=lock_timeout):
@@ -222,7 +223,7 @@ def apply(
         problem = None
         approval = None
         try:
-            approval = evidence.resolve(policy)
+            approval = evidence.resolve(stored_policy(store))
         except ApprovalRefused as refused:
             problem = str(refused)
         if approval is None:

@@ -19,7 +19,8 @@ from engine.commands.common import load_repo, open_store, state_option
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="GitHub pull_request event JSON proving the merge (default: $GITHUB_EVENT_PATH). "
-    "The pull request must be merged into platform.yaml's main_branch.",
+    "The pull request must be merged into the main_branch already applied in the state "
+    "(the first apply: the repository's default branch, not by its own author).",
 )
 @click.option("--approved-by", metavar="NAME", help="Who approved the change (for pipelines without GitHub); needs --reason.")
 @click.option("--reason", metavar="TEXT", help="Why the change may run; recorded in the history with --approved-by.")

@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine import jsonlimits
 from engine.errors import CampaignsError
 from engine.state.records import content_digest
 
 FORMAT_VERSION = 1
 PLAN_KIND = "campaigns-plan"
+PLAN_MAX_BYTES = 128 * jsonlimits.MiB
+"""A saved plan of 10,000 changed tasks is about 25 MB; five times that is still a plan."""
+PLAN_MAX_DEPTH = jsonlimits.DEFAULT_MAX_DEPTH
 
 Action = Literal["create", "update", "delete", "no-op"]
 ACTIONS: tuple[str, ...] = ("create", "update", "delete", "no-op")
@@ -384,27 +388,37 @@ def save(plan: Plan, path: Path) -> None:
 
 
 def load(path: Path) -> Plan:
-    """Read a saved plan; PlanFileError (one clear line) when it cannot be trusted."""
+    """Read a saved plan; PlanFileError (one clear line) when it cannot be trusted.
+
+    At most ``PLAN_MAX_BYTES`` are read (the size is checked before reading)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = jsonlimits.read_limited(path, PLAN_MAX_BYTES, f"plan file {path}")
     except FileNotFoundError:
         raise PlanFileError(f"no plan file {path}") from None
     except OSError as problem:
-        raise PlanFileError(f"cannot read the plan file {path}: {problem.strerror}") from None
+        raise PlanFileError(f"cannot read the plan file {path}: {problem.strerror or problem}") from None
+    except jsonlimits.JSONTooLarge as problem:
+        raise PlanFileError(f"{problem}; it cannot be applied") from None
     return parse(raw, str(path))
 
 
 def parse(raw: bytes, where: str = "plan") -> Plan:
+    """The plan in ``raw``: bounded JSON (``engine.jsonlimits``), then its kind, version and checksum."""
     if not raw.strip():
         raise PlanFileError(f"plan file {where} is empty; make a new plan with `campaigns plan --out`")
     try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
+        document = jsonlimits.loads(raw, what=f"plan file {where}", max_bytes=PLAN_MAX_BYTES, max_depth=PLAN_MAX_DEPTH)
+    except (jsonlimits.JSONTooLarge, jsonlimits.JSONTooDeep) as problem:
+        raise PlanFileError(f"{problem}; it cannot be applied") from None
+    except jsonlimits.JSONNotText:
         raise PlanFileError(f"plan file {where} is not text (not a saved plan)") from None
-    except json.JSONDecodeError as problem:
+    except jsonlimits.JSONInvalid as invalid:
+        problem = invalid.decode_error
+        if problem is None:  # NaN, an integer past Python's digit limit
+            raise PlanFileError(f"{invalid}; it is not a saved plan") from None
         # A saved plan is one JSON object: cut anywhere, it no longer ends with its closing brace.
-        ending = problem.pos >= len(raw.rstrip()) - 1 or not raw.rstrip().endswith(b"}")
+        ending = problem.pos >= len(problem.doc.rstrip()) - 1 or not raw.rstrip().endswith(b"}")
         what = "is truncated" if ending else f"is not valid JSON (line {problem.lineno}, column {problem.colno})"
         raise PlanFileError(
             f"plan file {where} {what}; it cannot be applied, make a new plan with `campaigns plan --out`"

@@ -10,14 +10,46 @@ is a sixth of a plan), reading the snapshot, and importing deepdiff and the user
 then happen on another core while this process validates the repository. ``campaigns plan``
 uses it when it has to load the repository (see ``engine.plan.fastpath``) and ``os.fork``
 exists, unless ``CAMPAIGNS_NO_FORK`` is set; everything else uses ``LocalSource``.
-"""
 
+The forked reader's protocol
+----------------------------
+Two pipes: requests (parent to child) and answers (child to parent). A message is its length
+(8 bytes, big-endian) followed by a pickle. Requests are ``(kind, argument)`` with kind
+``details`` (``(bodies, SizeRequest | None)``, answered ``(diffs, sizes)``), ``diffs`` or
+``sizes``; answers are ``("ok", value)`` or ``("error", message, is_user_error)``.
+
+1. Turn-taking: at most one message is in flight, whatever its size. The child's first message
+   is the snapshot; after that it writes exactly one answer per request, in order. The parent
+   writes a request only after it has read every answer due (the snapshot, and the answer to its
+   previous request, which it reads ahead and keeps if it was not asked for yet). So whoever
+   writes, the other side is reading that pipe or will read it before it writes anything: neither
+   process can block writing to a pipe the other is not reading (the hang of issue 9 was two
+   requests written back to back while the first answer filled its pipe).
+2. The child reads a whole request before it works on it or writes anything.
+3. Overlap: a request's write returns once the child has drained it; the child works while the
+   parent goes on (``submit_details`` returns at once, and the planner renders schedule previews
+   before it calls the result). Questions wanted together go as one ``details`` request, so the
+   overlap never needs a second request in flight.
+4. Ending: EOF on the request pipe tells the child to stop (it closes the store and exits).
+   ``close()`` closes both pipe ends and reaps the child, killing it at once when it still owes
+   an answer nobody will read (it only reads, so nothing is lost), and after a few seconds when it
+   does not exit. Processes forked later from the parent (validation workers) close its pipe ends
+   at fork, so the child sees EOF as soon as the parent is gone.
+5. Failures are one line, never a hang or a traceback: an exception in the child is an
+   ``error`` answer, raised in the parent as ``CampaignsError`` (a user error: a bad state URL, a
+   database that is not a state) or as ``RuntimeError`` naming the exception (a bug; the CLI
+   prints it in one line). A child that dies, before or in the middle of an answer (EOF, a broken
+   pipe), is ``CampaignsError("the state reader process ended unexpectedly (killed by SIGKILL)")``.
+   After any failure the source is closed and every further question raises the same error.
+"""
 from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -159,9 +191,29 @@ class LocalSource:
 # -- the forked worker ----------------------------------------------------------------------------
 
 _HEADER = struct.Struct("!Q")
+_READ_CHUNK = 1 << 20
+_REAP_SECONDS = 5.0  # a child told to stop that has not exited by then is killed
+
+# Pipe ends held by this process for its state readers. A process forked from this one later (the
+# validation workers) closes them at once, so a reader sees EOF as soon as its planner is gone.
+_INHERITED: set[int] = set()
+
+
+def _close_inherited() -> None:
+    for fd in list(_INHERITED):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _INHERITED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
 
 
 def _send(fd: int, value: Any) -> None:
+    """One message: its length (8 bytes, big-endian), then its pickle. Blocks until all is written."""
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
@@ -176,6 +228,7 @@ def _send_quietly(fd: int, value: Any) -> None:
 
 
 def _receive(fd: int) -> Any:
+    """One whole message; EOFError when the writer closed its end before or in the middle of it."""
     header = _read_exactly(fd, _HEADER.size)
     if header is None:
         raise EOFError
@@ -189,7 +242,7 @@ def _receive(fd: int) -> Any:
 def _read_exactly(fd: int, size: int) -> bytes | None:
     chunks = []
     while size:
-        chunk = os.read(fd, min(size, 1 << 20))
+        chunk = os.read(fd, min(size, _READ_CHUNK))
         if not chunk:
             return None
         chunks.append(chunk)
@@ -198,7 +251,10 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 
 
 def _failure(problem: BaseException) -> tuple[str, str, bool]:
-    return ("error", str(problem) or type(problem).__name__, isinstance(problem, CampaignsError))
+    if isinstance(problem, CampaignsError):
+        return ("error", str(problem) or type(problem).__name__, True)
+    message = " ".join(str(problem).split())  # one line, whatever the exception printed
+    return ("error", f"{type(problem).__name__}: {message}" if message else type(problem).__name__, False)
 
 
 def _warm_up(base_dir: str) -> None:
@@ -224,8 +280,21 @@ def _warm_up(base_dir: str) -> None:
         pass
 
 
+def _work(store: StateStore, kind: str, argument: Any) -> Any:
+    """The answer to one request (see the module docstring for the kinds)."""
+    if kind == "details":
+        bodies, sizes = argument
+        diffs = diffs_against_state(store, bodies) if bodies else {}
+        return diffs, (sizes_from_directory(store, sizes) if sizes is not None and sizes.tasks else {})
+    if kind == "diffs":
+        return diffs_against_state(store, argument)
+    if kind == "sizes":
+        return sizes_from_directory(store, argument)
+    raise ValueError(f"unknown request {kind!r}")
+
+
 def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -> None:
-    """The child: open the state, send the snapshot, then answer until told to stop."""
+    """The child: open the state, send the snapshot, then answer each request until EOF."""
     try:
         from engine.state import StateStore
 
@@ -240,7 +309,8 @@ def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -
             _send(replies, _failure(problem))
             return
         # The snapshot waits in the pipe until the parent has loaded the repository; meanwhile
-        # (the write blocks without the GIL) import what the answers will need.
+        # (the write blocks without the GIL) import what the answers will need. No request can
+        # arrive before the parent has read the snapshot (rule 1), so none is missed meanwhile.
         import threading
 
         sender = threading.Thread(target=_send_quietly, args=(replies, ("ok", wire)), daemon=True)
@@ -249,33 +319,48 @@ def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -
         sender.join()
         while True:
             try:
-                kind, argument = _receive(requests)
+                kind, argument = _receive(requests)  # the whole request, before any work (rule 2)
             except EOFError:
                 return
-            if kind == "stop":
-                return
             try:
-                if kind == "diffs":
-                    _send(replies, ("ok", diffs_against_state(store, argument)))
-                elif kind == "sizes":
-                    _send(replies, ("ok", sizes_from_directory(store, argument)))
-                else:
-                    _send(replies, ("error", f"unknown request {kind!r}", False))
-            except BaseException as problem:  # noqa: BLE001
-                _send(replies, _failure(problem))
+                answer: tuple = ("ok", _work(store, kind, argument))
+            except BaseException as problem:  # noqa: BLE001 - the parent reports it in one line
+                answer = _failure(problem)
+            _send(replies, answer)  # a parent that went away: BrokenPipeError ends the child
     finally:
         store.close()
 
 
+def _describe_end(status: int | None) -> str:
+    if status is None:
+        return ""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f" (killed by {name})"
+    return f" (exit status {code})"
+
+
 class ForkedSource:
-    """Answers from a child process that opened the state while this one did other work."""
+    """Answers from a child process that opened the state while this one did other work.
+
+    Keeps the protocol's turn-taking (module docstring): at most one message in flight.
+    """
 
     def __init__(self, pid: int, requests: int, replies: int) -> None:
         self.pid = pid
         self._requests = requests
         self._replies = replies
         self._snapshot: StateSnapshot | None = None
+        self._sent = 0  # requests written so far; a request's number is its ticket
+        self._owed: int | None = None  # the ticket whose answer the child may still be writing
+        self._early: dict[int, Any] = {}  # answers read ahead of their ticket being redeemed
+        self._failure: CampaignsError | RuntimeError | None = None
         self._closed = False
+        self.exit_status: int | None = None  # the child's wait status, once reaped
 
     @classmethod
     def start(cls, url: str, base_dir: Path | str, *, create: bool = True) -> ForkedSource:
@@ -296,72 +381,125 @@ class ForkedSource:
                 os._exit(code)
         os.close(request_read)
         os.close(reply_write)
+        _INHERITED.update((request_write, reply_read))
         return cls(pid, request_write, reply_read)
 
-    def _answer(self) -> Any:
+    # -- the wire, with every way it can break turned into one clear error -------------------------
+
+    def _fail(self, problem: CampaignsError | RuntimeError) -> CampaignsError | RuntimeError:
+        self._failure = problem
+        self.close()
+        return problem
+
+    def _ended(self) -> CampaignsError:
+        """The child is gone (EOF, broken pipe): say so, with how it ended."""
+        status = self._close(kill=False)
+        self._failure = CampaignsError(f"the state reader process ended unexpectedly{_describe_end(status)}")
+        return self._failure
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise CampaignsError("the state reader is closed")
+
+    def _read_answer(self) -> Any:
         try:
             status, *rest = _receive(self._replies)
-        except EOFError:
-            self.close()
-            raise CampaignsError("the state reader process ended unexpectedly") from None
+        except (EOFError, OSError):
+            raise self._ended() from None
         if status == "ok":
             return rest[0]
         message, is_user_error = rest
-        self.close()
-        if is_user_error:
-            raise CampaignsError(message)
-        raise RuntimeError(message)
+        raise self._fail(CampaignsError(message) if is_user_error else RuntimeError(f"reading the state: {message}"))
+
+    def _settle(self) -> None:
+        """Read the answer still owed, if any, so that a new request may be written (rule 1)."""
+        if self._owed is not None:
+            ticket, self._owed = self._owed, None
+            self._early[ticket] = self._read_answer()
+
+    def _request(self, kind: str, argument: Any) -> int:
+        self._check_open()  # a closed descriptor's number may already name another file
+        self.snapshot()
+        self._settle()
+        try:
+            _send(self._requests, (kind, argument))
+        except OSError:
+            raise self._ended() from None
+        ticket = self._sent
+        self._sent += 1
+        self._owed = ticket
+        return ticket
+
+    def _redeem(self, ticket: int) -> Any:
+        if ticket not in self._early:
+            self._check_open()
+            if self._owed != ticket:
+                raise RuntimeError(f"no answer is due for request {ticket}")
+            self._settle()
+        return self._early.pop(ticket)
+
+    # -- the questions ------------------------------------------------------------------------------
 
     def snapshot(self) -> StateSnapshot:
         if self._snapshot is None:
-            self._snapshot = StateSnapshot.from_wire(self._answer())
+            self._check_open()
+            self._snapshot = StateSnapshot.from_wire(self._read_answer())
         return self._snapshot
 
-    def _ask(self, kind: str, argument: Any) -> Any:
-        self.snapshot()
-        _send(self._requests, (kind, argument))
-        return self._answer()
-
     def field_diffs(self, bodies: dict[str, dict[str, Any]]) -> dict[str, list[FieldDiff]]:
-        return self._ask("diffs", bodies) if bodies else {}
+        return self._redeem(self._request("diffs", bodies)) if bodies else {}
 
     def audience_sizes(self, request: SizeRequest) -> dict[str, int | None]:
-        return self._ask("sizes", request) if request.tasks else {}
+        return self._redeem(self._request("sizes", request)) if request.tasks else {}
 
     def submit_details(self, bodies: dict[str, dict[str, Any]], sizes: SizeRequest | None) -> Callable[[], Details]:
-        """Both questions go out at once; the worker answers while this process renders previews."""
-        self.snapshot()
-        asked = []
-        if bodies:
-            _send(self._requests, ("diffs", bodies))
-            asked.append("diffs")
-        if sizes is not None and sizes.tasks:
-            _send(self._requests, ("sizes", sizes))
-            asked.append("sizes")
+        """One request for both; the worker answers while this process renders previews."""
+        if not bodies and (sizes is None or not sizes.tasks):
+            return lambda: ({}, {})
+        ticket = self._request("details", (bodies, sizes))
+        return lambda: self._redeem(ticket)
 
-        def result() -> Details:
-            answers = {kind: self._answer() for kind in asked}
-            return answers.get("diffs", {}), answers.get("sizes", {})
+    # -- the end ------------------------------------------------------------------------------------
 
-        return result
-
-    def close(self) -> None:
+    def _close(self, *, kill: bool) -> int | None:
+        """Close both pipe ends and reap the child; its wait status, when there was one to read."""
         if self._closed:
-            return
+            return None
         self._closed = True
-        try:
-            _send(self._requests, ("stop", None))
-        except OSError:
-            pass
         for fd in (self._requests, self._replies):
+            _INHERITED.discard(fd)
             try:
                 os.close(fd)
             except OSError:
                 pass
+        if kill:  # it owes an answer nobody will read: it only reads the state, so nothing is lost
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        deadline = time.monotonic() + _REAP_SECONDS
         try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+            while True:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.exit_status = status
+                    return status
+                if time.monotonic() > deadline:  # stuck (a query that never returns): kill it
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.exit_status = os.waitpid(self.pid, 0)[1]
+                    return self.exit_status
+                time.sleep(0.002)
+        except (ChildProcessError, ProcessLookupError):
+            return None
+
+    def close(self) -> None:
+        """End the conversation (EOF tells the child to stop); waits a few seconds at most."""
+        self._close(kill=self._owed is not None)
 
     def __del__(self) -> None:  # pragma: no cover - a safety net; close() is always called
         if not self._closed:

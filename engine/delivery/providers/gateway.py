@@ -11,6 +11,11 @@ the rest of that round is put off to the next round instead of hammering it; the
 go again with the same ids, which the gateway uses as idempotency keys. After ``max_attempts``
 rounds whatever is still pending is failed with the last error seen. A ``send`` therefore takes
 at most about ``max_attempts * (timeout + backoff_cap)`` seconds when the gateway is down.
+
+A reply is read as it streams in, at most ``REPLY_MAX_BYTES`` of it (after any decompression) and
+within ``timeout``, then parsed as bounded JSON (``engine.jsonlimits``). A reply that is too big,
+too slow, too deep or not JSON says nothing about what was sent: it is an unreadable reply, so
+the batch is retried with the same ids and never counted as sent.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
+from engine import jsonlimits
 from engine.errors import CampaignsError
 
 from .base import Delivery, Message, wrong_channel
@@ -32,6 +38,8 @@ CONTENT_MAX = 4096
 GATEWAY_CHANNELS = {"push": "PUSH", "sms": "SMS", "inbox-ewallet": "INBOX", "inbox-miniprogram": "INBOX"}
 INBOXES = {"inbox-ewallet": "ewallet", "inbox-miniprogram": "miniprogram"}
 _BODY_EXCERPT = 200
+REPLY_MAX_BYTES = jsonlimits.MiB
+"""A reply of 20 results is about 2 KB; a megabyte is no reply, it is a fault or an attack."""
 
 
 def message_content(message: Message) -> str:
@@ -218,30 +226,55 @@ class Gateway:
         # ASCII escapes: any str can be sent, even one with a lone surrogate that UTF-8 refuses.
         body = json.dumps(payload, separators=(",", ":")).encode("ascii")
         try:
-            response = self._client.post(self.url, content=body)
+            with self._client.stream("POST", self.url, content=body) as response:
+                raw = _read_capped(response, self.url, self._timeout)
         except httpx.TimeoutException:
             raise _BatchFailure(f"no answer from the gateway {self.url} within {self._timeout:g} s", retryable=True)
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise _BatchFailure(f"cannot reach the gateway {self.url}: {reason}", retryable=True)
+        except httpx.RequestError as exc:  # a reply that cannot be decoded (bad gzip, ...)
+            reason = str(exc) or type(exc).__name__
+            raise _BatchFailure(f"the gateway {self.url} sent an unreadable reply ({reason})", retryable=True)
         status = response.status_code
         if status == 429 or status >= 500:
             raise _BatchFailure(
-                f"the gateway {self.url} answered HTTP {status}{_excerpt(response)}",
+                f"the gateway {self.url} answered HTTP {status}{_excerpt(raw)}",
                 retryable=True,
                 retry_after=_retry_after(response),
             )
         if status >= 400:
-            raise _BatchFailure(f"the gateway {self.url} refused the request: HTTP {status}{_excerpt(response)}", retryable=False)
+            raise _BatchFailure(f"the gateway {self.url} refused the request: HTTP {status}{_excerpt(raw)}", retryable=False)
         if not 200 <= status < 300:
             raise _BatchFailure(f"the gateway {self.url} answered HTTP {status}", retryable=True)
-        return _read_results(response, self.url)
+        return _read_results(raw, self.url)
 
 
-def _read_results(response: httpx.Response, url: str) -> dict[str, tuple[bool, bool, str]]:
+def _read_capped(response: httpx.Response, url: str, timeout: float) -> bytes:
+    """The reply's body, at most ``REPLY_MAX_BYTES`` and within ``timeout``; else a retryable failure."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > REPLY_MAX_BYTES:
+        raise _BatchFailure(
+            f"the gateway {url} sent a reply of {int(declared):,} bytes; at most {REPLY_MAX_BYTES:,} are read",
+            retryable=True,
+        )
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > REPLY_MAX_BYTES:
+            raise _BatchFailure(f"the gateway {url} sent a reply over {REPLY_MAX_BYTES:,} bytes", retryable=True)
+        if time.monotonic() > deadline:
+            raise _BatchFailure(f"the gateway {url} took over {timeout:g} s to send its reply", retryable=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_results(raw: bytes, url: str) -> dict[str, tuple[bool, bool, str]]:
     """Per message id its verdict; an unreadable reply is retryable (the ids make it safe)."""
     try:
-        reply = response.json()
+        reply = jsonlimits.loads(raw, what="the reply", max_bytes=REPLY_MAX_BYTES)
         rows = reply["messageSendResults"]
         if not isinstance(rows, list):
             raise TypeError("messageSendResults is not a list")
@@ -253,8 +286,8 @@ def _read_results(response: httpx.Response, url: str) -> dict[str, tuple[bool, b
             detail = f": {reason}" if isinstance(reason, str) and reason else ""
             verdicts[row["messageId"]] = (row.get("success") is True, row.get("retry") is True, detail)
         return verdicts
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _BatchFailure(f"the gateway {url} sent an unreadable reply ({exc}){_excerpt(response)}", retryable=True)
+    except (jsonlimits.JSONLimitError, KeyError, TypeError) as exc:
+        raise _BatchFailure(f"the gateway {url} sent an unreadable reply ({exc}){_excerpt(raw)}", retryable=True)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -265,8 +298,8 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date: our own backoff is good enough
 
 
-def _excerpt(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+def _excerpt(raw: bytes) -> str:
+    text = raw[: _BODY_EXCERPT * 4].decode("utf-8", "replace").strip().replace("\n", " ")
     if not text:
         return ""
     return ": " + (text[:_BODY_EXCERPT] + "..." if len(text) > _BODY_EXCERPT else text)
