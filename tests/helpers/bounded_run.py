@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MEMORY_CEILING = 1 << 30  # address space: a sound run of validate or plan needs a fraction of it
-TIME_LIMIT = 60.0
+TIME_LIMIT = 120.0
 
 
 @dataclass
