@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 from engine.config import yamlload
 from engine.config.names import REDIRECTION_MAX
-from engine.validation.rules import date_range_problems
 from engine.templating import analyze, is_template
 from engine.validation.problems import ERROR
+from engine.validation.rules import date_range_problems
 
 # (line, column, code, severity, message)
 RawProblem = tuple[int, int, str, str, str]

@@ -83,10 +83,11 @@ def date_range_problems(start: str | dt.date, finish: str | dt.date) -> list[tup
     """``(path, message)`` for each ``date-range`` problem of a schedule's dates.
 
     Dates lie in the years 2000-2199 (outside them date arithmetic overflows, and nobody means
-    them), the finish is not before the start, and the schedule spans at most ten years: a
-    one-time task's single occurrence holds every window of every date of its span, and every
-    executor pass walks it, so the span is what bounds that work. A task meant to run longer is
-    renewed as a new task.
+    them), the finish is not before the start, and the schedule spans at most ten years. The span
+    bounds all the work a schedule can cause: a one-time task's single occurrence holds every
+    window of every date of its span (the executor reads it lazily, but ``schedule`` prints it
+    whole and its date list is kept), and a daily task's occurrences are counted for every plan.
+    No campaign runs unchanged for a decade; a task meant to run longer is renewed as a new one.
     """
     start_date = start if isinstance(start, dt.date) else dt.date.fromisoformat(start)
     finish_date = finish if isinstance(finish, dt.date) else dt.date.fromisoformat(finish)
