@@ -21,6 +21,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -144,12 +145,13 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         preexec_fn=limit,
+        start_new_session=True,  # its own process group: a timeout stops the command, not just `time`
     )
     try:
         out, err = process.communicate(timeout=timeout)
         code: int | None = process.returncode
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate()
         code = None
     wall = time.perf_counter() - started
@@ -161,6 +163,7 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
     codes = list(dict.fromkeys(re.findall(r":\d+:\d+: ([a-z-]+):", text)))
     if code is None:
         verdict = f"killed after {timeout:g} s"
+        rss = float("nan")  # not measured: GNU time was killed with it
     elif "Internal error" in text or "Traceback" in text:
         crash = re.search(r"Internal error: ([^\n]*)", text) or re.search(r"(\w+Error[^\n]*)", text)
         verdict = "crash: " + (crash.group(1)[:60] if crash else "?")
