@@ -43,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import generate  # noqa: E402
 from validate import FLOOR  # noqa: E402
 
+from engine import localcache  # noqa: E402
+
 
 def run(
     command: list[str], ok: tuple[int, ...] = (0,), env: dict | None = None, timeout: float | None = None
@@ -151,6 +153,7 @@ def main() -> None:
     env.pop("CAMPAIGNS_STATE", None)
     env.pop("GITHUB_EVENT_PATH", None)
     env.pop("CAMPAIGNS_NO_FORK", None)  # plan as CI runs it: with the forked state reader
+    env["CAMPAIGNS_CACHE_DIR"] = os.environ["CAMPAIGNS_CACHE_DIR"] = str(root.parent / "plan-cache")  # the bench's own caches
     run(campaigns + ["validate", "--repo", str(root)], env=env)  # warm the validation cache, check it is valid
     plan_file = root / ".campaigns" / "bench-plan.json"
     postgres = Postgres(arguments.pg_admin) if arguments.backend == "postgresql" else None
@@ -167,7 +170,7 @@ def main() -> None:
             common = ["--repo", str(root), "--state", state]
             run([sys.executable, "-c", PILOT, str(root), state], env=env)  # setup: every task passed a pilot test
             floors.append(run([sys.executable, "-c", FLOOR, str(root)]))
-            (root / ".campaigns" / "cache" / "plan.marshal").unlink(missing_ok=True)
+            (localcache.folder(root) / "plan.marshal").unlink(missing_ok=True)
             fulls.append(run(campaigns + ["plan", *common, "--out", str(plan_file)], env=env))
             applies.append(
                 run(campaigns + ["apply", str(plan_file), *common, "--approved-by", "bench", "--reason", "benchmark"], env=env)

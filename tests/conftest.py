@@ -16,6 +16,10 @@ State database fixtures (run a test on SQLite AND PostgreSQL by asking for ``sta
 PostgreSQL is ``postgresql://postgres@127.0.0.1:5432/postgres`` (trust auth) unless
 ``CAMPAIGNS_TEST_PG`` names another admin URL. When it cannot be reached the PostgreSQL tests are
 skipped -- except when ``CI=true``, where they fail: CI must prove both backends.
+
+Caches: the whole session keeps them (and their key) in a temporary folder of its own
+(``CAMPAIGNS_CACHE_DIR``, ``CAMPAIGNS_CACHE_KEY``, set for in-process and child commands alike),
+so no test reads or writes the real ~/.cache or ~/.local/share.
 """
 
 from __future__ import annotations
@@ -26,6 +30,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every command of the session caches under a temporary folder, never the user's."""
+    folder = tmp_path_factory.mktemp("campaigns-caches")
+    saved = {name: os.environ.get(name) for name in ("CAMPAIGNS_CACHE_DIR", "CAMPAIGNS_CACHE_KEY")}
+    os.environ["CAMPAIGNS_CACHE_DIR"] = str(folder / "cache")
+    os.environ["CAMPAIGNS_CACHE_KEY"] = str(folder / "key" / "cache.key")
+    try:
+        yield folder
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
 
 PG_ADMIN_URL = os.environ.get("CAMPAIGNS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -197,28 +197,28 @@ def apply(
     saved: Plan | None = None,
     lock_timeout: float = 0,
     now: dt.datetime | None = None,
-    use_cache: bool = True,
     on_locked: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Apply the repository (or the saved plan of it) to the state. Raises StalePlan, ApplyRefused,
     ApprovalRefused, StateLocked; none of them leaves anything written.
 
-    The applied repository is remembered for ``engine.plan.fastpath``. Approval is judged by the
-    policy already applied in the state, read under the lock (``approval.stored_policy``), never
-    by the repository's own ``platform.yaml``: a change to the policy governs the merges after it."""
+    Reads no cache (a pull request's checkout is no place to trust one): every digest is computed
+    from the repository. The applied repository is remembered for ``engine.plan.fastpath``.
+    Approval is judged by the policy already applied in the state, read under the lock
+    (``approval.stored_policy``), never by the repository's own ``platform.yaml``: a change to
+    the policy governs the merges after it."""
     from engine.plan import fastpath
 
     with store.lock("apply", timeout=lock_timeout):
         if on_locked:
             on_locked()
-        planner = make_planner(repository, LocalSource(store), now=now, approved=True, use_cache=use_cache, previews=False)
+        planner = make_planner(repository, LocalSource(store), now=now, approved=True, use_cache=False, previews=False)
         plan = planner.plan()
         planner.desired.cache.save()
         if saved is not None:
             check_saved(saved, plan)
         if not plan.has_changes:
-            if use_cache:
-                fastpath.remember(planner.desired)
+            fastpath.remember(planner.desired, planner.snapshot)
             return ApplyResult(plan, plan.serial, applied=False)
         problem = None
         approval = None
@@ -232,8 +232,7 @@ def apply(
         if plan.blockers() or problem:
             raise refusal(plan, problem)
         serial = write(planner, plan, store, approval)
-        if use_cache:
-            fastpath.remember(planner.desired)
+        fastpath.remember(planner.desired, planner.snapshot)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
 

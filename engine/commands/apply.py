@@ -58,7 +58,7 @@ def apply(
     evidence = Evidence.from_options(str(event) if event else None, approved_by, reason)
     saved = model.load(plan_file) if plan_file is not None else None
     with gc_paused():  # builds many objects and no cycles worth collecting
-        repository = load_repo(repo, state_url)
+        repository = load_repo(repo, state_url, use_cache=False)  # apply trusts no cache
         with open_store(repo, state_url, platform=repository.platform.data) as store:
             try:
                 result = run_apply(

@@ -53,15 +53,16 @@ def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "t
     )
 
 
-def load_repo(repo: Path, state_url: str | None = None, files: Any = None) -> Repository:
+def load_repo(repo: Path, state_url: str | None = None, files: Any = None, *, use_cache: bool = True) -> Repository:
     """The validated repository; its problems are printed (and InvalidRepository raised) if it has errors.
 
     ``state_url`` (``--state``) locates the user directory that audience rules are checked against;
-    ``files``: the repository's files if the caller has read them already."""
+    ``files``: the repository's files if the caller has read them already; ``use_cache=False``
+    (apply) validates every file without reading a cached result."""
     from engine.config.repository import InvalidRepository, load_repository
 
     try:
-        return load_repository(repo, state=state_url, files=files)
+        return load_repository(repo, state=state_url, files=files, use_cache=use_cache)
     except InvalidRepository as problem:
         from engine.commands.common import print_problems
 

@@ -2,9 +2,10 @@
 
 A desired body is a pure function of its file's bytes (plus, for audiences, the bytes of their
 CSV file), and a task's content digest a pure function of the bodies it covers. Remembering them
-in ``.campaigns/cache/`` means a plan over an unchanged 20,000-file repository serialises and
-hashes nothing; a changed file is computed again because its bytes, hence its digest, differ.
-The cache is dropped whenever the engine's code changes.
+by ``engine.localcache`` (outside the work tree, authenticated) means a plan over an unchanged
+20,000-file repository serialises and hashes nothing; a changed file is computed again because
+its bytes, hence its digest, differ. The cache is dropped whenever the engine's code changes.
+``apply`` reads none of it (``read=False``) and stores what it computed.
 
 Body digests (``plan.marshal``, read by every plan) are keyed by their source key (the file's
 content digest, plus what else the body depends on), the cheapest shape to load and look up;
@@ -16,31 +17,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import localcache
-from engine.localcache import CACHE_DIR
 
-CACHE_FILE = CACHE_DIR / "plan.marshal"
-CONTENTS_FILE = CACHE_FILE.with_name("plan-contents.marshal")
-_CODE = ("config", "validation", "plan/desired.py", "plan/cache.py", "state/records.py")
+CACHE_FILE = "plan.marshal"
+CONTENTS_FILE = "plan-contents.marshal"
 
 
 def _engine_key() -> str:
     """Digest of the code that computes the cached digests."""
-    return localcache.code_key(*_CODE)
+    return localcache.code_key()
 
 
-def _load(path: Path, key: str) -> dict | None:
-    entries = localcache.load(path, key)
+def _load(root: Path, name: str, key: str) -> dict | None:
+    entries = localcache.load(root, name, key)
     return entries if isinstance(entries, dict) else None
 
 
 class DigestCache:
     """``bodies``: source key -> body digest; ``contents``: component key -> content digest."""
 
-    def __init__(self, root: Path | None, key: str, bodies: dict | None = None) -> None:
+    def __init__(self, root: Path | None, key: str, bodies: dict | None = None, *, read: bool = True) -> None:
         self.root = Path(root) if root is not None else None
         self.key = key
         self.bodies: dict[str, str] = bodies or {}
-        self._contents: dict[str, str] | None = None if root is not None else {}
+        self._contents: dict[str, str] | None = None if root is not None and read else {}
         self.dirty = False
         self.new = 0  # digests computed this run
         self.loaded = bool(bodies)
@@ -48,12 +47,14 @@ class DigestCache:
         self.used: set[str] | None = None  # source keys of this repository (set by Desired.digests)
 
     @classmethod
-    def load(cls, root: Path | None) -> DigestCache:
-        """The cache of the repository at ``root`` (an empty, unsaved one when ``root`` is None)."""
+    def load(cls, root: Path | None, *, read: bool = True) -> DigestCache:
+        """The cache of the repository at ``root`` (an empty, unsaved one when ``root`` is None).
+
+        ``read=False``: start empty (read nothing) and store what this run computes."""
         key = _engine_key()
         if root is None:
             return cls(None, key)
-        return cls(root, key, _load(Path(root) / CACHE_FILE, key))
+        return cls(root, key, _load(Path(root), CACHE_FILE, key) if read else None, read=read)
 
     def body_digest(self, source_key: str) -> str | None:
         return self.bodies.get(source_key)
@@ -66,7 +67,7 @@ class DigestCache:
     @property
     def contents(self) -> dict[str, str]:
         if self._contents is None:
-            self._contents = _load(self.root / CONTENTS_FILE, self.key) or {}  # type: ignore[operator]
+            self._contents = _load(self.root, CONTENTS_FILE, self.key) or {}  # type: ignore[arg-type]
         return self._contents
 
     def content_digest(self, component_key: str) -> str | None:
@@ -86,10 +87,10 @@ class DigestCache:
             pruned = True
         # A handful of new digests is cheaper to compute again than to rewrite 20,000 entries for.
         if pruned or (self.dirty and (self.new >= 32 or not self.loaded or self.new * 50 >= len(self.bodies))):
-            localcache.dump(self.root / CACHE_FILE, self.key, self.bodies)
+            localcache.dump(self.root, CACHE_FILE, self.key, self.bodies)
             self.dirty = False
         if self.contents_dirty and self._contents is not None:
             if len(self._contents) > 4 * max(len(self.bodies), 1000):  # keep old content digests bounded
                 self._contents = {}
-            localcache.dump(self.root / CONTENTS_FILE, self.key, self._contents)
+            localcache.dump(self.root, CONTENTS_FILE, self.key, self._contents)
             self.contents_dirty = False

@@ -3,13 +3,17 @@
 Loading a 20,000-file repository, even from the validation cache, costs about as much as parsing
 it. Most plans in CI and on a laptop are made over files that have not changed since the last
 apply or the last plan that found nothing to do, so those remember a summary of the repository:
-the content digest of every file (and of every CSV an audience reads), every desired digest, and
-each task's wanted status. When every file still has the same content, and the state holds
-exactly those digests with every task in the status its file asks for, the plan is "no changes";
-anything else, however small, takes the full path (validation and planner).
+the content digest of every file (and of every CSV an audience reads), every desired digest,
+each task's wanted status, and the user directory's attribute names (validation checks audience
+rules against them). When every file still has the same content, and the state holds exactly
+those digests with every task in the status its file asks for and the same directory attributes,
+the plan is "no changes"; anything else, however small, takes the full path (validation and
+planner).
 
 Files are compared by content, never by time stamps: the summary is written only when the files
 on disk are byte for byte the ones that were planned. It is dropped when the engine's code changes.
+It is kept by ``engine.localcache`` (outside the work tree, authenticated); ``apply`` writes it
+after an apply but never reads it.
 """
 
 from __future__ import annotations
@@ -22,20 +26,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import localcache
-from engine.plan.cache import CACHE_FILE, _engine_key
+from engine.plan.cache import _engine_key
 from engine.plan.model import Plan, StatusChange
 from engine.state.records import utc_iso
-from engine.validation.cache import files_key
-from engine.validation.filecheck import digest_file
+from engine.validation.cache import content_digest, files_key
 
 if TYPE_CHECKING:
     from engine.plan.desired import Desired
-    from engine.plan.source import StateSource
+    from engine.plan.source import StateSnapshot, StateSource
     from engine.validation.pipeline import RepositoryFiles
 
-SUMMARY_FILE = CACHE_FILE.with_name("plan-summary.marshal")
-FINGERPRINT_FILE = CACHE_FILE.with_name("plan-summary.key")
+SUMMARY_FILE = "plan-summary.marshal"
+FINGERPRINT_FILE = "plan-summary.key"
 _SETTLED = {"active": ("running",), "paused": ("paused", "testing")}
+_SEPARATE = "a user directory of its own"  # platform.yaml's user_directory: always the full path
 
 
 def fingerprint(files_key: str, attachments: dict[str, str | None]) -> str:
@@ -45,9 +49,9 @@ def fingerprint(files_key: str, attachments: dict[str, str | None]) -> str:
     return hasher.hexdigest()
 
 
-def remember(desired: Desired) -> bool:
-    """Write the summary of a planned repository (the content that was planned, file by file);
-    False when the cache could not be written."""
+def remember(desired: Desired, snapshot: StateSnapshot) -> bool:
+    """Write the summary of a planned repository (the content that was planned, file by file,
+    against the state read as ``snapshot``); False when the cache could not be written."""
     repository = desired.repository
     root = Path(repository.root)
     files = {resource.path: resource.digest for resource in repository.resources()}
@@ -55,19 +59,18 @@ def remember(desired: Desired) -> bool:
     for resource in repository.audiences.values():
         attachments.update(resource.attachments)
     wants = {task_id: resource.data.get("status", "active") for task_id, resource in repository.tasks.items()}
+    # the directory validation checked against; one other than the state's cannot be compared cheaply
+    directory = _SEPARATE if repository.platform.data.get("user_directory") else snapshot.attributes
     stamp = fingerprint(files_key(list(files.items())), attachments)
     key = _engine_key()
-    localcache.dump(root / SUMMARY_FILE, key, (stamp, desired.digests, wants, repository.digest))
-    localcache.dump(root / FINGERPRINT_FILE, key, (stamp, sorted(attachments)))
-    return (root / FINGERPRINT_FILE).exists()
+    summary = (stamp, desired.digests, wants, repository.digest, directory)
+    return localcache.dump(root, SUMMARY_FILE, key, summary) and localcache.dump(
+        root, FINGERPRINT_FILE, key, (stamp, sorted(attachments))
+    )
 
 
 def forget(root: Path) -> None:
-    for name in (FINGERPRINT_FILE, SUMMARY_FILE):
-        try:
-            (Path(root) / name).unlink()
-        except OSError:
-            pass
+    localcache.forget(root, FINGERPRINT_FILE, SUMMARY_FILE)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Summary:
     digests: dict[str, str]
     wants: dict[str, str]
     repository_digest: str
+    directory: tuple[str, ...] | str | None  # the directory's attribute names (or _SEPARATE)
 
 
 def remembered(files: RepositoryFiles) -> Summary | None:
@@ -84,17 +88,19 @@ def remembered(files: RepositoryFiles) -> Summary | None:
     the summary was written (else None)."""
     root = files.root
     key = _engine_key()
-    remembered_files = localcache.load(root / FINGERPRINT_FILE, key)
-    if not isinstance(remembered_files, tuple) or files.problems:
+    if files.problems:
+        return None
+    remembered_files = localcache.load(root, FINGERPRINT_FILE, key)
+    if not isinstance(remembered_files, tuple):
         return None
     stamp, attachment_paths = remembered_files
-    if fingerprint(files.key, {path: digest_file(root / path) for path in attachment_paths}) != stamp:
+    if fingerprint(files.key, {path: content_digest(str(root), path) for path in attachment_paths}) != stamp:
         return None
-    summary = localcache.load(root / SUMMARY_FILE, key)
-    if not isinstance(summary, tuple) or summary[0] != stamp:
+    summary = localcache.load(root, SUMMARY_FILE, key)
+    if not isinstance(summary, tuple) or len(summary) != 5 or summary[0] != stamp:
         return None
-    _, digests, wants, repository_digest = summary
-    return Summary(digests, wants, repository_digest)
+    _, digests, wants, repository_digest, directory = summary
+    return Summary(digests, wants, repository_digest, directory)
 
 
 def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | None = None) -> Plan | None:
@@ -104,6 +110,8 @@ def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | N
         return None
     digests, wants, repository_digest = summary.digests, summary.wants, summary.repository_digest
     snapshot = source.snapshot()
+    if summary.directory == _SEPARATE or summary.directory != snapshot.attributes:
+        return None  # validation would check audience rules against other attributes
     stored = snapshot.digests
     if len(stored) < len(digests):
         return None

@@ -338,8 +338,10 @@ def make_planner(
     use_cache: bool = True,
     previews: bool = True,
 ) -> Planner:
-    """A Planner for this repository and state (reads the state's snapshot once)."""
-    cache = DigestCache.load(repository.root if use_cache else None)
+    """A Planner for this repository and state (reads the state's snapshot once).
+
+    ``use_cache=False`` reads no remembered digest, and stores the ones it computes."""
+    cache = DigestCache.load(repository.root, read=use_cache)
     return Planner(Desired(repository, cache), source.snapshot(), source, now=now, approved=approved, previews=previews)
 
 
@@ -359,8 +361,8 @@ def compute_plan(
     planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache)
     plan = planner.plan()
     planner.desired.cache.save()
-    if use_cache and not plan.has_changes:
+    if not plan.has_changes:
         from engine.plan import fastpath
 
-        fastpath.remember(planner.desired)
+        fastpath.remember(planner.desired, planner.snapshot)
     return plan

@@ -82,6 +82,7 @@ class StateSnapshot:
     task_states: dict[str, TaskState | SnapshotTask]
     passing: dict[str, set[str]]
     display: str
+    attributes: tuple[str, ...] | None = None  # the user directory's attribute names; None: no directory
 
     @classmethod
     def read(cls, store: StateStore) -> StateSnapshot:
@@ -93,17 +94,26 @@ class StateSnapshot:
             task_states=store.task_states(),
             passing=store.passing_pilot_digests(),
             display=store.display_url,
+            attributes=_directory_attributes(store),
         )
 
     def to_wire(self) -> tuple:
         """Plain tuples: much cheaper to pickle than 10,000 dataclasses."""
         states = [(s.task_id, s.status, s.content_digest) for s in self.task_states.values()]
-        return (self.lineage, self.serial, self.digests, states, self.passing, self.display)
+        return (self.lineage, self.serial, self.digests, states, self.passing, self.display, self.attributes)
 
     @classmethod
     def from_wire(cls, wire: tuple) -> StateSnapshot:
-        lineage, serial, digests, states, passing, display = wire
-        return cls(lineage, serial, digests, {row[0]: SnapshotTask(*row) for row in states}, passing, display)
+        lineage, serial, digests, states, passing, display, attributes = wire
+        return cls(lineage, serial, digests, {row[0]: SnapshotTask(*row) for row in states}, passing, display, attributes)
+
+
+def _directory_attributes(store: StateStore) -> tuple[str, ...] | None:
+    """What the ``unknown-attribute`` rule checks against, for the no-op fast path to compare."""
+    from engine.delivery.directory import known_attributes
+
+    known = known_attributes(store)
+    return tuple(sorted(known)) if known is not None else None
 
 
 @dataclass

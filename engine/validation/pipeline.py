@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
+from engine import localcache
 from engine.config import yamlload
 from engine.config.discovery import SourceFile, discover
 from engine.config.repository import Repository, Resource
@@ -138,8 +139,10 @@ class RepositoryFiles:
 
 
 def read_files(root: Path) -> RepositoryFiles:
-    """Discover and read every resource file of the repository at ``root``."""
+    """Discover and read every resource file of the repository at ``root`` (and warn about any
+    cache file committed to it: none is ever read)."""
     root = root.resolve()
+    localcache.warn_committed(root)
     sources, problems = discover(root)
     raws: dict[str, bytes] = {}
     digests: dict[str, str] = {}
@@ -183,28 +186,41 @@ def _platform_data(sources: list[SourceFile], raws: dict[str, bytes]) -> dict | 
     return data if isinstance(data, dict) else None
 
 
+def _directory_context(known_attributes: frozenset[str] | None, directory_warning: str | None) -> tuple:
+    """What the ``unknown-attribute`` rule saw of the user directory (part of the result cache's key)."""
+    if known_attributes is not None:
+        return ("attributes", sorted(known_attributes))
+    if directory_warning:
+        return ("unreadable", directory_warning)
+    return ("no directory",)
+
+
 def _validate(
     files: RepositoryFiles, use_cache: bool, progress: Progress | None, need_repository: bool, state: str | None
 ) -> ValidationResult:
+    """``use_cache=False`` reads no cache, and stores this run's results in place of the old ones."""
     root, sources, raws, digests = files.root, files.sources, files.raws, files.digests
     problems = list(files.problems)
-    files_key = files.key if use_cache else ""
     known_attributes, directory_warning = directory_attributes(root, _platform_data(sources, raws), state)
-    # what the rules read besides the files and their attachments
-    context = "|".join(sorted(known_attributes)) if known_attributes is not None else (directory_warning or "")
-    remembered = cache_module.ResultCache(root).lookup(files_key, context) if use_cache else None
+    # everything a complete result depends on besides the files and the inputs they name
+    result_key = cache_module.context_key(
+        files.key, [astuple(problem) for problem in files.problems], _directory_context(known_attributes, directory_warning)
+    )
+    fingerprints = cache_module.Fingerprints(root)
+    result_cache = cache_module.ResultCache(root)
+    remembered = result_cache.lookup(result_key, fingerprints) if use_cache else None
     if remembered is not None and not need_repository:
         stored, _ = remembered
         return ValidationResult(root, [Problem(*fields) for fields in stored], None, files=len(sources))
 
-    cache = ValidationCache.load(root) if use_cache else None
+    cache = ValidationCache.load(root) if use_cache else ValidationCache.empty(root)
     results: dict[str, filecheck.FileResult] = {}
     pending: list[tuple[bytes, str]] = []
     pending_sources: list[SourceFile] = []
     for source in sources:
         if source.path not in raws:
             continue
-        hit = cache.get(source.path, digests[source.path]) if cache else None
+        hit = cache.get(source.path, source.kind, digests[source.path], fingerprints) if use_cache else None
         if hit is not None:
             results[source.path] = hit
         else:
@@ -213,11 +229,9 @@ def _validate(
     checked = _check_all(pending, progress) if pending else []
     for source, result in zip(pending_sources, checked):
         results[source.path] = result
-        if cache:
-            cache.put(source.path, result)
-    if cache:
-        cache.retain({source.path for source in sources})
-        cache.save()
+        cache.put(source.path, source.kind, result, _inputs(source, result, fingerprints))
+    cache.retain({source.path for source in sources})
+    cache.save()
 
     entries = [rules.Entry(source, results[source.path][1], results[source.path][3]) for source in sources if source.path in results]
     catalog = rules.Catalog(entries)
@@ -225,6 +239,11 @@ def _validate(
         stored, attachments = remembered
         problems = [Problem(*fields) for fields in stored]
     else:
+        # fingerprinted before the rules read them: a file edited meanwhile is a miss next time
+        inputs: dict[str, str] = {}
+        for source in sources:
+            if source.path in results:
+                inputs.update(_inputs(source, results[source.path], fingerprints))
         for source in sources:
             if source.path in results:
                 problems.extend(
@@ -233,15 +252,22 @@ def _validate(
                 )
         attachments = _cross_file(root, catalog, problems, known_attributes, directory_warning)
         problems.sort(key=lambda p: (p.file, p.line, p.column, p.code, p.message))
-        if use_cache:
-            cache_module.ResultCache(root).store(
-                files_key, context, attachments, [astuple(problem) for problem in problems]
-            )
+        result_cache.store(result_key, inputs, attachments, [astuple(problem) for problem in problems])
 
     repository = None
     if not any(problem.severity == ERROR for problem in problems):
         repository = _repository(root, catalog, results, attachments)
     return ValidationResult(root, problems, repository, files=len(sources), checked=len(pending))
+
+
+def _inputs(source: SourceFile, result: filecheck.FileResult, fingerprints: cache_module.Fingerprints) -> dict[str, str]:
+    """The other files results about ``source`` depend on, each with its fingerprint."""
+    _, data, _, facts = result
+    found = fingerprints.of(cache_module.inputs_of(source.path, source.kind, data))
+    reads = facts.get(cache_module.READS) if isinstance(facts, dict) else None
+    if isinstance(reads, dict):
+        found.update(reads)
+    return found
 
 
 def _cross_file(

@@ -119,3 +119,27 @@ def test_a_draft_task_is_left_to_the_full_planner(tmp_path, state_url):
     apply_now(repo.root, state_url)
     assert fast(repo, state_url) is None  # draft may become testing: only the planner knows
     assert not full(repo, state_url).has_changes
+
+
+def test_an_attribute_dropped_from_the_directory_is_not_hidden_by_the_fast_path(tmp_path, state_url):
+    """The fast path skips validation; it must not answer "No changes" for a repository that no
+    longer validates against the user directory (an audience rule names a dropped attribute)."""
+    from cli_runner import campaigns as cli
+
+    repo = SmallRepo(tmp_path / "repo")
+    repo.write("audiences/manila.yaml", "name: Manila\nsite: ph\nsource:\n  where:\n    all:\n      - {attr: city, eq: Manila}\n")
+    repo.task("flash-push", audiences="manila")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,first_name,city\nu-1,Ana,Manila\nu-tester-1,Tess,Cebu\n")
+    common = ("--repo", str(repo.root), "--state", state_url)
+    assert cli("users", "import", str(users), *common).code == 0
+    record_pass(repo.root, state_url)
+    assert cli("apply", "--approved-by", "lead", "--reason", "go", *common).code == 0
+    settled = cli("plan", *common)
+    assert settled.code == 0 and "No changes." in settled.out
+
+    users.write_text("user_id,first_name\nu-1,Ana\nu-tester-1,Tess\n")
+    assert cli("users", "import", str(users), "--replace", *common).code == 0
+    planned = cli("plan", *common)
+    assert planned.code == 1, planned.out
+    assert "unknown-attribute" in planned.err and "No changes." not in planned.out

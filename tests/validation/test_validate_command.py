@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from repo_factory import example_repo, write
 
-from engine.validation.cache import CACHE_DIR
+from engine import localcache
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_not_a_repository_is_one_clear_line(tmp_path):
 def test_second_run_uses_the_cache_and_gives_the_same_answer(repo):
     break_two_files(repo)
     first = campaigns("validate", "--repo", str(repo), "--format", "json")
-    assert (repo / CACHE_DIR).is_dir()
+    assert localcache.folder(repo).is_dir()
     second = campaigns("validate", "--repo", str(repo), "--format", "json")
     assert first.out == second.out and first.code == second.code == 1
 
@@ -115,14 +115,15 @@ def test_a_changed_csv_is_noticed_by_the_cache(repo):
 
 def test_a_corrupted_cache_is_ignored(repo):
     campaigns("validate", "--repo", str(repo))
-    for cached in (repo / CACHE_DIR).iterdir():
+    for cached in localcache.folder(repo).iterdir():
         cached.write_bytes(b"\x00garbage")
     assert campaigns("validate", "--repo", str(repo)).code == 0
 
 
-def test_no_cache_flag(repo):
+def test_no_cache_flag_writes_nothing_into_the_repository(repo):
     assert campaigns("validate", "--repo", str(repo), "--no-cache").code == 0
-    assert not (repo / CACHE_DIR).exists()
+    assert campaigns("validate", "--repo", str(repo)).code == 0
+    assert not (repo / ".campaigns").exists()
 
 
 def test_process_exit_codes_and_help(repo):
