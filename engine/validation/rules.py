@@ -23,7 +23,7 @@ from engine.config.names import (
     SPAN_MAX_YEARS,
     USER_ID_MAX,
 )
-from engine.templating import ALWAYS_AVAILABLE, preview_length
+from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, preview_length
 from engine.validation.problems import ERROR, WARNING
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
@@ -272,6 +272,14 @@ def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator
                     f"{field} is {length} characters (with the template's example values); "
                     f"template {template_id!r} allows at most {spec['max_length']}",
                 )
+            elif spec.get("max_length") is None and length > DEFAULT_OUTPUT_LIMIT:
+                yield Finding(
+                    file,
+                    (field,),
+                    "field-too-long",
+                    f"{field} is {length:,} characters (with the template's example values); a field whose "
+                    f"template sets no max_length renders at most {DEFAULT_OUTPUT_LIMIT:,} characters for a user",
+                )
             yield from _unknown_variables(file, (field,), field, variables, declared, template_id)
     for index, (_, length, variables) in enumerate(facts.get("urls", [])):
         redirection = creative.get("redirection")
@@ -322,6 +330,9 @@ def gateway_content(title: Any, content: Any, redirection: Any, channel: str) ->
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
+_MEASURE_LIMIT = 4 * GATEWAY_CONTENT_MAX  # render past the limit, to say by how much it is exceeded
+
+
 def content_too_long(entry: Entry, template: dict[str, Any]) -> Finding | None:
     """``content-too-long``: the creative, rendered with the template's examples, makes a gateway
     ``messageContent`` over 4,096 characters. None when it fits, or when a field does not render
@@ -338,12 +349,12 @@ def content_too_long(entry: Entry, template: dict[str, Any]) -> Finding | None:
             value = creative.get(field)
             if value is not None and field not in texts:
                 return None  # it did not pass its own checks
-            rendered[field] = render(value, user)
+            rendered[field] = render(value, user, limit=_MEASURE_LIMIT)
         redirection = creative.get("redirection")
         urls = [redirection] if isinstance(redirection, str) else list(redirection or [])
         if len(entry.facts.get("urls", [])) != len(urls):
             return None
-        shown = [render(url, user) for url in urls]
+        shown = [render(url, user, limit=_MEASURE_LIMIT) for url in urls]
         rendered["redirection"] = shown[0] if isinstance(redirection, str) else (shown if redirection is not None else None)
     except Exception:  # noqa: BLE001 - a field that does not render is another rule's finding
         return None
