@@ -307,6 +307,20 @@ def test_field_length_counts_example_values_not_placeholders(repo):
     assert problems(repo, "field-too-long")
 
 
+def test_content_too_long_through_the_wallet_gateway(repo):
+    """More cases in test_template_limits.py."""
+    platform = (repo / "platform.yaml").read_text()
+    gateway = "  push: {type: gateway, url: https://gw.example.com/send, token_env: GATEWAY_TOKEN}\n"
+    write(repo, "platform.yaml", platform.replace("providers:\n", "providers:\n" + gateway))
+    edit(repo, "templates/push-promo.yaml", lambda d: d["fields"]["content"].pop("max_length"))
+    edit(repo, "creatives/flash-a.yaml", lambda d: d.update(content="x" * 3900))
+    assert problems(repo, "content-too-long") == []
+    edit(repo, "creatives/flash-a.yaml", lambda d: d.update(content="x" * 4100))
+    [found] = problems(repo, "content-too-long")
+    lines = (repo / "creatives/flash-a.yaml").read_text().splitlines()
+    assert found.file == "creatives/flash-a.yaml" and lines[found.line - 1].startswith("content:")
+
+
 # -- URLs -------------------------------------------------------------------------------------
 
 

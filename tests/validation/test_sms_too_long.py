@@ -166,6 +166,7 @@ def test_a_creative_that_cannot_be_rendered_is_left_to_its_own_rule(repo):
         ("{price_per_segment: 0.01, currency: usd}", "usd"),
         ("{price_per_segment: -0.01, currency: USD}", "-0.01"),
         ("{price_per_segment: .inf, currency: USD}", "inf"),
+        ("{price_per_segment: .nan, currency: USD}", "nan"),
         ("{max_segments: 0}", "0"),
         ("{max_segments: 11}", "11"),
         ("{max_segments: 2.5}", "2.5"),
