@@ -12,7 +12,7 @@ import click
 from engine.commands.common import repo_option
 from engine.errors import UsageError
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def parse_date(option: str, text: str | None) -> dt.date | None:

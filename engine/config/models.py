@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from engine.config.names import (
+    ENV_NAME_PATTERN,
     ID_PATTERN,
     NAME_MAX,
+    NUMBER_MAX,
     SCHEME_PATTERN,
     TASK_NAME_MAX,
     TIME_PATTERN,
@@ -31,6 +33,18 @@ Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "satur
 WallTime = Annotated[str, Field(pattern=TIME_PATTERN, description="Wall-clock time HH:MM in the site's zone")]
 
 
+def _exact(value: Any) -> Any:
+    """An integer beyond ±2**53 is no float either (pydantic would round it into range)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -NUMBER_MAX <= value <= NUMBER_MAX:
+        raise ValueError(f"a number of {len(str(abs(value)))} digits is too large")
+    return value
+
+
+# Numbers a person writes: finite (Strict refuses .inf/.nan) and within JSON's exact integer range.
+Integer = Annotated[int, Field(ge=-NUMBER_MAX, le=NUMBER_MAX)]
+Number = Annotated[float, Field(ge=-NUMBER_MAX, le=NUMBER_MAX), BeforeValidator(_exact)]
+
+
 class Strict(BaseModel):
     """Unknown fields are errors, and loaded resources never change.
 
@@ -41,7 +55,7 @@ class Strict(BaseModel):
     exactly-one-of) are checked here as well.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -72,11 +86,37 @@ def UniqueList(item: Any, **constraints: Any) -> Any:
 
 class Limits(Strict):
     max_per_user_per_day: int | None = Field(
-        None, ge=1, description="Messages a user may get per calendar day in the site's zone, across all tasks"
+        None, ge=1, le=1000, description="Messages a user may get per calendar day in the site's zone, across all tasks"
     )
-    rate_per_second: dict[Channel, Annotated[int, Field(ge=1)]] = Field(
+    rate_per_second: dict[Channel, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=dict, description="Sending pace per channel"
     )
+
+
+class SmsSettings(Strict):
+    """A site's SMS price and length limit: validate warns (sms-too-long) about an SMS that
+    needs more than max_segments segments; price and currency give what an SMS costs."""
+
+    price_per_segment: float | None = Field(
+        None, ge=0, le=1_000_000, allow_inf_nan=False, description="What one SMS segment costs, in `currency`"
+    )
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the price, e.g. USD")
+    max_segments: int | None = Field(
+        None, ge=1, le=10, description="Segments an SMS may need before validate warns (sms-too-long)"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        regex_engine="python-re",
+        json_schema_extra={"dependentRequired": {"price_per_segment": ["currency"], "currency": ["price_per_segment"]}},
+    )
+
+    @model_validator(mode="after")
+    def _priced_in_a_currency(self) -> "SmsSettings":
+        if (self.price_per_segment is None) != (self.currency is None):
+            raise ValueError("price_per_segment and currency go together")
+        return self
 
 
 class Site(Strict):
@@ -89,6 +129,7 @@ class Site(Strict):
     deep_link_schemes: list[Annotated[str, Field(pattern=SCHEME_PATTERN)]] = Field(
         default_factory=list, description="URL schemes besides https that redirections may use, e.g. gcash"
     )
+    sms: SmsSettings | None = Field(None, description="SMS price per segment and length limit (optional)")
 
 
 class OutboxProvider(Strict):
@@ -99,8 +140,8 @@ class OutboxProvider(Strict):
 class GatewayProvider(Strict):
     type: Literal["gateway"]
     url: str = Field(pattern=r"^https?://", description="Endpoint receiving POSTed message batches")
-    token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the bearer token")
-    timeout: float = Field(10.0, gt=0, description="Seconds before a request is retried")
+    token_env: str = Field(pattern=ENV_NAME_PATTERN, description="Environment variable holding the bearer token")
+    timeout: float = Field(10.0, gt=0, le=600, description="Seconds before a request is retried")
     max_attempts: int = Field(5, ge=1, le=20, description="Tries per message before it is failed")
     batch_size: int = Field(20, ge=1, le=20, description="Messages per request (at most 20)")
 
@@ -113,7 +154,7 @@ class Approval(Strict):
 
 
 class Executor(Strict):
-    poll_interval: float = Field(30.0, gt=0, description="Seconds between polls of `campaigns run`")
+    poll_interval: float = Field(30.0, gt=0, le=86400, description="Seconds between polls of `campaigns run`")
     batch_size: int = Field(
         5000, ge=1, le=100000, description="Deliveries claimed (and recorded in the ledger) per batch"
     )
@@ -140,7 +181,12 @@ class Platform(Strict):
 
 class FieldSpec(Strict):
     required: bool = False
-    max_length: int = Field(ge=1, le=4096)
+    max_length: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Most characters the rendered field may have; when absent, only the channel's own limit applies",
+    )
 
 
 class TemplateFields(Strict):
@@ -150,7 +196,7 @@ class TemplateFields(Strict):
 
 
 class Variable(Strict):
-    example: str | int | float | bool = Field(description="Value used in previews and pilot tests")
+    example: str | Integer | Number | bool = Field(description="Value used in previews and pilot tests")
     description: str | None = None
 
 
@@ -173,7 +219,7 @@ class Creative(Strict):
 
 # --- audiences ------------------------------------------------------------------------------
 
-Scalar = Union[str, int, float, bool]
+Scalar = Union[str, Integer, Number, bool]
 
 
 class Condition(Strict):
@@ -182,10 +228,10 @@ class Condition(Strict):
     ne: Scalar | None = None
     in_: list[Scalar] | None = Field(None, alias="in", min_length=1)
     not_in: list[Scalar] | None = Field(None, min_length=1)
-    gt: int | float | str | None = None
-    gte: int | float | str | None = None
-    lt: int | float | str | None = None
-    lte: int | float | str | None = None
+    gt: Integer | Number | str | None = None
+    gte: Integer | Number | str | None = None
+    lt: Integer | Number | str | None = None
+    lte: Integer | Number | str | None = None
     exists: bool | None = None
 
     model_config = ConfigDict(

@@ -41,10 +41,26 @@ class _Generator(GenerateJsonSchema):
 
 def _tidy(node: Any) -> Any:
     if isinstance(node, dict):
+        node = _keys_by_pattern(node)
         return {key: _tidy(value) for key, value in node.items() if not (key == "default" and value is None)}
     if isinstance(node, list):
         return [_tidy(item) for item in node]
     return node
+
+
+def _keys_by_pattern(node: dict[str, Any]) -> dict[str, Any]:
+    """A mapping whose keys must match a pattern (``dict[Id, Site]``) as ``propertyNames``.
+
+    pydantic writes it as ``patternProperties`` alone, which lets any other key through
+    (``sites: {PH Site: ...}`` was accepted); ``propertyNames`` + ``additionalProperties``
+    refuses it and names the key.
+    """
+    patterns = node.get("patternProperties")
+    if not patterns or len(patterns) != 1 or "properties" in node or "additionalProperties" in node:
+        return node
+    ((pattern, values),) = patterns.items()
+    rest = {key: value for key, value in node.items() if key != "patternProperties"}
+    return {**rest, "propertyNames": {"pattern": pattern}, "additionalProperties": values}
 
 
 @cache
@@ -119,6 +135,43 @@ def _discriminated(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _canonical(value: Any) -> Any:
+    """A hashable form in which two values are equal exactly when JSON Schema calls them equal."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)  # 1 == 1.0, and they hash alike
+    if isinstance(value, str):
+        return ("text", str(value))
+    if isinstance(value, list):
+        return ("list", tuple(_canonical(item) for item in value))
+    if isinstance(value, dict):
+        return ("mapping", frozenset((str(key), _canonical(item)) for key, item in value.items()))
+    return ("other", repr(value))
+
+
+def repeated_items(items: list) -> list:
+    """The items of a list that repeat an earlier one (JSON Schema equality), in linear time."""
+    seen: set = set()
+    repeated = []
+    for item in items:
+        key = _canonical(item)
+        if key in seen:
+            repeated.append(item)
+        else:
+            seen.add(key)
+    return repeated
+
+
+def _unique_items(validator: Any, unique: bool, instance: Any, schema: Any) -> Any:
+    """``uniqueItems`` in linear time: jsonschema's own compares every pair of items it cannot
+    sort (mappings), minutes for a hostile list of 20,000."""
+    from jsonschema.exceptions import ValidationError
+
+    if unique and validator.is_type(instance, "array") and repeated_items(instance):
+        yield ValidationError(f"{instance!r} has non-unique elements")
+
+
 @cache
 def validator_for(kind: str):
     """A Draft 2020-12 validator, with the format checker, for one kind's schema."""
@@ -126,12 +179,11 @@ def validator_for(kind: str):
     # jsonschema imports it for IRI formats, and it compiles a grammar that takes most of a
     # second; keep it out of this process.
     sys.modules.setdefault("rfc3987_syntax", None)
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
     schema = schema_for(kind)
-    return Draft202012Validator(
-        _compact(schema, schema.get("$defs", {})), format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    linear = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
+    return linear(_compact(schema, schema.get("$defs", {})), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def write_schemas(folder: Path) -> list[Path]:

@@ -10,13 +10,19 @@ Built on libyaml (PyYAML's ``CSafeLoader``) with a YAML 1.2-style resolver:
   microseconds without ever expanding, walking or printing the expanded structure.
 
 The composed node tree is also how problems are located: :func:`locate` maps a JSON path
-(``("schedule", "windows", 1, "start")``) to the 1-based line and column of its node.
+(``("schedule", "windows", 1, "start")``) to the 1-based line and column of its node. A large
+mapping is indexed once, so locating every problem of a file stays linear in its size.
+
+A syntax error says how to fix the two mistakes marketers make most: a tab in the indentation
+("indent with spaces") and an unquoted value that starts with ``{{`` or ``{%`` (YAML reads a
+``{`` as the start of a mapping: "put the text in quotes").
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +80,7 @@ _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP_RE = re.compile(
     r"^(?P<year>\d{4})-(?P<month>\d\d?)-(?P<day>\d\d?)"
     r"(?:(?:[Tt]|[ \t]+)(?P<hour>\d\d?):(?P<minute>\d\d):(?P<second>\d\d)(?:\.(?P<fraction>\d*))?"
-    r"(?:[ \t]*(?P<tz>Z|(?P<tz_sign>[-+])(?P<tz_hour>\d\d?)(?::(?P<tz_minute>\d\d))?))?)?$"
+    r"(?:[ \t]*(?P<tz>Z|(?P<tz_sign>[-+])(?P<tz_hour>\d\d?)(?::(?P<tz_minute>\d\d))?))?)?\Z"
 )
 
 
@@ -166,6 +172,9 @@ def compose(text: str) -> Node | None:
         problem = bad.problem or "not valid YAML"
         if "expected a single document" in (bad.context or ""):
             problem = "the file holds more than one YAML document; keep one resource per file"
+        hint = _syntax_hint(text, bad)
+        if hint is not None:
+            raise hint from None
         raise YamlProblem("yaml-syntax", f"not valid YAML: {problem}", line, column) from None
     except yaml.YAMLError as bad:
         raise YamlProblem("yaml-syntax", f"not valid YAML: {bad}") from None
@@ -173,12 +182,78 @@ def compose(text: str) -> Node | None:
         loader.dispose()
 
 
+# A line whose value (after an optional key and list dashes) starts with an unquoted "{{" or "{%".
+_TEMPLATE_VALUE = re.compile(
+    r"(?P<lead>[ ]*(?:-[ \t]+)*(?:(?P<key>[^\s#'\"{}\[\],&*!|>%@`-][^:#]*?|-[^\s:#][^:#]*?)[ \t]*:[ \t]+)?)"
+    r"(?P<open>\{\{|\{%)"
+)
+_TAB_HINT = "a tab is used for indentation here; indent with spaces (YAML does not allow tabs in indentation)"
+
+
+def _quoted(value: str) -> str:
+    if len(value) > 60:
+        value = value[:57] + "..."
+    return "'" + value.replace("'", "''") + "'" if '"' in value else '"' + value.replace("\\", "\\\\") + '"'
+
+
+def _quote_hint(lines: list[str], index: int) -> YamlProblem | None:
+    """The "put the text in quotes" problem for line ``index`` if its value starts with ``{{``/``{%``."""
+    if not 0 <= index < len(lines):
+        return None
+    row = lines[index]
+    match = _TEMPLATE_VALUE.match(row)
+    if match is None:
+        return None
+    value = row[len(match["lead"]) :].split(" #", 1)[0].rstrip()
+    key = match["key"].strip() if match["key"] else None
+    fixed = f"{key}: {_quoted(value)}" if key else _quoted(value)
+    return YamlProblem(
+        "yaml-syntax",
+        f"not valid YAML: this value starts with {match['open']!r}, which YAML reads as the start of a mapping; "
+        f"put the text in quotes: {fixed}",
+        index + 1,
+        len(match["lead"]) + 1,
+    )
+
+
+def _syntax_hint(text: str, bad: yaml.MarkedYAMLError) -> YamlProblem | None:
+    """A located problem that says how to fix a tab in the indentation or an unquoted ``{{``."""
+    problem, context = bad.problem_mark, bad.context_mark
+    if problem is None:
+        return None
+    lines = text.split("\n")
+    if problem.line >= len(lines):
+        return None
+    row = lines[problem.line]
+    indent = row[: len(row) - len(row.lstrip(" \t-"))]
+    if "\t" in indent:
+        return YamlProblem("yaml-syntax", f"not valid YAML: {_TAB_HINT}", problem.line + 1, indent.index("\t") + 1)
+    if row[problem.column : problem.column + 1] == "\t":
+        return YamlProblem("yaml-syntax", f"not valid YAML: {_TAB_HINT}", problem.line + 1, problem.column + 1)
+    first = min(problem.line, context.line) if context is not None else problem.line
+    for index in range(first, problem.line + 1):
+        hint = _quote_hint(lines, index)
+        if hint is not None:
+            return hint
+    return None
+
+
 def _check_expansion(root: Node) -> None:
-    """Refuse alias bombs and recursive aliases by sizing the node DAG, never expanding it."""
-    sizes: dict[int, int] = {}
+    """Refuse alias bombs and recursive aliases by sizing the node DAG, never expanding it.
+
+    Both what the aliases expand to are bounded: values (:data:`MAX_NODES`) and characters of
+    text (:data:`MAX_FILE_BYTES`, what a file without aliases can hold at most), so one long text
+    repeated by thousands of aliases cannot make the data, its digest or a message huge.
+    """
+    sizes: dict[int, tuple[int, int]] = {}
     active: set[int] = set()
 
-    def size(node: Node, depth: int) -> int:
+    def refuse(what: str) -> YamlProblem:
+        return YamlProblem(
+            "yaml-syntax", f"aliases expand to more than {what} (an alias bomb?); refused without expanding", *_mark(root)
+        )
+
+    def size(node: Node, depth: int) -> tuple[int, int]:
         key = id(node)
         known = sizes.get(key)
         if known is not None:
@@ -187,29 +262,25 @@ def _check_expansion(root: Node) -> None:
             raise YamlProblem("yaml-syntax", "an alias refers to itself (recursive structure)", *_mark(node))
         if depth > MAX_DEPTH:
             raise YamlProblem("yaml-syntax", f"nesting deeper than {MAX_DEPTH} levels", *_mark(node))
-        total = 1
-        if isinstance(node, SequenceNode):
+        total, chars = 1, 0
+        if isinstance(node, ScalarNode):
+            chars = len(node.value)
+        else:
+            children = node.value if isinstance(node, SequenceNode) else [part for pair in node.value for part in pair]
             active.add(key)
-            for item in node.value:
-                total += size(item, depth + 1)
-                if total > MAX_NODES:
-                    break
-            active.discard(key)
-        elif isinstance(node, MappingNode):
-            active.add(key)
-            for key_node, value_node in node.value:
-                total += size(key_node, depth + 1) + size(value_node, depth + 1)
-                if total > MAX_NODES:
+            for child in children:
+                count, text = size(child, depth + 1)
+                total += count
+                chars += text
+                if total > MAX_NODES or chars > MAX_FILE_BYTES:
                     break
             active.discard(key)
         if total > MAX_NODES:
-            raise YamlProblem(
-                "yaml-syntax",
-                f"aliases expand to more than {MAX_NODES:,} values (an alias bomb?); refused without expanding",
-                *_mark(root),
-            )
-        sizes[key] = total
-        return total
+            raise refuse(f"{MAX_NODES:,} values")
+        if chars > MAX_FILE_BYTES:
+            raise refuse(f"{MAX_FILE_BYTES // 1024:,} KiB of text")
+        sizes[key] = (total, chars)
+        return total, chars
 
     size(root, 0)
 
@@ -217,10 +288,11 @@ def _check_expansion(root: Node) -> None:
 class _Builder:
     """Builds plain Python data from nodes; collects duplicate keys instead of stopping."""
 
-    __slots__ = ("duplicates",)
+    __slots__ = ("duplicates", "text")
 
-    def __init__(self) -> None:
+    def __init__(self, text: str = "") -> None:
         self.duplicates: list[YamlProblem] = []
+        self.text = text
 
     def build(self, node: Node, depth: int = 0) -> Any:
         if isinstance(node, ScalarNode):
@@ -236,6 +308,16 @@ class _Builder:
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
+                if _is_double_brace(node, key_node):
+                    hint = _quote_hint(self.text.split("\n"), node.start_mark.line)
+                    if hint is None or hint.column != node.start_mark.column + 1:
+                        hint = YamlProblem(
+                            "yaml-syntax",
+                            "not valid YAML: this value starts with '{{', which YAML reads as the start of a mapping; "
+                            "put the text in quotes",
+                            *_mark(node),
+                        )
+                    raise hint
                 raise YamlProblem("yaml-syntax", "a key must be plain text, not a list or mapping", *_mark(key_node))
             key = key_node.value
             if key in mapping:
@@ -257,6 +339,16 @@ class _Builder:
             raise YamlProblem("yaml-syntax", f"{node.value!r} is not a valid {kind}", *_mark(node)) from None
 
 
+def _is_double_brace(mapping: MappingNode, key_node: Node) -> bool:
+    """``{{ user.x }}`` unquoted: a flow mapping whose first key is a flow mapping opened right after it."""
+    return (
+        isinstance(key_node, MappingNode)
+        and bool(mapping.flow_style)
+        and key_node.start_mark.line == mapping.start_mark.line
+        and key_node.start_mark.column == mapping.start_mark.column + 1
+    )
+
+
 @dataclass(slots=True)
 class Parsed:
     """A file's data, its node tree (for locating problems) and its duplicate keys."""
@@ -273,7 +365,7 @@ def parse(text: str) -> Parsed:
         return Parsed(None, None, [])
     if "*" in text:
         _check_expansion(root)
-    builder = _Builder()
+    builder = _Builder(text)
     try:
         data = builder.build(root)
     except RecursionError:
@@ -289,11 +381,33 @@ def load(raw: bytes) -> Any:
     return parsed.data
 
 
+_INDEX_FROM = 16  # below this many keys a scan is cheaper than building an index
+_key_indexes: weakref.WeakKeyDictionary[MappingNode, dict[str, tuple[Node, Node]]] = weakref.WeakKeyDictionary()
+
+
+def _entry(node: MappingNode, step: str | int) -> tuple[Node, Node] | None:
+    """The (key node, value node) of ``step`` in a mapping; the last one when a key repeats
+    (as the loaded data keeps it). Large mappings are indexed once, on first use."""
+    pairs = node.value
+    if len(pairs) < _INDEX_FROM:
+        for key_node, value_node in reversed(pairs):
+            if isinstance(key_node, ScalarNode) and key_node.value == step:
+                return key_node, value_node
+        return None
+    index = _key_indexes.get(node)
+    if index is None:
+        index = {key_node.value: (key_node, value_node) for key_node, value_node in pairs if isinstance(key_node, ScalarNode)}
+        _key_indexes[node] = index
+    return index.get(step) if isinstance(step, str) else None
+
+
 def locate(root: Node | None, path: Path, *, key: bool = False) -> tuple[int, int]:
     """Line and column (1-based) of the node at ``path``; the nearest existing ancestor if absent.
 
     With ``key=True`` and a path ending in a mapping key, the key's position is returned
-    (where an unknown field should be pointed at).
+    (where an unknown field should be pointed at). Each call costs the depth of ``path``, not
+    the size of the mappings on the way, so locating one problem per key of a 100,000-key file
+    stays linear.
     """
     if root is None:
         return 1, 1
@@ -301,14 +415,10 @@ def locate(root: Node | None, path: Path, *, key: bool = False) -> tuple[int, in
     for index, step in enumerate(path):
         last = index == len(path) - 1
         if isinstance(node, MappingNode):
-            found = None
-            for key_node, value_node in reversed(node.value):
-                if isinstance(key_node, ScalarNode) and key_node.value == step:
-                    found = key_node if (key and last) else value_node
-                    break
+            found = _entry(node, step)
             if found is None:
                 break
-            node = found
+            node = found[0] if (key and last) else found[1]
         elif isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
             node = node.value[step]
         else:

@@ -7,6 +7,10 @@ date"); wall-clock times become instants with ``zoneinfo``.
 
 Iteration is lazy and chronological: a ten-year daily schedule is never materialised to answer
 "what comes next" (:func:`preview`) or "is there anything at all" (:func:`has_occurrences`).
+The one-time occurrence holds every window of every date of its span (validation bounds the span
+at ten years), and its windows are built only when asked for: its start and finish, and the
+window open at an instant, cost the same for a ten-day and a ten-year task, so an executor pass
+does not walk the whole span.
 
 Instants are compared through UTC: two datetimes sharing one ``ZoneInfo`` compare by wall clock
 and ignore ``fold``, which is wrong in the repeated hour of a fall-back day.
@@ -14,9 +18,10 @@ and ignore ``fold``, which is wrong in the repeated hour of a fall-back day.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,11 +95,12 @@ class Occurrence:
     """One delivery of a task: key ``"once"`` (one-time) or its date ``YYYY-MM-DD``.
 
     Recurring occurrences span the windows of their date only; the one-time occurrence spans every
-    window of every allowed date. ``windows`` is in chronological order.
+    window of every allowed date (a :class:`SpanWindows`, built as it is read). ``windows`` is in
+    chronological order.
     """
 
     key: str
-    windows: tuple[DeliveryWindow, ...]
+    windows: Sequence[DeliveryWindow]
 
     @property
     def start(self) -> dt.datetime:
@@ -109,6 +115,8 @@ class Occurrence:
     def window_at(self, at: dt.datetime) -> DeliveryWindow | None:
         """The window open at the instant ``at``, if any."""
         moment = _utc(at)
+        if isinstance(self.windows, SpanWindows):
+            return self.windows.window_at(moment)
         for window in self.windows:
             if _utc(window.start) <= moment < _utc(window.finish):
                 return window
@@ -121,7 +129,76 @@ class Occurrence:
     @property
     def dates(self) -> tuple[dt.date, ...]:
         """The local dates its windows start on, without repeats."""
+        if isinstance(self.windows, SpanWindows):
+            return self.windows.dates
         return tuple(dict.fromkeys(window.start.date() for window in self.windows))
+
+
+class SpanWindows(Sequence):
+    """The windows of a one-time occurrence: each of its dates' windows, in order, built on demand.
+
+    Every date has the same number of windows (the schedule's), so the n-th window is found by
+    arithmetic, and the window open at an instant by a binary search over the dates. Equal to the
+    tuple of the same windows.
+    """
+
+    __slots__ = ("_dates", "_walls", "_zone")
+
+    def __init__(self, dates: Sequence[dt.date], walls: tuple[tuple[int, int, int, int], ...], zone: ZoneInfo) -> None:
+        self._dates = tuple(dates)
+        self._walls = walls
+        self._zone = zone
+
+    @property
+    def dates(self) -> tuple[dt.date, ...]:
+        return self._dates
+
+    def _on(self, position: int) -> list[DeliveryWindow]:
+        return _windows_on(self._dates[position], self._walls, self._zone)
+
+    def __len__(self) -> int:
+        return len(self._dates) * len(self._walls)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        size = len(self)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("window index out of range")
+        position, offset = divmod(index, len(self._walls))
+        return self._on(position)[offset]
+
+    def __iter__(self) -> Iterator[DeliveryWindow]:
+        for position in range(len(self._dates)):
+            yield from self._on(position)
+
+    def window_at(self, moment: dt.datetime) -> DeliveryWindow | None:
+        """The window open at ``moment`` (UTC): only the dates around its local date are built."""
+        local = moment.astimezone(self._zone).date()
+        position = bisect.bisect_left(self._dates, local - dt.timedelta(days=1))
+        while position < len(self._dates) and self._dates[position] <= local + dt.timedelta(days=1):
+            for window in self._on(position):
+                if _utc(window.start) <= moment < _utc(window.finish):
+                    return window
+            position += 1
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SpanWindows):
+            return (self._dates, self._walls, self._zone) == (other._dates, other._walls, other._zone) or tuple(
+                self
+            ) == tuple(other)
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"SpanWindows({len(self)} windows on {len(self._dates)} dates)"
 
 
 @dataclass(frozen=True)
@@ -303,11 +380,8 @@ def count_occurrences(schedule: Schedule) -> int:
 
 
 def _once(schedule: Schedule, zone: ZoneInfo, dates: Iterable[dt.date] | None = None) -> Occurrence | None:
-    walls = _wall_windows(schedule.windows)
-    windows: list[DeliveryWindow] = []
-    for day in occurrence_dates(schedule) if dates is None else dates:
-        windows.extend(_windows_on(day, walls, zone))
-    return Occurrence(ONCE, tuple(windows)) if windows else None
+    days = list(occurrence_dates(schedule) if dates is None else dates)
+    return Occurrence(ONCE, SpanWindows(days, _wall_windows(schedule.windows), zone)) if days else None
 
 
 def _recurring(dates: Iterable[dt.date], schedule: Schedule, zone: ZoneInfo) -> Iterator[Occurrence]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from engine.errors import UsageError
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")  # \Z: "$" would let "public\n" through
 _SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*([^\s]+)")
 
 

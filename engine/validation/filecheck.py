@@ -19,6 +19,7 @@ from engine.config import yamlload
 from engine.config.names import REDIRECTION_MAX
 from engine.templating import analyze, is_template, static_prefix
 from engine.validation.problems import ERROR
+from engine.validation.rules import date_range_problems
 
 # (line, column, code, severity, message)
 RawProblem = tuple[int, int, str, str, str]
@@ -27,7 +28,7 @@ FileResult = tuple[str, Any, list, dict]
 FORBIDDEN_SCHEMES = frozenset({"http", "javascript", "data", "vbscript", "file", "ftp", "blob", "about"})
 TEXT_FIELDS = ("title", "content")
 _EXPRESSION = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
-_MINUTES = re.compile(r"^(\d{1,2}):(\d{2})$")
+_MINUTES = re.compile(r"^(\d{1,2}):(\d{2})\Z")
 
 
 def digest_bytes(raw: bytes) -> str:
@@ -110,12 +111,10 @@ def url_scheme(url: str) -> str:
 def _check_task(data: dict, found: _Findings, model: Any = None) -> None:
     schedule = data["schedule"]
     start, finish = schedule["start_date"], schedule["finish_date"]
-    if finish < start:  # ISO dates compare as text
-        found.add(
-            ("schedule", "finish_date"),
-            "date-range",
-            f"finish_date {finish} is before start_date {start}",
-        )
+    dates_in_range = True
+    for path, message in date_range_problems(start, finish):
+        found.add(path, "date-range", message)
+        dates_in_range = False
     previous_finish = None
     for index, window in enumerate(schedule["windows"]):
         begin, end = minutes(window["start"]), minutes(window["finish"])
@@ -141,7 +140,7 @@ def _check_task(data: dict, found: _Findings, model: Any = None) -> None:
             )
         if previous_finish is None or end > previous_finish[0]:
             previous_finish = (end, window["finish"])
-    if finish >= start:
+    if dates_in_range:
         _check_occurrences(model.schedule if model is not None else schedule, found)
 
 

@@ -18,6 +18,7 @@ from engine.config.discovery import SourceFile, discover
 from engine.config.repository import Repository, Resource
 from engine.validation import dates_rule, filecheck, rules
 from engine.validation import cache as cache_module
+from engine.validation import sms_check
 from engine.validation.cache import ValidationCache
 from engine.validation.directory_check import attribute_findings, directory_attributes, unreadable_directory_finding
 from engine.validation.problems import ERROR, Problem
@@ -303,6 +304,7 @@ def _cross_file(
         findings.extend(rules.check_tasks(catalog))
         audience_findings, attachments = rules.check_audiences(catalog, str(root))
         findings.extend(audience_findings)
+        findings.extend(sms_check.check_sms(catalog))
     findings.extend(rules.check_creatives(catalog))
     findings.extend(rules.check_unused(catalog))
     findings.extend(dates_rule.findings(catalog, today or {}))

@@ -7,13 +7,23 @@ pipeline turns into a line and column.
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config.discovery import SourceFile
-from engine.templating import ALWAYS_AVAILABLE, preview_length
+from engine.config.names import (
+    FIRST_YEAR,
+    GATEWAY_CONTENT_MAX,
+    GATEWAY_REDIRECT_MAX,
+    LAST_YEAR,
+    SPAN_MAX_YEARS,
+    USER_ID_MAX,
+)
+from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, preview_length
 from engine.validation.problems import ERROR, WARNING
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
@@ -60,6 +70,49 @@ class Catalog:
     @property
     def platform(self) -> dict[str, Any] | None:
         return self.data("platform", "platform")
+
+
+def _years_later(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def date_range_problems(start: str | dt.date, finish: str | dt.date) -> list[tuple[tuple, str]]:
+    """``(path, message)`` for each ``date-range`` problem of a schedule's dates.
+
+    Dates lie in the years 2000-2199 (outside them date arithmetic overflows, and nobody means
+    them), the finish is not before the start, and the schedule spans at most ten years. The span
+    bounds all the work a schedule can cause: a one-time task's single occurrence holds every
+    window of every date of its span (the executor reads it lazily, but ``schedule`` prints it
+    whole and its date list is kept), and a daily task's occurrences are counted for every plan.
+    No campaign runs unchanged for a decade; a task meant to run longer is renewed as a new one.
+    """
+    start_date = start if isinstance(start, dt.date) else dt.date.fromisoformat(start)
+    finish_date = finish if isinstance(finish, dt.date) else dt.date.fromisoformat(finish)
+    problems = []
+    for field, day in (("start_date", start_date), ("finish_date", finish_date)):
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            problems.append(
+                (("schedule", field), f"{field} {day.isoformat()} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
+            )
+    if problems:
+        return problems
+    if finish_date < start_date:
+        problems.append(
+            (("schedule", "finish_date"), f"finish_date {finish_date.isoformat()} is before start_date {start_date.isoformat()}")
+        )
+    elif finish_date >= _years_later(start_date, SPAN_MAX_YEARS):
+        last = _years_later(start_date, SPAN_MAX_YEARS) - dt.timedelta(days=1)
+        problems.append(
+            (
+                ("schedule", "finish_date"),
+                f"the schedule spans {start_date.isoformat()} to {finish_date.isoformat()}, more than "
+                f"{SPAN_MAX_YEARS} years; finish by {last.isoformat()} and renew the task as a new one for later dates",
+            )
+        )
+    return problems
 
 
 def _missing(kind: str, rid: str, known: list[str]) -> str:
@@ -184,6 +237,11 @@ def check_creatives(catalog: Catalog) -> Iterator[Finding]:
         if template is None:
             continue
         yield from _creative_fields(entry, template_id, template)
+        if through_gateway(catalog.platform, template["channel"]):
+            yield from _gateway_redirect_limit(entry, template["channel"])
+            finding = content_too_long(entry, template)
+            if finding is not None:
+                yield finding
 
 
 def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator[Finding]:
@@ -206,7 +264,7 @@ def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator
         if field in facts.get("texts", {}):
             variables, literal, outputs = facts["texts"][field]
             length = preview_length(literal, outputs, examples)
-            if length > spec["max_length"]:
+            if spec.get("max_length") is not None and length > spec["max_length"]:
                 yield Finding(
                     file,
                     (field,),
@@ -214,12 +272,20 @@ def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator
                     f"{field} is {length} characters (with the template's example values); "
                     f"template {template_id!r} allows at most {spec['max_length']}",
                 )
+            elif spec.get("max_length") is None and length > DEFAULT_OUTPUT_LIMIT:
+                yield Finding(
+                    file,
+                    (field,),
+                    "field-too-long",
+                    f"{field} is {length:,} characters (with the template's example values); a field whose "
+                    f"template sets no max_length renders at most {DEFAULT_OUTPUT_LIMIT:,} characters for a user",
+                )
             yield from _unknown_variables(file, (field,), field, variables, declared, template_id)
     for index, (_, length, variables) in enumerate(facts.get("urls", [])):
         redirection = creative.get("redirection")
         path = ("redirection",) if isinstance(redirection, str) else ("redirection", index)
         spec = specs.get("redirection")
-        if spec is not None and length > spec["max_length"]:
+        if spec is not None and spec.get("max_length") is not None and length > spec["max_length"]:
             yield Finding(
                 file,
                 path,
@@ -227,6 +293,81 @@ def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator
                 f"redirection is {length} characters; template {template_id!r} allows at most {spec['max_length']}",
             )
         yield from _unknown_variables(file, path, "redirection", variables, declared, template_id)
+
+
+# --- what the channel's provider accepts (a template without max_length has only these limits) ---
+
+INBOXES = {"inbox-ewallet": "ewallet", "inbox-miniprogram": "miniprogram"}
+
+
+def through_gateway(platform: dict[str, Any] | None, channel: str) -> bool:
+    """Whether ``platform.yaml`` delivers ``channel`` through the wallet gateway (its own entry, else ``default``)."""
+    providers = (platform or {}).get("providers") or {}
+    config = providers.get(channel) or providers.get("default") or {}
+    return config.get("type") == "gateway"
+
+
+def _gateway_redirect_limit(entry: Entry, channel: str) -> Iterator[Finding]:
+    """The gateway's ``redirectUrl`` takes at most 1,024 characters (2,048 elsewhere, see filecheck)."""
+    redirection = entry.data.get("redirection")
+    for index, (_, length, _) in enumerate(entry.facts.get("urls", [])):
+        if length > GATEWAY_REDIRECT_MAX:
+            yield Finding(
+                entry.source.path,
+                ("redirection",) if isinstance(redirection, str) else ("redirection", index),
+                "url-invalid",
+                f"redirection is {length:,} characters; {channel} is delivered through the wallet gateway, "
+                f"whose redirectUrl takes at most {GATEWAY_REDIRECT_MAX:,}",
+            )
+
+
+def gateway_content(title: Any, content: Any, redirection: Any, channel: str) -> str:
+    """The gateway's ``messageContent`` JSON text, as the gateway provider builds it (a test holds
+    the two together; validation does not import the delivery layer)."""
+    body: dict[str, Any] = {"title": title, "content": content, "redirection": redirection}
+    if channel in INBOXES:
+        body["inbox"] = INBOXES[channel]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+_MEASURE_LIMIT = 4 * GATEWAY_CONTENT_MAX  # render past the limit, to say by how much it is exceeded
+
+
+def content_too_long(entry: Entry, template: dict[str, Any]) -> Finding | None:
+    """``content-too-long``: the creative, rendered with the template's examples, makes a gateway
+    ``messageContent`` over 4,096 characters. None when it fits, or when a field does not render
+    (template-syntax and variable-unknown report that)."""
+    from engine.templating import render
+
+    creative = entry.data
+    user = {name: variable["example"] for name, variable in (template.get("variables") or {}).items()}
+    user.setdefault("user_id", "u" * USER_ID_MAX)  # the longest id a user can have
+    texts = entry.facts.get("texts", {})
+    rendered: dict[str, Any] = {}
+    try:
+        for field in ("title", "content"):
+            value = creative.get(field)
+            if value is not None and field not in texts:
+                return None  # it did not pass its own checks
+            rendered[field] = render(value, user, limit=_MEASURE_LIMIT)
+        redirection = creative.get("redirection")
+        urls = [redirection] if isinstance(redirection, str) else list(redirection or [])
+        if len(entry.facts.get("urls", [])) != len(urls):
+            return None
+        shown = [render(url, user, limit=_MEASURE_LIMIT) for url in urls]
+        rendered["redirection"] = shown[0] if isinstance(redirection, str) else (shown if redirection is not None else None)
+    except Exception:  # noqa: BLE001 - a field that does not render is another rule's finding
+        return None
+    length = len(gateway_content(rendered["title"], rendered["content"], rendered["redirection"], template["channel"]))
+    if length <= GATEWAY_CONTENT_MAX:
+        return None
+    return Finding(
+        entry.source.path,
+        ("content",) if creative.get("content") is not None else (),
+        "content-too-long",
+        f"rendered with the template's examples, the message is {length:,} characters as the wallet gateway's "
+        f"messageContent (title, content and redirection as JSON); the gateway takes at most {GATEWAY_CONTENT_MAX:,}",
+    )
 
 
 def _unknown_variables(file, path, field, variables, declared, template_id) -> Iterator[Finding]:

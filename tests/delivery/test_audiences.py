@@ -209,12 +209,13 @@ def test_a_where_rule_without_a_directory(state_store: StateStore) -> None:
 
 
 def test_nan_is_refused(directory: StateStore) -> None:
-    with pytest.raises(AudienceError, match="NaN"):
+    with pytest.raises(AudienceError, match="finite number"):
         task_members(directory, "t1", {"audiences": ["a"]}, {"a": where([{"attr": "points", "gt": float("nan")}])})
 
 
 def test_huge_numbers_compare_without_overflow(directory: StateStore) -> None:
-    bodies = {"a": where([{"attr": "points", "lt": 10**30}]), "b": where([{"attr": "points", "gt": -(10**30)}])}
+    # ±2**53 is the largest operand a where rule takes (validation refuses more, as does the model)
+    bodies = {"a": where([{"attr": "points", "lt": 2**53}]), "b": where([{"attr": "points", "gt": -(2**53)}])}
     assert len(ids(directory, ["a"], bodies)) == 6  # every numeric points value
     assert ids(directory, ["a"], bodies) == ids(directory, ["b"], bodies)
 

@@ -131,6 +131,7 @@ def test_a_sqlite_database_of_another_application_is_not_taken_over(tmp_path: Pa
         ("sqlite:///:memory:", "needs a SQLite file"),
         ("postgresql://u@h", "must name a database"),
         ("postgresql://u@h/db?schema=bad-name", "not a plain identifier"),
+        ("postgresql://u@h/db?schema=public%0A", "not a plain identifier"),  # "$" let the newline through
         ("postgresql://u@h/db?schema=a&options=-csearch_path%3Db", "two schemas"),
     ],
 )

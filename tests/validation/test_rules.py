@@ -307,6 +307,20 @@ def test_field_length_counts_example_values_not_placeholders(repo):
     assert problems(repo, "field-too-long")
 
 
+def test_content_too_long_through_the_wallet_gateway(repo):
+    """More cases in test_template_limits.py."""
+    platform = (repo / "platform.yaml").read_text()
+    gateway = "  push: {type: gateway, url: https://gw.example.com/send, token_env: GATEWAY_TOKEN}\n"
+    write(repo, "platform.yaml", platform.replace("providers:\n", "providers:\n" + gateway))
+    edit(repo, "templates/push-promo.yaml", lambda d: d["fields"]["content"].pop("max_length"))
+    edit(repo, "creatives/flash-a.yaml", lambda d: d.update(content="x" * 3900))
+    assert problems(repo, "content-too-long") == []
+    edit(repo, "creatives/flash-a.yaml", lambda d: d.update(content="x" * 4100))
+    [found] = problems(repo, "content-too-long")
+    lines = (repo / "creatives/flash-a.yaml").read_text().splitlines()
+    assert found.file == "creatives/flash-a.yaml" and lines[found.line - 1].startswith("content:")
+
+
 # -- URLs -------------------------------------------------------------------------------------
 
 
@@ -391,6 +405,14 @@ def test_unused_template_is_a_warning_that_does_not_fail(repo):
     result = validate_repository(repo, use_cache=False)
     assert not result.has_errors
     assert [(p.file, p.severity) for p in result.problems if p.code == "unused"] == [("templates/spare.yaml", "warning")]
+
+
+def test_an_sms_over_the_sites_max_segments_is_a_warning(repo):
+    """More in tests/validation/test_sms_too_long.py."""
+    write(repo, "templates/sms-promo.yaml", (repo / "templates/sms-promo.yaml").read_text().replace("160", "1000"))
+    write(repo, "creatives/flash-sms.yaml", "name: Long\ntemplate: sms-promo\ncontent: " + "x" * 460 + "\n")
+    found = [(p.file, p.line, p.severity) for p in problems(repo, "sms-too-long")]
+    assert found == [("creatives/flash-sms.yaml", 3, "warning")]
 
 
 def test_every_documented_code_has_a_test_here():
