@@ -272,19 +272,23 @@ def _remember_failure(
         pr_number, merge_commit = approval.pr_number, approval.merge_commit
     elif evidence.event is not None:
         pull = evidence.event.get("pull_request") if isinstance(evidence.event, dict) else None
-        if isinstance(pull, dict):
-            pr_number = pull.get("number") if isinstance(pull.get("number"), int) else None
-            merge_commit = pull.get("merge_commit_sha") if isinstance(pull.get("merge_commit_sha"), str) else None
-    control.record_apply_failure(
-        store,
-        message=str(refused).removeprefix("apply refused, nothing was changed: "),
-        details=refused.details,
-        now=now,
-        serial=serial,
-        pr_number=pr_number,
-        merge_commit=merge_commit,
-        approved_by=approval.approved_by if approval is not None else None,
-    )
+        if isinstance(pull, dict):  # an event that is no approval: keep only what is plausible
+            number, sha = pull.get("number"), pull.get("merge_commit_sha")
+            pr_number = number if type(number) is int and 0 < number < 2**31 else None
+            merge_commit = sha if isinstance(sha, str) and 0 < len(sha) <= 64 else None
+    try:
+        control.record_apply_failure(
+            store,
+            message=str(refused).removeprefix("apply refused, nothing was changed: "),
+            details=refused.details,
+            now=now,
+            serial=serial,
+            pr_number=pr_number,
+            merge_commit=merge_commit,
+            approved_by=approval.approved_by if approval is not None else None,
+        )
+    except CampaignsError:  # the refusal is what the user must see; the drift record is a courtesy
+        pass
 
 
 def _approval_blocker():
