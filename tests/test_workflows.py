@@ -83,3 +83,32 @@ def test_pre_commit_hook_runs_validate():
     [hook] = yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())
     assert hook["id"] == "campaigns-validate" and hook["entry"] == "campaigns validate"
     assert hook["pass_filenames"] is False
+
+
+def test_the_required_check_runs_after_the_optional_pilot_test_and_fails_on_blockers():
+    plan = _load("plan.yml")
+    check = plan["jobs"]["apply-would-succeed"]
+    assert check["needs"] == ["plan", "pilot-test"]
+    assert "needs.pilot-test.result == 'skipped'" in check["if"] and check["if"].startswith("always()")
+    script = "\n".join(step.get("run", "") for step in check["steps"])
+    assert "campaigns plan --fail-on-blockers" in script and 'exit "$code"' in script
+    readme = (PROJECT / "README.md").read_text()
+    assert "`apply-would-succeed`" in readme and "--fail-on-blockers" in readme
+
+
+def test_drift_plans_main_on_a_schedule_and_keeps_one_issue():
+    drift = _load("drift.yml")
+    assert drift["on"]["schedule"] and "workflow_dispatch" in drift["on"]
+    assert drift["permissions"] == {"contents": "read", "issues": "write"}
+    [checkout] = [step for step in drift["jobs"]["drift"]["steps"] if step.get("uses", "").startswith("actions/checkout")]
+    assert checkout["with"]["ref"] == "main"
+    text = (WORKFLOWS / "drift.yml").read_text()
+    assert "campaigns plan --format json" in text and "plan.drift" in text and "plan.summary.changes" in text
+    assert "<!-- campaigns-drift -->" in text
+    assert "issues.update" in text and "issues.create" in text and "state: 'closed'" in text
+
+
+def test_a_re_run_of_the_apply_is_refused_once_main_moved_on():
+    apply = _load("apply.yml")
+    [guard] = [step for step in apply["jobs"]["apply"]["steps"] if step.get("if") == "github.run_attempt != '1'"]
+    assert "git fetch" in guard["run"] and "MERGE_SHA" in guard["run"]

@@ -48,6 +48,7 @@ from engine.delivery.ledger import (
     Presence,
 )
 from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
+from engine.delivery.pause_watch import PauseWatch
 from engine.delivery.providers import Message, Provider, open_provider
 from engine.delivery.render import CreativeText, RenderError, creative_text
 from engine.delivery.stream import MemberStream
@@ -296,6 +297,7 @@ class Executor:
         self._providers: dict[str, Provider] = {}
         self._platform: Platform | None = None
         self._directory: StateStore | None = None
+        self.pauses = PauseWatch(store)  # emergency pauses (`campaigns pause`), re-read every fraction of a second
 
     @property
     def executor_id(self) -> str:
@@ -331,6 +333,7 @@ class Executor:
             if platform is None:
                 return summary
             states = self.store.task_states()
+            held = self.pauses.refresh()
             tasks = self.store.resources(kind="task")
             creatives = {s.id: s.body for s in self.store.resources(kind="creative").values()}
             audiences = {s.id: s.body for s in self.store.resources(kind="audience").values()}
@@ -345,7 +348,7 @@ class Executor:
                 if self.only is not None and task_id not in self.only:
                     continue
                 stored = tasks.get(f"task.{task_id}")
-                running = state.status == "running"
+                running = state.status == "running" and task_id not in held  # held: paused outside git
                 if not running and task_id not in unclosed:
                     continue
                 if stored is None:
@@ -405,7 +408,11 @@ class Executor:
 
         platform = self._load_platform()
         states = self.store.task_states()
-        running = sorted(t for t, state in states.items() if state.status == "running" and (self.only is None or t in self.only))
+        held = self.pauses.refresh()
+        running = sorted(
+            t for t, state in states.items()
+            if state.status == "running" and t not in held and (self.only is None or t in self.only)
+        )
         providers: dict[str, str] = {}
         if platform is not None:
             from engine.config.names import CHANNELS
@@ -539,7 +546,10 @@ class Executor:
 
     def _still_running(self, run: TaskRun) -> bool:
         state = self.store.task_states().get(run.task_id)
-        return state is not None and state.status == "running" and state.content_digest == run.digest
+        return (
+            state is not None and state.status == "running" and state.content_digest == run.digest
+            and not self.pauses.held(run.task_id)
+        )
 
     # -- delivering -------------------------------------------------------------------------
 
@@ -582,7 +592,7 @@ class Executor:
                 taken = self.ledger.take_over(run.task_id, key, dead, now=self.clock.epoch())
             while taken:
                 claim = taken.pop(0)
-                if self.stop.is_set() or self.clock.epoch() >= window_end or done.provider_down:
+                if self.stop.is_set() or self.clock.epoch() >= window_end or done.provider_down or self.pauses.held(run.task_id):
                     self.ledger.release(claim)  # (after an unavailable provider: the rest waits for the next pass)
                     continue
                 stream = stream or self._members_of(run)
@@ -593,6 +603,8 @@ class Executor:
                 limit = batch_limit(run.rate, self.batch_size or 1000)
                 zone = _zone(run.timezone)
                 while not self.stop.is_set() and self.clock.epoch() < window_end and not done.provider_down:
+                    if self.pauses.held(run.task_id):  # paused outside git: stop before the next batch
+                        break
                     if time.monotonic() - checked > STATUS_CHECK_S:
                         checked = time.monotonic()
                         if not self._still_running(run):
@@ -762,7 +774,7 @@ class Executor:
             if bucket is not None and not bucket.take(len(part)):
                 cut = positions[start]
                 break
-            if self.clock.epoch() >= window_end:
+            if self.clock.epoch() >= window_end or self.pauses.held(task_id):  # the rest stays pending
                 cut = positions[start]
                 break
             try:
