@@ -184,7 +184,10 @@ class StateProbe:
                 raise
 
     def reachable(self) -> str | None:
-        """None when the state answers a query, else why not."""
+        """None when the state answers a query on a new connection, else why not (a kept
+        connection would still read a SQLite file that was removed)."""
+        with self._lock:
+            self.close_unlocked()
         try:
             self.read(lambda store: store.meta())
         except Exception as problem:  # noqa: BLE001 - reported as the health check's reason
