@@ -160,6 +160,23 @@ class Reporter(Protocol):
     # notices) as dicts with ``event``, ``level`` and ``message``
 
 
+class Observer(Protocol):
+    """Where the executor reports what it settled and how its provider calls went (metrics:
+    ``engine.delivery.metrics.ExecutorMetrics``). Kept narrow so the send path stays readable."""
+
+    def settled(self, task: str, channel: str, counts: Mapping[str, int], failed_by_reason: Mapping[str, int] | None = None) -> None: ...
+
+    def provider_call(self, channel: str, seconds: float, deliveries: list[Any] | None) -> None: ...
+
+
+class NoObserver:
+    def settled(self, task: str, channel: str, counts: Mapping[str, int], failed_by_reason: Mapping[str, int] | None = None) -> None:
+        pass
+
+    def provider_call(self, channel: str, seconds: float, deliveries: list[Any] | None) -> None:
+        pass
+
+
 class SilentReporter:
     def occurrence(self, task: str, occurrence: str, total: int | None) -> None:
         pass
@@ -280,6 +297,7 @@ class Executor:
         providers: Callable[[str, Platform], Provider] | None = None,
         tasks: Iterable[str] | None = None,
         member_batch: int = 5000,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.base_dir = Path(base_dir)
@@ -293,6 +311,7 @@ class Executor:
         self._open_provider = providers or (lambda channel, platform: open_provider(channel, platform, self.base_dir))
         self.only = set(tasks) if tasks is not None else None
         self.member_batch = member_batch
+        self.observer: Observer = observer or NoObserver()
         self._exit = ExitStack()
         self._providers: dict[str, Provider] = {}
         self._platform: Platform | None = None
@@ -516,7 +535,7 @@ class Executor:
                     except CampaignsError as problem:
                         note = str(problem)
             self.ledger.close_if_done(task_id, progress.occurrence, self.clock.epoch(), force=note is not None)
-            self._log_expiry(task_id, progress.occurrence, counts, note)
+            self._log_expiry(task_id, progress.occurrence, counts, note, channel=progress.channel)
             self._summed(summary, OccurrenceSummary(task_id, progress.occurrence, counts, expired_only=True))
 
     def _open(self, run: TaskRun, occurrence: Occurrence):
@@ -636,7 +655,7 @@ class Executor:
                         members = {m.user_id: m for m in result.members}
                         self._send_claim(run, key, result.claim, members, window_end, summary, done, counts)
                     elif result.rows:
-                        self._log_batch(run.task_id, key, counts, 0, 0.0, recovered=False)
+                        self._log_batch(run.task_id, key, counts, 0, 0.0, recovered=False, channel=run.channel)
                     if result.exhausted:
                         break
         finally:
@@ -777,12 +796,15 @@ class Executor:
             if self.clock.epoch() >= window_end or self.pauses.held(task_id):  # the rest stays pending
                 cut = positions[start]
                 break
+            called = time.monotonic()
             try:
                 deliveries = provider.send(part)
             except CampaignsError as problem:
+                self.observer.provider_call(channel, time.monotonic() - called, None)
                 broken = problem
                 cut = positions[start]
                 break
+            self.observer.provider_call(channel, time.monotonic() - called, deliveries)
             unavailable_here = 0
             for offset, delivery in enumerate(deliveries):
                 if delivery.status == "sent" and delivery.attempts == 1:  # the usual case: nothing to note
@@ -839,6 +861,7 @@ class Executor:
             failed_by_reason=finished.failed_by_reason,
             retrying=finished.retrying,
             retry_at=retry_at if finished.retrying else None,
+            channel=channel,
         )
         if broken is not None:
             raise _ProviderBroken(f"the {channel} provider failed: {broken}")
@@ -862,7 +885,10 @@ class Executor:
         failed_by_reason: Mapping[str, int] | None = None,
         retrying: int = 0,
         retry_at: float | None = None,
+        channel: str | None = None,
     ) -> None:
+        if channel is not None:
+            self.observer.settled(task_id, channel, counts.as_dict(), failed_by_reason)
         event: dict[str, Any] = {
             "event": "batch",
             "level": "info",
@@ -897,7 +923,7 @@ class Executor:
         if progress.status == "open":
             counts.add(self._expire_rest(run, key))
         self.ledger.close_if_done(run.task_id, key, self.clock.epoch())
-        self._log_expiry(run.task_id, key, counts)
+        self._log_expiry(run.task_id, key, counts, channel=run.channel)
         self._summed(summary, OccurrenceSummary(run.task_id, key, counts, expired_only=True))
         return True
 
@@ -924,7 +950,9 @@ class Executor:
             stream.close()
         return counts
 
-    def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None) -> None:
+    def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None, *, channel: str | None = None) -> None:
+        if channel is not None:
+            self.observer.settled(task_id, channel, counts.as_dict())
         event: dict[str, Any] = {
             "event": "expired", "level": "info", "executor": self.executor_id, "task": task_id, "occurrence": key, **counts.as_dict()
         }
