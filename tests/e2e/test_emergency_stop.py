@@ -279,7 +279,7 @@ def test_fail_on_blockers_before_and_after_the_pilot_test_and_a_refused_apply_re
     assert team.status("second-push")["status"] == "running"
 
     # an unapproved template is a blocker too
-    team.repo.template("push-promo", status="pending")
+    team.repo.template("push-promo", status="under-review")
     assert "template-not-approved" in team.run("plan", "--fail-on-blockers", ok=(3,)).err
 
 
