@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "run": "engine.commands.run:run",
     "report": "engine.commands.report:report",
     "users": "engine.commands.users:users",
+    "pause": "engine.commands.control:pause",
+    "resume": "engine.commands.control:resume",
 }
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.state import control
 from engine.state.records import utc_iso
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class TaskRow:
     last_test_current: bool | None = None  # the last test was of the task's current content
     next_occurrence: str | None = None  # key
     next_start: dt.datetime | None = None
+    emergency: control.EmergencyPause | None = None  # held by `campaigns pause` (status shows "paused")
+    recorded_status: str | None = None  # what git made it, under the emergency pause
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -55,8 +58,18 @@ class TaskRow:
             "next_occurrence": None
             if self.next_occurrence is None
             else {"key": self.next_occurrence, "start": self.next_start.isoformat() if self.next_start else None},
+            **(
+                {"emergency_pause": {**self.emergency.to_json(), "recorded_status": self.recorded_status}}
+                if self.emergency is not None
+                else {}
+            ),
             **self.extra,
         }
+
+    @property
+    def shown_status(self) -> str:
+        """``paused (emergency)`` for a task held by ``campaigns pause``, else its status."""
+        return "paused (emergency)" if self.emergency is not None else self.status
 
 
 def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetime) -> tuple[str, dt.datetime] | None:
@@ -82,6 +95,7 @@ def status_rows(store: StateStore, clock: Clock | None = None) -> list[TaskRow]:
     bodies = store.resources(kind="task")
     stored_platform = store.resource("platform")
     platform = stored_platform.body if stored_platform is not None else None
+    held = control.active_pauses(store)
     last_runs: dict[str, Any] = {}
     for run in store.pilot_tests():
         last_runs[run.task_id] = run  # oldest first: the last one wins
@@ -97,6 +111,9 @@ def status_rows(store: StateStore, clock: Clock | None = None) -> list[TaskRow]:
             since=state.since,
             content_digest=state.content_digest,
         )
+        if task_id in held:
+            row.emergency, row.recorded_status, row.status = held[task_id], state.status, "paused"
+            row.since = held[task_id].paused_at
         run = last_runs.get(task_id)
         if run is not None:
             row.last_test_at = run.tested_at

@@ -28,6 +28,7 @@ from engine.errors import CampaignsError
 from engine.plan.model import NEEDS_APPROVAL, Change, Plan
 from engine.plan.planner import Planner, make_planner
 from engine.plan.source import LocalSource
+from engine.state import control
 from engine.state.records import Approval, TaskStateWrite
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ def write(
         if attachments:
             tx.put_attachments(attachments)
         tx.append_history(approval=approval, summary=summary, changes=[c.summary_json() for c in changes])
+        control.clear_apply_failures(tx.connection)  # the state caught up with the repository
         serial = tx.serial
         _test_hook(serial)
     return serial
@@ -233,6 +235,9 @@ def apply(
         if saved is not None:
             check_saved(saved, plan)
         if not plan.has_changes:
+            if any(entry.get("kind") == "apply-failed" for entry in planner.snapshot.drift):
+                with store.writing() as conn:  # the state matches the repository: nothing is ahead of it
+                    control.clear_apply_failures(conn)
             fastpath.remember(planner.desired, planner.snapshot)
             return ApplyResult(plan, plan.serial, applied=False)
         problem = None
@@ -245,11 +250,45 @@ def apply(
             for change in plan.actionable:
                 change.blockers.append(_approval_blocker())
         if plan.blockers() or problem:
-            raise refusal(plan, problem)
+            refused = refusal(plan, problem)
+            _remember_failure(store, evidence, approval, refused, now, plan.serial)
+            raise refused
         serial = write(planner, plan, store, approval, now)
         fastpath.remember(planner.desired, planner.snapshot)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
+
+
+def _remember_failure(
+    store: StateStore, evidence: Evidence, approval: Approval | None, refused: ApplyRefused, now: dt.datetime, serial: int
+) -> None:
+    """An apply with approval evidence was refused: the repository is now ahead of the state, and
+    every plan says so (``engine.plan.drift``) until an apply succeeds. Without evidence it was
+    only a try (a person's local apply), not a merge left unapplied."""
+    if approval is None and not evidence.event_path:
+        return
+    pr_number = merge_commit = None
+    if approval is not None and approval.kind == "github":
+        pr_number, merge_commit = approval.pr_number, approval.merge_commit
+    elif evidence.event is not None:
+        pull = evidence.event.get("pull_request") if isinstance(evidence.event, dict) else None
+        if isinstance(pull, dict):  # an event that is no approval: keep only what is plausible
+            number, sha = pull.get("number"), pull.get("merge_commit_sha")
+            pr_number = number if type(number) is int and 0 < number < 2**31 else None
+            merge_commit = sha if isinstance(sha, str) and 0 < len(sha) <= 64 else None
+    try:
+        control.record_apply_failure(
+            store,
+            message=str(refused).removeprefix("apply refused, nothing was changed: "),
+            details=refused.details,
+            now=now,
+            serial=serial,
+            pr_number=pr_number,
+            merge_commit=merge_commit,
+            approved_by=approval.approved_by if approval is not None else None,
+        )
+    except CampaignsError:  # the refusal is what the user must see; the drift record is a courtesy
+        pass
 
 
 def _approval_blocker():

@@ -35,12 +35,24 @@ from engine.commands.common import load_repo, state_option
     help="Exit 0 when there are no changes, 2 when there are changes, 1 on error.",
 )
 @click.option(
+    "--fail-on-blockers",
+    is_flag=True,
+    help="Exit 3 when the apply after a merge would be refused: any blocker but needs-approval "
+    "(a missing pilot test, an unapproved template). For the pull request's required status check.",
+)
+@click.option(
     "--color/--no-color",
     default=None,
     help="Colour the text plan (default: only when printing to a terminal).",
 )
 def plan(
-    repo: Path, state_url: str | None, output_format: str, out: Path | None, detailed_exitcode: bool, color: bool | None
+    repo: Path,
+    state_url: str | None,
+    output_format: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+    fail_on_blockers: bool,
+    color: bool | None,
 ) -> None:
     """Compare the repository with the state and show every change apply would make.
 
@@ -48,6 +60,12 @@ def plan(
     update, delete), field-level differences, for tasks the status transition and the next
     occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
     (cleared by the merge). A repository that does not validate cannot be planned.
+
+    Drift comes first: tasks paused outside git (`campaigns pause`) and applies refused since
+    the last one that succeeded (the repository is ahead of the state).
+
+    Exit codes: 0 (with --detailed-exitcode: no changes), 2 changes (--detailed-exitcode),
+    3 blockers that would refuse the apply after the merge (--fail-on-blockers), 1 error.
     """
     from engine.config.settings import resolve_state_url
     from engine.plan import fastpath, model, render
@@ -85,5 +103,14 @@ def plan(
         click.echo(render.render(result, output_format, color=use_color), nl=False, color=use_color)
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this with `campaigns apply {out}`.", err=True)
+    if fail_on_blockers:
+        from engine.plan.model import NEEDS_APPROVAL
+
+        refusing = result.blockers(ignore=(NEEDS_APPROVAL,))
+        if refusing:
+            parts = [f"{code} on {', '.join(c.address for c in changes[:8])}" + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")
+                     for code, changes in refusing.items()]
+            click.echo(f"The apply after a merge would be refused: {'; '.join(parts)}.", err=True)
+            sys.exit(3)
     if detailed_exitcode and result.has_changes:
         sys.exit(2)

@@ -123,7 +123,21 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _install_stop(stop: threading.Event) -> None:
+def notice(message: str, *, as_json: bool, event: str = "notice", level: str = "info", **fields: Any) -> None:
+    """A line of the service itself on stderr: JSON off a terminal (so every line of the log
+    parses), plain text on one."""
+    if as_json:
+        click.echo(log_line({"event": event, "level": level, **fields, "message": message}), err=True)
+    else:
+        click.echo(message, err=True)
+
+
+def json_logs(log_mode: str) -> bool:
+    """Whether the service's own lines are JSON: ``--log json``/``quiet``, or ``auto`` off a terminal."""
+    return log_mode in ("json", "quiet") or (log_mode == "auto" and not sys.stderr.isatty())
+
+
+def _install_stop(stop: threading.Event, as_json: bool = True) -> None:
     """SIGTERM / SIGINT: stop after the batch in hand. A second one stops at once."""
 
     def handler(signum: int, _frame: Any) -> None:
@@ -133,7 +147,8 @@ def _install_stop(stop: threading.Event) -> None:
             return
         stop.set()
         if not os.environ.get(WORKER_ENV):
-            click.echo(f"Stopping after the batch in hand ({signal.Signals(signum).name}).", err=True)
+            name = signal.Signals(signum).name
+            notice(f"Stopping after the batch in hand ({name}).", as_json=as_json, event="stopping", signal=name)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -178,6 +193,13 @@ def _install_stop(stop: threading.Event) -> None:
     show_default=True,
     help="auto: a progress bar on a terminal, else one JSON line per batch on stderr.",
 )
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz "
+    "(200 while the loop runs and the state answers, else 503), covering every worker. "
+    "Port 0 picks a free port (logged at start-up).",
+)
 def run(
     repo: Path,
     state_url: str | None,
@@ -188,6 +210,7 @@ def run(
     workers: int | None,
     tasks: tuple[str, ...],
     log_mode: str,
+    metrics_addr: str | None,
 ) -> None:
     """Deliver the notifications of running tasks: the executor service.
 
@@ -199,16 +222,81 @@ def run(
     start = parse_now(now_text) if now_text else None
     if start is not None and not once:
         raise UsageError("--now only works with --once (the service runs on the real clock)")
-
-    def one(label: str | None = None) -> None:
-        _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode, label)
-
+    if metrics_addr is not None and once:
+        raise UsageError("--metrics-addr serves metrics while the service runs; it does not work with --once")
     configured = _preflight(repo, state_url, tasks)
     if workers is None:
         workers = configured
-    if workers > 1:
-        sys.exit(_run_workers(workers, one, once))
-    one()
+    serving = _metrics_server(metrics_addr, repo, state_url, log_mode) if metrics_addr is not None else None
+    loop = _Loop()
+
+    def one(label: str | None = None) -> None:
+        if serving is not None and label is not None:
+            serving[0].httpd.socket.close()  # the parent serves; a worker does not hold the port
+        _run_one(repo, state_url, once, start, interval, batch_size, tasks, log_mode, label, loop, serving is not None)
+
+    try:
+        if workers > 1:
+            pids: list[int] = []
+            if serving is not None:
+                serving[0].health.alive = lambda: pids_alive_or_starting(pids, workers)
+            sys.exit(_run_workers(workers, one, once, pids=pids, started=serving[0].start if serving else None))
+        if serving is not None:
+            serving[0].health.alive = loop.problem
+            serving[0].start()
+        one()
+    finally:
+        if serving is not None:
+            serving[0].stop()
+            serving[1]()
+
+
+class _Loop:
+    """Whether the service's loop (in this process) is running, for /healthz."""
+
+    def __init__(self) -> None:
+        self.state = "starting"
+
+    def problem(self) -> str | None:
+        return None if self.state == "running" else f"the executor loop is {self.state}"
+
+
+def pids_alive_or_starting(pids: list[int], workers: int) -> str | None:
+    from engine.delivery.metrics import pids_alive
+
+    if len(pids) < workers:
+        return "the workers are starting"
+    return pids_alive(pids)
+
+
+def _metrics_server(addr: str, repo: Path, state_url: str | None, log_mode: str) -> tuple[Any, Any]:
+    """The bound (not yet serving) metrics server and the clean-up of its multiprocess directory.
+    prometheus_client is imported only here, after its multiprocess directory is set."""
+    from engine.delivery import metrics_setup
+
+    try:
+        host, port = metrics_setup.parse_addr(addr)
+    except ValueError as problem:
+        raise UsageError(f"--metrics-addr {problem}") from None
+    clean_up = metrics_setup.prepare_multiprocess()
+    from engine.config.settings import resolve_state_url
+    from engine.delivery.metrics import Health, MetricsServer, StateProbe
+    from engine.state import StateStore
+
+    url = resolve_state_url(repo, state_url)
+    probe = StateProbe(lambda: StateStore.open(url, base_dir=repo, create=False))
+    try:
+        server = MetricsServer(host, port, Health(probe, lambda: "the executor loop is starting"))
+    except OSError as problem:
+        clean_up()
+        raise UsageError(f"--metrics-addr {addr}: cannot listen there: {problem.strerror or problem}") from None
+    notice(
+        f"Serving metrics at http://{server.address}/metrics and health at http://{server.address}/healthz",
+        as_json=json_logs(log_mode),
+        event="metrics",
+        address=server.address,
+    )
+    return server, clean_up
 
 
 def _preflight(repo: Path, state_url: str | None, tasks: tuple[str, ...]) -> int:
@@ -242,14 +330,21 @@ def _run_one(
     tasks: tuple[str, ...],
     log_mode: str,
     label: str | None = None,
+    loop: _Loop | None = None,
+    metrics: bool = False,
 ) -> None:
     from engine.commands.common import open_store
     from engine.clock import Clock
     from engine.delivery.executor import Executor, PassSummary
 
     stop = threading.Event()
-    _install_stop(stop)
     worker = label is not None
+    _install_stop(stop, as_json=worker or json_logs(log_mode))
+    observer = None
+    if metrics:
+        from engine.delivery.metrics import ExecutorMetrics
+
+        observer = ExecutorMetrics()
     if worker:
         _stop_with_parent(stop)
     if log_mode == "auto":
@@ -259,13 +354,18 @@ def _run_one(
     errors = 0
     with open_store(repo, state_url, create=False) as store, _entered(reporter):
         executor = Executor(
-            store, repo, clock=clock, batch_size=batch_size, stop=stop, reporter=reporter, tasks=tasks or None
+            store, repo, clock=clock, batch_size=batch_size, stop=stop, reporter=reporter, tasks=tasks or None,
+            observer=observer,
         )
         with executor:
             _log_start(reporter, executor, once=once, start=start, label=label)
+            if loop is not None:
+                loop.state = "running"
             while True:
                 try:
                     summary = executor.run_pass()
+                    if observer is not None:
+                        observer.pass_finished()
                 except CampaignsError as problem:
                     if once:
                         raise
@@ -282,6 +382,8 @@ def _run_one(
                 wait = interval if interval is not None else _poll_interval(executor)
                 if stop.wait(wait):
                     break
+            if loop is not None:
+                loop.state = "stopping"
     if not once:
         reporter.event({"event": "stop", "level": "info", "executor": executor.executor_id, "message": "stopped"})
     if once:
@@ -348,7 +450,7 @@ def _stop_with_parent(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _run_workers(workers: int, one: Any, once: bool) -> int:
+def _run_workers(workers: int, one: Any, once: bool, *, pids: list[int] | None = None, started: Any = None) -> int:
     """Fork ``workers`` executor processes that share the work through the ledger's claims
     (each has its own executor id, connections and provider). The heavy modules are imported
     first so the children start at once. The children run in their own process group: a
@@ -357,8 +459,8 @@ def _run_workers(workers: int, one: Any, once: bool) -> int:
     import engine.delivery.audiences  # noqa: F401 - imported before forking, shared by the children
     import engine.delivery.executor  # noqa: F401
 
-    started = time.monotonic()
-    pids: list[int] = []
+    began = time.monotonic()
+    pids = [] if pids is None else pids
     for number in range(1, workers + 1):
         sys.stdout.flush()
         sys.stderr.flush()
@@ -381,6 +483,8 @@ def _run_workers(workers: int, one: Any, once: bool) -> int:
                 sys.stderr.flush()
                 os._exit(code)
         pids.append(pid)
+    if started is not None:
+        started()  # (a thread started before forking would be missing in the children)
 
     def forward(signum: int, _frame: Any) -> None:  # the workers decide: a second signal stops them at once
         for pid in pids:
@@ -393,5 +497,5 @@ def _run_workers(workers: int, one: Any, once: bool) -> int:
     signal.signal(signal.SIGINT, forward)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
     if once:
-        click.echo(f"{workers} workers finished in {time.monotonic() - started:.1f} s.")
+        click.echo(f"{workers} workers finished in {time.monotonic() - began:.1f} s.")
     return next((code for code in codes if code != 0), 0)

@@ -131,13 +131,17 @@ def show(address: str, repo: Path, state_url: str | None, output_format: str) ->
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the last N applies.")
 @format_option(help="text: one apply per line; json: every apply with its approval and changes.")
 def history(repo: Path, state_url: str | None, limit: int | None, output_format: str) -> None:
-    """Show the applies recorded in the state, oldest first, with who approved them and why."""
+    """Show the applies recorded in the state, oldest first, with who approved them and why,
+    and the emergency pauses and resumes made outside git (who, when, why)."""
+    from engine.state import control
+
     with open_store(repo, state_url, create=False, missing_ok=True) as store:
         entries = store.history(limit, with_changes=output_format == "json")
+        controls = control.events(store, limit)
     if output_format == "json":
-        echo_json(
-            [
+        applies = [
                 {
+                    "event": "apply",
                     "serial": entry.serial,
                     "lineage": entry.lineage,
                     "applied_at": iso(entry.applied_at),
@@ -160,9 +164,10 @@ def history(repo: Path, state_url: str | None, limit: int | None, output_format:
                 }
                 for entry in entries
             ]
-        )
+        outside = [{"event": event.action, **event.to_json()} for event in controls]
+        echo_json(sorted(applies + outside, key=lambda item: item.get("applied_at") or item.get("at") or ""))
         return
-    if not entries:
+    if not entries and not controls:
         click.echo("No applies recorded yet.")
         return
     rows = []
@@ -180,6 +185,10 @@ def history(repo: Path, state_url: str | None, limit: int | None, output_format:
         counts = f"+{s.get('create', 0)} ~{s.get('update', 0)} -{s.get('delete', 0)}"
         reason = (approval.reason or "").strip().splitlines()[0][:60] if approval and approval.reason else ""
         rows.append([str(entry.serial), iso(entry.applied_at) or "", entry.applied_by, counts, who, reason])
+    for event in controls:  # outside git: no approval, the reason is the person's own
+        what = f"{event.action} task.{event.task_id}"
+        rows.append([str(event.serial), iso(event.at) or "", f"{event.actor}@{event.host}", what, "outside git", event.reason[:60]])
+    rows.sort(key=lambda row: row[1])
     click.echo(table(rows, ["SERIAL", "APPLIED AT", "BY", "CHANGES", "APPROVAL", "REASON"]), nl=False)
 
 

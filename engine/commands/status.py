@@ -39,6 +39,8 @@ def status(repo: Path, state_url: str | None, output_format: str, now_text: str 
         totals = delivery_totals(store)
         behind = executor_behind(store, clock)
         blocked = undeliverable(store, repo) if exists else []
+    held = {row.task for row in rows if row.emergency is not None}
+    blocked = [item for item in blocked if item.task not in held]  # an emergency-paused task sends nothing
     problems = {item.task: item.problem for item in blocked}
     for row in rows:  # delivery counts from the ledger (engine.delivery.report)
         counts = totals.get(row.task)
@@ -75,11 +77,18 @@ def status(repo: Path, state_url: str | None, output_format: str, now_text: str 
         if row.next_start is not None:
             upcoming = row.next_start.isoformat(sep=" ", timespec="minutes")
         delivered = _delivered(row.extra.get("deliveries"))
-        shown_status = row.status + (" (cannot be delivered)" if row.task in problems else "")
+        shown_status = row.shown_status + (" (cannot be delivered)" if row.task in problems and row.emergency is None else "")
         lines.append([row.task, row.campaign or "", row.channel or "", shown_status, iso(row.since) or "", test, upcoming, delivered])
     click.echo(
         table(lines, ["TASK", "CAMPAIGN", "CHANNEL", "STATUS", "SINCE", "LAST PILOT TEST", "NEXT OCCURRENCE", "DELIVERIES"]), nl=False
     )
+    for row in rows:
+        if row.emergency is not None:
+            held = row.emergency
+            click.echo(
+                f"! task.{row.task} paused (emergency) by {held.paused_by} at {iso(held.paused_at)}: {held.reason} "
+                f"(recorded status {row.recorded_status}; `campaigns resume {row.task} --reason TEXT`)"
+            )
     click.echo(f"State serial {meta.serial}, lineage {meta.lineage}.")
     _fail_if_unhealthy(behind, blocked)
 

@@ -48,6 +48,7 @@ from engine.delivery.ledger import (
     Presence,
 )
 from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
+from engine.delivery.pause_watch import PauseWatch
 from engine.delivery.providers import Message, Provider, open_provider
 from engine.delivery.render import CreativeText, RenderError, creative_text
 from engine.delivery.stream import MemberStream
@@ -157,6 +158,23 @@ class Reporter(Protocol):
 
     # optional: ``event(event)`` gets the other log events (an occurrence's summary, provider
     # notices) as dicts with ``event``, ``level`` and ``message``
+
+
+class Observer(Protocol):
+    """Where the executor reports what it settled and how its provider calls went (metrics:
+    ``engine.delivery.metrics.ExecutorMetrics``). Kept narrow so the send path stays readable."""
+
+    def settled(self, task: str, channel: str, counts: Mapping[str, int], failed_by_reason: Mapping[str, int] | None = None) -> None: ...
+
+    def provider_call(self, channel: str, seconds: float, deliveries: list[Any] | None) -> None: ...
+
+
+class NoObserver:
+    def settled(self, task: str, channel: str, counts: Mapping[str, int], failed_by_reason: Mapping[str, int] | None = None) -> None:
+        pass
+
+    def provider_call(self, channel: str, seconds: float, deliveries: list[Any] | None) -> None:
+        pass
 
 
 class SilentReporter:
@@ -279,6 +297,7 @@ class Executor:
         providers: Callable[[str, Platform], Provider] | None = None,
         tasks: Iterable[str] | None = None,
         member_batch: int = 5000,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.base_dir = Path(base_dir)
@@ -292,10 +311,12 @@ class Executor:
         self._open_provider = providers or (lambda channel, platform: open_provider(channel, platform, self.base_dir))
         self.only = set(tasks) if tasks is not None else None
         self.member_batch = member_batch
+        self.observer: Observer = observer or NoObserver()
         self._exit = ExitStack()
         self._providers: dict[str, Provider] = {}
         self._platform: Platform | None = None
         self._directory: StateStore | None = None
+        self.pauses = PauseWatch(store)  # emergency pauses (`campaigns pause`), re-read every fraction of a second
 
     @property
     def executor_id(self) -> str:
@@ -331,6 +352,7 @@ class Executor:
             if platform is None:
                 return summary
             states = self.store.task_states()
+            held = self.pauses.refresh()
             tasks = self.store.resources(kind="task")
             creatives = {s.id: s.body for s in self.store.resources(kind="creative").values()}
             audiences = {s.id: s.body for s in self.store.resources(kind="audience").values()}
@@ -345,7 +367,7 @@ class Executor:
                 if self.only is not None and task_id not in self.only:
                     continue
                 stored = tasks.get(f"task.{task_id}")
-                running = state.status == "running"
+                running = state.status == "running" and task_id not in held  # held: paused outside git
                 if not running and task_id not in unclosed:
                     continue
                 if stored is None:
@@ -405,7 +427,11 @@ class Executor:
 
         platform = self._load_platform()
         states = self.store.task_states()
-        running = sorted(t for t, state in states.items() if state.status == "running" and (self.only is None or t in self.only))
+        held = self.pauses.refresh()
+        running = sorted(
+            t for t, state in states.items()
+            if state.status == "running" and t not in held and (self.only is None or t in self.only)
+        )
         providers: dict[str, str] = {}
         if platform is not None:
             from engine.config.names import CHANNELS
@@ -509,7 +535,7 @@ class Executor:
                     except CampaignsError as problem:
                         note = str(problem)
             self.ledger.close_if_done(task_id, progress.occurrence, self.clock.epoch(), force=note is not None)
-            self._log_expiry(task_id, progress.occurrence, counts, note)
+            self._log_expiry(task_id, progress.occurrence, counts, note, channel=progress.channel)
             self._summed(summary, OccurrenceSummary(task_id, progress.occurrence, counts, expired_only=True))
 
     def _open(self, run: TaskRun, occurrence: Occurrence):
@@ -539,7 +565,10 @@ class Executor:
 
     def _still_running(self, run: TaskRun) -> bool:
         state = self.store.task_states().get(run.task_id)
-        return state is not None and state.status == "running" and state.content_digest == run.digest
+        return (
+            state is not None and state.status == "running" and state.content_digest == run.digest
+            and not self.pauses.held(run.task_id)
+        )
 
     # -- delivering -------------------------------------------------------------------------
 
@@ -582,7 +611,7 @@ class Executor:
                 taken = self.ledger.take_over(run.task_id, key, dead, now=self.clock.epoch())
             while taken:
                 claim = taken.pop(0)
-                if self.stop.is_set() or self.clock.epoch() >= window_end or done.provider_down:
+                if self.stop.is_set() or self.clock.epoch() >= window_end or done.provider_down or self.pauses.held(run.task_id):
                     self.ledger.release(claim)  # (after an unavailable provider: the rest waits for the next pass)
                     continue
                 stream = stream or self._members_of(run)
@@ -593,6 +622,8 @@ class Executor:
                 limit = batch_limit(run.rate, self.batch_size or 1000)
                 zone = _zone(run.timezone)
                 while not self.stop.is_set() and self.clock.epoch() < window_end and not done.provider_down:
+                    if self.pauses.held(run.task_id):  # paused outside git: stop before the next batch
+                        break
                     if time.monotonic() - checked > STATUS_CHECK_S:
                         checked = time.monotonic()
                         if not self._still_running(run):
@@ -624,7 +655,7 @@ class Executor:
                         members = {m.user_id: m for m in result.members}
                         self._send_claim(run, key, result.claim, members, window_end, summary, done, counts)
                     elif result.rows:
-                        self._log_batch(run.task_id, key, counts, 0, 0.0, recovered=False)
+                        self._log_batch(run.task_id, key, counts, 0, 0.0, recovered=False, channel=run.channel)
                     if result.exhausted:
                         break
         finally:
@@ -762,15 +793,18 @@ class Executor:
             if bucket is not None and not bucket.take(len(part)):
                 cut = positions[start]
                 break
-            if self.clock.epoch() >= window_end:
+            if self.clock.epoch() >= window_end or self.pauses.held(task_id):  # the rest stays pending
                 cut = positions[start]
                 break
+            called = time.monotonic()
             try:
                 deliveries = provider.send(part)
             except CampaignsError as problem:
+                self.observer.provider_call(channel, time.monotonic() - called, None)
                 broken = problem
                 cut = positions[start]
                 break
+            self.observer.provider_call(channel, time.monotonic() - called, deliveries)
             unavailable_here = 0
             for offset, delivery in enumerate(deliveries):
                 if delivery.status == "sent" and delivery.attempts == 1:  # the usual case: nothing to note
@@ -827,6 +861,7 @@ class Executor:
             failed_by_reason=finished.failed_by_reason,
             retrying=finished.retrying,
             retry_at=retry_at if finished.retrying else None,
+            channel=channel,
         )
         if broken is not None:
             raise _ProviderBroken(f"the {channel} provider failed: {broken}")
@@ -850,7 +885,10 @@ class Executor:
         failed_by_reason: Mapping[str, int] | None = None,
         retrying: int = 0,
         retry_at: float | None = None,
+        channel: str | None = None,
     ) -> None:
+        if channel is not None:
+            self.observer.settled(task_id, channel, counts.as_dict(), failed_by_reason)
         event: dict[str, Any] = {
             "event": "batch",
             "level": "info",
@@ -885,7 +923,7 @@ class Executor:
         if progress.status == "open":
             counts.add(self._expire_rest(run, key))
         self.ledger.close_if_done(run.task_id, key, self.clock.epoch())
-        self._log_expiry(run.task_id, key, counts)
+        self._log_expiry(run.task_id, key, counts, channel=run.channel)
         self._summed(summary, OccurrenceSummary(run.task_id, key, counts, expired_only=True))
         return True
 
@@ -912,7 +950,9 @@ class Executor:
             stream.close()
         return counts
 
-    def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None) -> None:
+    def _log_expiry(self, task_id: str, key: str, counts: Counts, note: str | None = None, *, channel: str | None = None) -> None:
+        if channel is not None:
+            self.observer.settled(task_id, channel, counts.as_dict())
         event: dict[str, Any] = {
             "event": "expired", "level": "info", "executor": self.executor_id, "task": task_id, "occurrence": key, **counts.as_dict()
         }

@@ -148,4 +148,5 @@ def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | N
         state=snapshot.display,
         changes=[],
         noops=noops,
+        drift=snapshot.drift,
     )

@@ -267,6 +267,7 @@ class Plan:
         changes: list[Change],
         approved: bool = False,
         noops: list[tuple[str, str, StatusChange | None]] | None = None,
+        drift: list[dict[str, Any]] | None = None,
     ) -> None:
         self.lineage = lineage
         self.serial = serial
@@ -275,6 +276,7 @@ class Plan:
         self.state = state  # the state URL it was made against (for people; apply checks lineage and serial)
         self.approved = approved  # evidence was given when the plan was made (apply time)
         self._given = changes
+        self.drift = list(drift or [])  # engine.plan.drift: what the state holds that git does not say
         self._noops = noops
         self._all: list[Change] | None = None if noops is not None else changes
 
@@ -356,6 +358,7 @@ class Plan:
                 "changes": summary["create"] + summary["update"] + summary["delete"],
             },
             "blockers": {code: [c.address for c in changes] for code, changes in blockers.items()},
+            "drift": list(self.drift),
             "changes": [change.to_json() for change in self.changes],
         }
         document["checksum"] = checksum(document)
@@ -370,6 +373,7 @@ class Plan:
             created_at=document["created_at"],
             state=document.get("state", ""),
             changes=[Change.from_json(c) for c in document["changes"]],
+            drift=document.get("drift") or [],
         )
 
 

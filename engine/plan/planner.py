@@ -149,6 +149,7 @@ class Planner:
             changes=ordered,
             approved=self.approved,
             noops=noops,
+            drift=snapshot.drift,
         )
 
     def _tasks(

@@ -300,9 +300,12 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
         if plan.lineage is not None
         else f"State {plan.state} (does not exist yet: apply creates it)."
     )
+    drift = [paint(f"! {entry['message']}", "magenta", True) for entry in plan.drift]
+    if drift:
+        drift = ["", "Drift: the state differs from git outside any pull request:", *drift]
     if not changes:
-        return f"{header}\n\nNo changes. The state matches the repository.\n"
-    out = [header, "", "campaigns will perform the following actions:", ""]
+        return "\n".join([header, *drift, "", "No changes. The state matches the repository."]) + "\n"
+    out = [header, *drift, "", "campaigns will perform the following actions:", ""]
     width = min(max(len(c.address) for c in changes), 48)
     for change in changes:
         fg = _COLORS[change.action]
@@ -414,12 +417,28 @@ def _escape(text: str) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
+DRIFT_SHOWN = 20  # drift entries listed in a PR comment; the rest are counted
+
+
+def drift_markdown(plan: Plan) -> list[str]:
+    """The drift block at the top of the PR comment (no lines without drift)."""
+    if not plan.drift:
+        return []
+    lines = ["> [!CAUTION]", "> **Drift**: the state differs from git outside any pull request:"]
+    for entry in plan.drift[:DRIFT_SHOWN]:
+        lines.append(f"> - {_escape(_cell(entry['message']))}")
+    if len(plan.drift) > DRIFT_SHOWN:
+        lines.append(f"> - … and {len(plan.drift) - DRIFT_SHOWN:,} more (`campaigns plan` lists them all)")
+    return [*lines, ""]
+
+
 def as_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     """A PR comment of at most ``limit`` characters (GitHub counts characters, not bytes)."""
     head = [MARKDOWN_MARKER, "### campaigns plan", ""]
     changes = plan.actionable
     lineage = f"lineage `{plan.lineage[:8]}`" if plan.lineage is not None else "a new state"
     state = f"state serial {plan.serial}, {lineage}, repository `{plan.repository_digest[:12]}`"
+    head.extend(drift_markdown(plan))
     if not changes:
         head.append(f"**No changes.** The state matches the repository ({state}).")
         return "\n".join(head) + "\n"

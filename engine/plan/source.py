@@ -84,6 +84,7 @@ class StateSnapshot:
     passing: dict[str, set[str]]
     display: str
     attributes: tuple[str, ...] | None = None  # the user directory's attribute names; None: no directory
+    drift: list[dict[str, Any]] = field(default_factory=list)  # engine.plan.drift: emergency pauses, failed applies
 
     @classmethod
     def read(cls, store: StateStore) -> StateSnapshot:
@@ -96,17 +97,24 @@ class StateSnapshot:
             passing=store.passing_pilot_digests(),
             display=store.display_url,
             attributes=_directory_attributes(store),
+            drift=_drift(store),
         )
 
     def to_wire(self) -> tuple:
         """Plain tuples: much cheaper to pickle than 10,000 dataclasses."""
         states = [(s.task_id, s.status, s.content_digest) for s in self.task_states.values()]
-        return (self.lineage, self.serial, self.digests, states, self.passing, self.display, self.attributes)
+        return (self.lineage, self.serial, self.digests, states, self.passing, self.display, self.attributes, self.drift)
 
     @classmethod
     def from_wire(cls, wire: tuple) -> StateSnapshot:
-        lineage, serial, digests, states, passing, display, attributes = wire
-        return cls(lineage, serial, digests, {row[0]: SnapshotTask(*row) for row in states}, passing, display, attributes)
+        lineage, serial, digests, states, passing, display, attributes, drift = wire
+        return cls(lineage, serial, digests, {row[0]: SnapshotTask(*row) for row in states}, passing, display, attributes, drift)
+
+
+def _drift(store: StateStore) -> list[dict[str, Any]]:
+    from engine.plan.drift import read_drift
+
+    return read_drift(store)
 
 
 def _directory_attributes(store: StateStore) -> tuple[str, ...] | None:

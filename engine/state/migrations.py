@@ -81,12 +81,22 @@ def _v5_reasons(conn: Connection) -> None:
     ledger_tables.v5_migrate(conn)
 
 
+def _v6_control(conn: Connection) -> None:
+    # Emergency pauses, the control log and failed applies (see engine.state.control).
+    from engine.state import control
+
+    metadata = MetaData()
+    control.v6_tables(metadata)
+    metadata.create_all(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "lineage and serial, resources, task statuses, pilot tests, history, lock holder", _v1_initial),
     Migration(2, "attachments: files resources refer to, by content digest", _v2_attachments),
     Migration(3, "user directory, audience lists and refresh-once snapshots", _v3_directory),
     Migration(4, "delivery ledger, occurrence progress, claims, pacing, executors", _v4_ledger),
     Migration(5, "failure reasons, unconfirmed deliveries, retry backoff of claims", _v5_reasons),
+    Migration(6, "emergency pauses, control log, failed applies", _v6_control),
 ]
 
 

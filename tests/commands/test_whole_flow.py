@@ -36,7 +36,8 @@ def test_whole_flow_on_the_shipped_example(tmp_path, state_url):
     assert {json.loads(line)["occurrence"] for line in outbox} == {"test"}
 
     plan = sh("plan", "--out", "plan.json")
-    assert plan.code == 0 and "needs-pilot-test" not in plan.out
+    assert plan.code == 0 and "[blocked: needs-pilot-test" not in plan.out and "  needs-pilot-test:" not in plan.out
+    assert "! the repository is ahead of the state: the apply of pull request #2" in plan.out  # the refused apply, as drift
 
     applied = sh("apply", "plan.json", "--event", str(MERGED))
     assert applied.code == 0, applied.err
