@@ -55,22 +55,30 @@ def _directory(repo: Path, state: str | None) -> Iterator[StateStore]:
     help="Make the directory exactly this file (users not in it are removed). "
     "Default: merge (add new users; replace the listed users' attributes and opt-outs).",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="With --replace: allow removing more than half of the directory (refused by default: "
+    "an empty or truncated export would wipe it).",
+)
 @repo_option
 @state_option
-def import_(file: Path, replace: bool, repo: Path, state: str | None) -> None:
+def import_(file: Path, replace: bool, allow_shrink: bool, repo: Path, state: str | None) -> None:
     """Load users from FILE, a CSV whose first row names the columns.
 
     user_id is required (at most 32 characters, unique); opt_out lists channels separated by |
     (push, sms, inbox-ewallet, inbox-miniprogram); every other column is an attribute, and an
-    empty cell is a missing attribute. A file with any bad row is rejected whole.
+    empty cell is a missing attribute. A file with any bad row is rejected whole, and so is a
+    file that ends inside a quoted cell. --replace refuses to remove more than half of the
+    directory unless --allow-shrink is given.
     """
     from engine.delivery.directory import import_users
 
     with _directory(repo, state) as store:
         if sys.stdout.isatty():
-            result = _with_progress_bar(lambda progress: import_users(store, file, replace=replace, progress=progress), file)
+            result = _with_progress_bar(lambda progress: import_users(store, file, replace=replace, allow_shrink=allow_shrink, progress=progress), file)
         else:
-            result = import_users(store, file, replace=replace)
+            result = import_users(store, file, replace=replace, allow_shrink=allow_shrink)
     click.echo(result.summary())
 
 

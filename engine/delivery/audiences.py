@@ -547,7 +547,7 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
 def _list_rows(store: StateStore, source: _ListSource, attachments: Any) -> tuple[list[tuple], list[str]]:
     if source.kind == "users":
         return [(user_id, None, None) for user_id in sorted(set(source.body["source"]["users"]))], []
-    from engine.delivery.directory import DirectoryError, UsersCsv
+    from engine.config.usercsv import CsvFileError, UsersCsv
 
     path = source.body.get("csv_path") or source.body["source"]["csv"]
     content = _attachment(store, attachments, source.digest)
@@ -556,7 +556,7 @@ def _list_rows(store: StateStore, source: _ListSource, attachments: Any) -> tupl
     try:
         reader = UsersCsv.from_bytes(content, str(path))
         rows = [(user_id, None if text == "{}" else text, opt_out) for user_id, text, opt_out in reader.rows()]
-    except DirectoryError as problem:
+    except CsvFileError as problem:
         raise AudienceError(f"audience {source.audience_id!r}: {problem}") from None
     if reader.problem_count:
         raise AudienceError(f"audience {source.audience_id!r}: {reader.rejection('the audience cannot be used')}")

@@ -21,20 +21,24 @@ The directory lives in the state database unless ``platform.yaml`` names another
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from engine.config.names import CHANNELS, USER_ID_MAX
+from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's CSV rules
+    CsvFileError,
+    CsvRowsError,
+    RowProblem,
+    UsersCsv,
+    parse_numeral,
+    parse_opt_out,
+)
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
@@ -42,14 +46,7 @@ if TYPE_CHECKING:
 
     from engine.state import StateStore
 
-MAX_LISTED_PROBLEMS = 20
-_PROGRESS_EVERY = 20_000  # rows between progress callbacks
-_MEMO_LIMIT = 100_000  # distinct cell values whose JSON fragment is remembered
 _SQLITE_IMPORT_CACHE_KIB = 65_536  # page cache while importing: random-order ids touch the whole b-tree
-_ID = re.compile(r"[^\s]{1,%d}" % USER_ID_MAX)
-# A canonical numeral: no sign but "-", no leading zeros, no trailing fractional zeros, no exponent.
-_NUMERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?")
-_MAX_DIGITS = 15  # every such number is exact as a double, so both backends compare it the same
 
 
 class DirectoryError(CampaignsError):
@@ -60,26 +57,12 @@ class NoDirectory(DirectoryError):
     """No user directory was ever imported, and something needs one."""
 
 
-@dataclass(frozen=True)
-class RowProblem:
-    line: int
-    message: str
-
-
-class UserImportError(DirectoryError):
+class UserImportError(CsvRowsError, DirectoryError):
     """A users CSV was rejected; ``problems`` lists the first ones, ``count`` says how many."""
 
-    def __init__(
-        self, source: str, problems: list[RowProblem], count: int, consequence: str = "nothing was imported"
-    ) -> None:
-        self.source = source
-        self.problems = problems
-        self.count = count
-        lines = [f"  line {problem.line}: {problem.message}" for problem in problems]
-        if count > len(problems):
-            lines.append(f"  ... and {count - len(problems):,} more")
-        plural = "s" if count != 1 else ""
-        super().__init__(f"{source} has {count:,} bad row{plural}; {consequence}:\n" + "\n".join(lines))
+
+class ShrinkRefused(DirectoryError):
+    """``--replace`` would remove more than half of the directory, and shrinking was not allowed."""
 
 
 @dataclass(frozen=True)
@@ -107,258 +90,6 @@ class ImportResult:
         return text
 
 
-# -- values ------------------------------------------------------------------------------------
-
-
-def parse_numeral(text: str) -> int | float | None:
-    """The number a canonical numeral cell stands for, or None when the cell is text."""
-    if not _NUMERAL.fullmatch(text):
-        return None
-    if "." in text:
-        if len(text) - 1 - text.startswith("-") > _MAX_DIGITS:
-            return None
-        value = float(text)
-        return value if repr(value) == text else None
-    if len(text) - text.startswith("-") > _MAX_DIGITS or text == "-0":
-        return None
-    return int(text)
-
-
-def _json_fragment(cell: str) -> str:
-    """The JSON text of a cell's value: the numeral itself for a number, a JSON string otherwise."""
-    if parse_numeral(cell) is not None:
-        return cell
-    return json.dumps(cell, ensure_ascii=False)
-
-
-def parse_opt_out(cell: str) -> tuple[str | None, list[str]]:
-    """``(canonical "a|b" or None, unknown channel names)`` of an opt_out cell."""
-    names = {part.strip() for part in cell.split("|")} - {""}
-    bad = sorted(names - set(CHANNELS))
-    return ("|".join(sorted(names)) or None), bad
-
-
-# -- reading a users CSV -------------------------------------------------------------------------
-
-
-@dataclass
-class UsersCsv:
-    """A users CSV being read: header checked on open, rows streamed by ``rows()``.
-
-    ``rows()`` yields ``(user_id, attributes JSON text, opt_out or None)`` and collects problems
-    (``problems``, ``problem_count``) instead of raising, so one pass reports all of them. Used
-    for the directory import and for CSV audiences.
-    """
-
-    name: str
-    _open: Callable[[], BinaryIO]
-    size: int
-    columns: list[str] = field(default_factory=list)
-    attributes: list[str] = field(default_factory=list)
-    problems: list[RowProblem] = field(default_factory=list)
-    problem_count: int = 0
-    rows_read: int = 0
-    _duplicates: dict[int, str] = field(default_factory=dict)  # index in problems -> duplicated id
-
-    @classmethod
-    def from_path(cls, path: Path | str) -> UsersCsv:
-        path = Path(path)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise DirectoryError(f"no such file: {path}") from None
-        except OSError as problem:
-            raise DirectoryError(f"cannot read {path}: {problem.strerror}") from None
-        if path.is_dir():
-            raise DirectoryError(f"{path} is a folder, not a CSV file")
-        reader = cls(str(path), lambda: open(path, "rb"), size)  # noqa: SIM115 - closed by _text
-        reader._read_header()
-        return reader
-
-    @classmethod
-    def from_bytes(cls, content: bytes, name: str) -> UsersCsv:
-        reader = cls(name, lambda: io.BytesIO(content), len(content))
-        reader._read_header()
-        return reader
-
-    @contextmanager
-    def _text(self) -> Iterator[tuple[Any, BinaryIO]]:
-        try:
-            raw = self._open()
-        except OSError as problem:
-            raise DirectoryError(f"cannot read {self.name}: {problem.strerror}") from None
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        try:
-            yield csv.reader(text), raw
-        finally:
-            text.close()
-
-    def _fail(self, reader: Any, problem: Exception) -> DirectoryError:
-        line = getattr(reader, "line_num", 0) + 1
-        if isinstance(problem, UnicodeDecodeError):
-            line, byte = self._first_bad_utf8()
-            return DirectoryError(
-                f"{self.name} is not UTF-8 text (line {line}: byte 0x{byte:02x}); save it as UTF-8 CSV"
-            )
-        return DirectoryError(f"{self.name} line {line}: not a readable CSV row ({problem})")
-
-    def _first_bad_utf8(self) -> tuple[int, int]:
-        """(line, byte) of the first byte that is not UTF-8: the text layer decodes in chunks,
-        so its error does not say where in the file the byte is."""
-        import codecs
-
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        lines = 1
-        with self._open() as raw:
-            while chunk := raw.read(1 << 20):
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as bad:
-                    start = max(bad.start - len(bad.object) + len(chunk), 0)
-                    return lines + chunk.count(b"\n", 0, start), chunk[start] if start < len(chunk) else 0
-                lines += chunk.count(b"\n")
-        return lines, 0
-
-    def _read_header(self) -> None:
-        with self._text() as (reader, _raw):
-            try:
-                header = next(reader, None)
-            except (UnicodeDecodeError, csv.Error) as problem:
-                raise self._fail(reader, problem) from None
-        if not header or header == [""]:
-            raise DirectoryError(f"{self.name} is empty; its first row must name the columns (user_id, ...)")
-        columns = [name.strip() for name in header]
-        if "user_id" not in columns:
-            hint = ""
-            if len(columns) == 1 and any(sep in columns[0] for sep in ";\t"):
-                hint = "; columns must be separated by commas"
-            shown = ", ".join(repr(name) for name in columns[:8]) + (", ..." if len(columns) > 8 else "")
-            raise DirectoryError(f"{self.name} has no user_id column (its first row names: {shown}){hint}")
-        for number, name in enumerate(columns, 1):
-            if not name:
-                raise DirectoryError(f"{self.name}: column {number} of the first row has no name")
-            if "\x00" in name:
-                raise DirectoryError(f"{self.name}: column {number} of the first row holds a NUL character")
-        seen: set[str] = set()
-        twice = [name for name in columns if name in seen or seen.add(name)]  # type: ignore[func-returns-value]
-        if twice:
-            raise DirectoryError(f"{self.name}: the first row names column {twice[0]!r} twice")
-        self.columns = columns
-        self.attributes = [name for name in columns if name not in ("user_id", "opt_out")]
-
-    def _problem(self, line: int, message: str) -> None:
-        self.problem_count += 1
-        if len(self.problems) < MAX_LISTED_PROBLEMS:
-            self.problems.append(RowProblem(line, message))
-
-    def rows(self, progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[str, str, str | None]]:
-        """Stream the data rows; after the first problem, rows are only checked, not yielded."""
-        columns = self.columns
-        width = len(columns)
-        id_at = columns.index("user_id")
-        opt_at = columns.index("opt_out") if "opt_out" in columns else None
-        prefixes = [(columns.index(name), json.dumps(name, ensure_ascii=False) + ":") for name in self.attributes]
-        seen: set[str] = set()
-        remember = seen.add
-        memo: dict[str, str] = {}
-        recall = memo.get
-        opt_memo: dict[str, tuple[str | None, list[str]]] = {}
-        id_ok = _ID.fullmatch
-        fragment = _json_fragment
-        count = 0
-        with self._text() as (reader, raw):
-            try:
-                next(reader)  # the header
-                for row in reader:
-                    if len(row) != width:
-                        if not row or row == [""]:
-                            continue  # a blank line
-                        self._problem(reader.line_num, f"has {len(row)} cells; the first row names {width} columns")
-                        continue
-                    user_id = row[id_at]
-                    if not id_ok(user_id) or user_id in seen:
-                        self._bad_id(reader.line_num, user_id, seen)
-                        continue
-                    remember(user_id)
-                    parts = []
-                    for index, prefix in prefixes:
-                        cell = row[index]
-                        if cell:
-                            text = recall(cell)
-                            if text is None:
-                                if "\x00" in cell:
-                                    self._problem(reader.line_num, f"column {columns[index]!r} holds a NUL character")
-                                    continue
-                                text = fragment(cell)
-                                if len(memo) < _MEMO_LIMIT:
-                                    memo[cell] = text
-                            parts.append(prefix + text)
-                    opt_out = None
-                    if opt_at is not None and row[opt_at]:
-                        cell = row[opt_at]
-                        parsed = opt_memo.get(cell)
-                        if parsed is None:
-                            parsed = opt_memo[cell] = parse_opt_out(cell)
-                        opt_out, bad = parsed
-                        if bad:
-                            self._problem(
-                                reader.line_num,
-                                f"opt_out names unknown channel{'s' if len(bad) > 1 else ''} "
-                                f"{', '.join(repr(name) for name in bad)} (channels: {', '.join(CHANNELS)})",
-                            )
-                            continue
-                    count += 1
-                    if progress is not None and count % _PROGRESS_EVERY == 0:
-                        progress(raw.tell(), self.size)
-                    if not self.problem_count:
-                        yield user_id, "{" + ",".join(parts) + "}", opt_out
-            except (UnicodeDecodeError, csv.Error) as problem:
-                raise self._fail(reader, problem) from None
-            if progress is not None:
-                progress(self.size, self.size)
-        self.rows_read = count
-
-    def _bad_id(self, line: int, user_id: str, seen: set[str]) -> None:
-        if not user_id:
-            self._problem(line, "user_id is empty")
-        elif len(user_id) > USER_ID_MAX:
-            shown = repr(user_id) if len(user_id) <= 40 else repr(user_id[:40]) + "..."
-            self._problem(line, f"user_id {shown} is {len(user_id)} characters; at most {USER_ID_MAX}")
-        elif user_id in seen:
-            self.problem_count += 1
-            if len(self.problems) < MAX_LISTED_PROBLEMS:
-                self._duplicates[len(self.problems)] = user_id
-                self.problems.append(RowProblem(line, f"duplicate user_id {user_id!r}"))
-        else:
-            self._problem(line, f"user_id {user_id!r} contains white space")
-
-    def explain_duplicates(self) -> None:
-        """Add to each listed duplicate the line where the id first appears (a second pass,
-        only when there are duplicates: the first pass keeps ids, not their lines)."""
-        if not self._duplicates:
-            return
-        wanted = set(self._duplicates.values())
-        at = self.columns.index("user_id")
-        first: dict[str, int] = {}
-        with self._text() as (reader, _raw):
-            next(reader)
-            for row in reader:
-                if len(row) == len(self.columns) and row[at] in wanted and row[at] not in first:
-                    first[row[at]] = reader.line_num
-                    if len(first) == len(wanted):
-                        break
-        for index, user_id in self._duplicates.items():
-            problem = self.problems[index]
-            if first.get(user_id, problem.line) != problem.line:
-                self.problems[index] = RowProblem(problem.line, f"{problem.message} (first on line {first[user_id]})")
-        self._duplicates = {}
-
-    def rejection(self, consequence: str = "nothing was imported") -> UserImportError:
-        """The error for the problems found (call after ``rows()`` found some)."""
-        self.explain_duplicates()
-        return UserImportError(self.name, sorted(self.problems, key=lambda p: p.line), self.problem_count, consequence)
-
-
 # -- importing -----------------------------------------------------------------------------------
 
 
@@ -371,23 +102,31 @@ def import_users(
     csv_path: Path | str,
     *,
     replace: bool = False,
+    allow_shrink: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Load the users CSV at ``csv_path`` into the directory held by ``store``.
 
     ``progress(bytes_read, bytes_total)`` is called now and then. Raises UserImportError (every
-    row problem, nothing written) or DirectoryError (unreadable file, bad header).
+    row problem, nothing written), DirectoryError (unreadable file, bad header) or ShrinkRefused
+    (``replace`` would remove more than half of the users, an empty or truncated export most
+    likely, and ``allow_shrink`` is not given; nothing written).
     """
     from sqlalchemy import func, select
 
     from engine.delivery import directory_tables as dt
 
     started = time.perf_counter()
-    source = UsersCsv.from_path(csv_path)
+    try:
+        source = UsersCsv.from_path(csv_path)
+    except CsvFileError as problem:
+        raise DirectoryError(str(problem)) from None
     try:
         with store.writing() as conn:
             before = conn.execute(select(func.count()).select_from(dt.users)).scalar_one()
-            if conn.dialect.name == "postgresql":
+            if replace and before and not allow_shrink:
+                _replace_unless_shrinking(conn, source, before, progress)
+            elif conn.dialect.name == "postgresql":
                 _load_postgresql(conn, source.rows(progress), replace)
             else:
                 _load_sqlite(conn, source.rows(progress), replace)
@@ -408,7 +147,9 @@ def import_users(
                 )
             )
     except _Rejected:
-        raise source.rejection() from None
+        raise UserImportError(source.name, source.sorted_problems(), source.problem_count) from None
+    except CsvFileError as problem:  # found while streaming (a cell cut short, not UTF-8, ...)
+        raise DirectoryError(str(problem)) from None
     if replace:  # the previous directory is gone; the file is the directory now
         added, updated, removed = source.rows_read, 0, before
     else:  # a merge never removes, so the growth is the new users
@@ -425,6 +166,64 @@ def import_users(
         total=total,
         seconds=time.perf_counter() - started,
     )
+
+
+_STAGE = "campaigns_users_import"
+
+
+def _replace_unless_shrinking(
+    conn: Connection, source: UsersCsv, before: int, progress: Callable[[int, int], None] | None
+) -> None:
+    """``--replace`` of a non-empty directory: stage the file, count the users it would remove,
+    refuse (ShrinkRefused, the transaction rolls back) when that is more than half of them,
+    else swap the staged users in. Only this case pays for the staging; a first import and
+    ``--allow-shrink`` load directly."""
+    from engine.delivery import directory_tables as dt
+
+    users = dt.users.name
+    if conn.dialect.name == "postgresql":
+        from psycopg import sql
+
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                    sql.Identifier(_STAGE), sql.Identifier(users)
+                )
+            )
+            copy_sql = sql.SQL("COPY {} (user_id, attributes, opt_out) FROM STDIN").format(sql.Identifier(_STAGE))
+            with cursor.copy(copy_sql) as copy:
+                write = copy.write_row
+                for row in source.rows(progress):
+                    write(row)
+        if source.problem_count:
+            return
+        conn.exec_driver_sql(f"ALTER TABLE {_STAGE} ADD PRIMARY KEY (user_id)")
+        stage = _STAGE
+    else:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE {_STAGE} (user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL, opt_out TEXT) WITHOUT ROWID"
+        )
+        stage = f"temp.{_STAGE}"
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(f"INSERT INTO {stage} (user_id, attributes, opt_out) VALUES (?, ?, ?)", source.rows(progress))
+        finally:
+            cursor.close()
+        if source.problem_count:
+            return
+    leaving = conn.exec_driver_sql(
+        f"SELECT count(*) FROM {users} u WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.user_id = u.user_id)"
+    ).scalar_one()
+    if leaving * 2 > before:
+        raise ShrinkRefused(
+            f"{source.name} would remove {leaving:,} of the {before:,} users in the directory (more than half; "
+            f"the file has {source.rows_read:,}); nothing was changed. Is the export empty or cut short? "
+            "If the directory really should shrink, run again with --allow-shrink"
+        )
+    conn.exec_driver_sql(f"DELETE FROM {users}")
+    conn.exec_driver_sql(f"INSERT INTO {users} (user_id, attributes, opt_out) SELECT user_id, attributes, opt_out FROM {stage}")
+    conn.exec_driver_sql(f"DROP TABLE {stage}")
 
 
 def _load_sqlite(conn: Connection, rows: Iterable[tuple[str, str, str | None]], replace: bool) -> None:

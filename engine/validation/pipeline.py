@@ -317,7 +317,9 @@ def _locate(root: Path, findings: list[rules.Finding]) -> list[Problem]:
     trees: dict[str, object] = {}
     located = []
     for finding in findings:
-        if finding.path:
+        if finding.line:
+            line, column = finding.line, 1
+        elif finding.path:
             if finding.file not in trees:
                 try:
                     trees[finding.file] = yamlload.parse(yamlload.decode((root / finding.file).read_bytes())).root

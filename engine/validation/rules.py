@@ -6,15 +6,18 @@ pipeline turns into a line and column.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import os
+import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config.discovery import SourceFile
+from engine.config.safefile import special_kind
+from engine.config.usercsv import CsvFileError, UsersCsv
 from engine.config.names import (
     FIRST_YEAR,
     GATEWAY_CONTENT_MAX,
@@ -37,6 +40,7 @@ class Finding:
     message: str
     severity: str = ERROR
     at_key: bool = False
+    line: int = 0  # a line of a file that is not YAML (a CSV row); 0: located by ``path``
 
 
 @dataclass(slots=True)
@@ -384,8 +388,6 @@ def _unknown_variables(file, path, field, variables, declared, template_id) -> I
 
 def check_audiences(catalog: Catalog, root: str) -> tuple[list[Finding], dict[str, dict[str, str]]]:
     """Audience references and CSV files; also returns each audience's attachments (path -> digest)."""
-    from engine.validation.filecheck import digest_bytes
-
     findings: list[Finding] = []
     attachments: dict[str, dict[str, str]] = {}
     platform = catalog.platform
@@ -412,37 +414,63 @@ def check_audiences(catalog: Catalog, root: str) -> tuple[list[Finding], dict[st
                 elif other == entry.source.id:
                     findings.append(Finding(file, ("source", key, index), "unknown-reference", "an audience cannot include itself"))
         if source.get("csv"):
-            finding, attachment = _check_csv(file, source["csv"], root, real_root, digest_bytes)
-            if finding:
-                findings.append(finding)
+            csv_findings, attachment = _check_csv(file, source["csv"], root, real_root)
+            findings.extend(csv_findings)
             if attachment:
                 attachments[entry.source.id] = attachment
     findings.extend(_include_cycles(catalog))
     return findings, attachments
 
 
-def _check_csv(file: str, reference: str, root: str, real_root: str, digest_bytes) -> tuple[Finding | None, dict]:
+def _check_csv(file: str, reference: str, root: str, real_root: str) -> tuple[list[Finding], dict]:
+    """An audience's CSV, streamed (never read whole): where it is, its header (``schema`` at the
+    audience's ``source.csv``) and every row as ``users import`` checks it (``csv-invalid`` at
+    the CSV's own line). Returns the findings and, when the file was read, its attachment."""
+    from engine.validation.cache import content_digest
+
     path = ("source", "csv")
     if os.path.isabs(reference):
-        return Finding(file, path, "path-outside-repo", f"{reference!r} is an absolute path; give a path relative to the audience file"), {}
+        return [Finding(file, path, "path-outside-repo", f"{reference!r} is an absolute path; give a path relative to the audience file")], {}
     target = os.path.realpath(os.path.join(root, os.path.dirname(file), reference))
     if not (target == real_root or target.startswith(real_root + os.sep)):
-        return Finding(file, path, "path-outside-repo", f"{reference!r} points outside the repository"), {}
+        return [Finding(file, path, "path-outside-repo", f"{reference!r} points outside the repository")], {}
     relative = os.path.relpath(target, real_root).replace(os.sep, "/")
     try:
-        with open(target, "rb") as handle:
-            raw = handle.read()
+        status = os.stat(target)
     except FileNotFoundError:
-        return Finding(file, path, "unknown-reference", f"CSV file {relative!r} does not exist"), {}
+        return [Finding(file, path, "unknown-reference", f"CSV file {relative!r} does not exist")], {}
     except OSError as bad:
-        return Finding(file, path, "unknown-reference", f"cannot read CSV file {relative!r}: {bad.strerror}"), {}
+        return [Finding(file, path, "unknown-reference", f"cannot read CSV file {relative!r}: {bad.strerror}")], {}
+    if not stat.S_ISREG(status.st_mode):
+        kind = "a folder" if stat.S_ISDIR(status.st_mode) else special_kind(status.st_mode)
+        return [Finding(file, path, "unknown-reference", f"CSV file {relative!r} is {kind}, not a regular file; it is not read")], {}
     try:
-        header = next(csv.reader([raw.decode("utf-8-sig").split("\n", 1)[0]]), [])
-    except UnicodeDecodeError:
-        return Finding(file, path, "schema", f"CSV file {relative!r} is not UTF-8 text"), {}
-    if "user_id" not in [column.strip() for column in header]:
-        return Finding(file, path, "schema", f"CSV file {relative!r} has no user_id column in its first row"), {}
-    return None, {relative: digest_bytes(raw)}
+        reader = UsersCsv.from_path(target, name=relative)
+    except CsvFileError as bad:
+        return [Finding(file, path, "schema", f"CSV file {bad}")], {}
+    try:
+        reader.check()
+    except CsvFileError as bad:
+        if "UTF-8" in str(bad):
+            return [Finding(file, path, "schema", f"CSV file {bad}")], {}
+        return [Finding(relative, (), "csv-invalid", _without_name(str(bad), relative), line=bad.line)], {}
+    findings = [
+        Finding(relative, (), "csv-invalid", problem.message, line=problem.line)
+        for problem in reader.sorted_problems()
+    ]
+    if reader.problem_count > len(findings):
+        findings.append(
+            Finding(relative, (), "csv-invalid", f"{reader.problem_count:,} bad rows in all; the first {len(findings)} are listed", line=1)
+        )
+    digest = content_digest(root, relative)
+    if digest is None:
+        return [*findings, Finding(file, path, "unknown-reference", f"cannot read CSV file {relative!r}")], {}
+    return findings, {relative: digest}
+
+
+def _without_name(message: str, name: str) -> str:
+    """A CSV reader's message without "NAME line N: " in front: the finding is at that line."""
+    return re.sub(r"\A%s(?: line \d+)?:? " % re.escape(name), "", message)
 
 
 def _include_cycles(catalog: Catalog) -> Iterator[Finding]:

@@ -328,7 +328,8 @@ def test_the_import_history_records_each_import(state_store: StateStore, tmp_pat
     from engine.delivery import directory_tables as dt
 
     import_users(state_store, write_csv(tmp_path, "user_id,city\nu1,Manila\n"))
-    import_users(state_store, write_csv(tmp_path, "user_id,points\nu2,1\n", "b.csv"), replace=True)
+    # u1 goes, all of the directory: a shrink, allowed
+    import_users(state_store, write_csv(tmp_path, "user_id,points\nu2,1\n", "b.csv"), replace=True, allow_shrink=True)
     with state_store.reading() as conn:
         rows = conn.execute(select(dt.user_imports).order_by(dt.user_imports.c.id)).all()
     assert [(r.source, r.mode, r.rows, json.loads(r.attributes), r.total_users) for r in rows] == [

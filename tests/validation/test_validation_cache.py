@@ -127,7 +127,7 @@ def test_an_attribute_dropped_from_the_directory_is_reported(repo, state_url, tm
     assert validate(repo, "--state", state_url).code == 0
     without_city = tmp_path / "no-city.csv"
     without_city.write_text("user_id,segment,points\nu1,new,10\n")
-    replaced = campaigns("users", "import", str(without_city), "--replace", "--repo", str(repo), "--state", state_url)
+    replaced = campaigns("users", "import", str(without_city), "--replace", "--allow-shrink", "--repo", str(repo), "--state", state_url)
     assert replaced.code == 0, replaced.err
     run = validate(repo, "--state", state_url)
     assert run.code == 1 and "no attribute 'city'" in run.out
