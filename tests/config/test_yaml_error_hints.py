@@ -9,7 +9,7 @@ import pytest
 from cli_runner import campaigns
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from repo_factory import example_repo, write
+from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine.config import yamlload
 
@@ -22,7 +22,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def validate_json(repo: Path) -> list[dict]:
-    run = campaigns("validate", "--repo", str(repo), "--format", "json", "--no-cache")
+    run = campaigns("validate", "--now", EXAMPLE_LIVE_NOW, "--repo", str(repo), "--format", "json", "--no-cache")
     assert run.code == 1, run.out + run.err
     return json.loads(run.out)["problems"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from bounded_run import campaigns_bounded
-from repo_factory import example_repo, write
+from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine.config.schemas import repeated_items, validator_for
 from engine.validation.schema_check import MESSAGE_MAX, bounded, schema_findings
@@ -21,7 +21,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def validate_json(repo: Path, **limits) -> list[dict]:
-    run = campaigns_bounded("validate", "--repo", str(repo), "--format", "json", "--no-cache", **limits)
+    run = campaigns_bounded("validate", "--now", EXAMPLE_LIVE_NOW, "--repo", str(repo), "--format", "json", "--no-cache", **limits)
     assert not run.crashed and run.code == 1, run.err[-2000:]
     return json.loads(run.out)["problems"]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import example_repo, write
+from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
 
-NOW = "2026-12-01T00:00:00Z"  # before the example's tasks end: no dates-past warnings
+NOW = EXAMPLE_LIVE_NOW
 CREATIVE = "creatives/flash-sms.yaml"
 LONG_TEMPLATE = (
     "name: Long SMS\nchannel: sms\nstatus: approved\n"

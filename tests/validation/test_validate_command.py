@@ -12,7 +12,7 @@ import yaml
 from cli_runner import campaigns, campaigns_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from repo_factory import example_repo, write
+from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine import localcache
 
@@ -27,7 +27,7 @@ def break_two_files(root: Path) -> None:
     write(root, "templates/spare.yaml", (root / "templates/sms-promo.yaml").read_text())  # unused: a warning
 
 
-BEFORE_THE_EXAMPLE_ENDS = "2026-12-01T00:00:00Z"  # its tasks' dates are not all past yet (no dates-past)
+BEFORE_THE_EXAMPLE_ENDS = EXAMPLE_LIVE_NOW
 
 
 def test_clean_repository_exits_zero(repo):
