@@ -65,8 +65,9 @@ NARROW = 100
 
 class ProgressReporter:
     """A rich progress bar per occurrence on the terminal. Its counts stay whole at 80 columns:
-    the done/total column never shrinks; the task and the status breakdown give way first (cut
-    with an ellipsis), and below NARROW columns the elapsed time goes and status names shorten."""
+    the done/total column and the status breakdown keep their width, the task name gives way
+    first (cut with an ellipsis), and below NARROW columns the bar is shorter, the elapsed time
+    goes and status names shorten."""
 
     wants_total = True
 
@@ -82,7 +83,7 @@ class ProgressReporter:
             TextColumn("{task.description}", table_column=Column(ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")),
             BarColumn(bar_width=10 if self.narrow else 20),
             MofNCompleteColumn(table_column=Column(no_wrap=True)),
-            TextColumn("{task.fields[detail]}", table_column=Column(ratio=2, min_width=8, no_wrap=True, overflow="ellipsis")),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
         ]
         if not self.narrow:
             columns.append(TimeElapsedColumn(table_column=Column(no_wrap=True)))
