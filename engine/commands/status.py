@@ -84,11 +84,12 @@ def status(repo: Path, state_url: str | None, output_format: str, now_text: str 
     for row in rows:
         if row.emergency is not None:
             held = row.emergency
-            click.echo(texttable.wrap_line(
-                f"! task.{row.task} paused (emergency) by {held.paused_by} at {_local(held.paused_at, row.timezone)}: "
-                f"{held.reason} (recorded status {row.recorded_status}; `campaigns resume {row.task} --reason TEXT`)",
-                width,
-            ))
+            for line in (  # each part on its own line(s), so that a short reason is never cut
+                f"! task.{row.task} paused (emergency) by {held.paused_by} at {_local(held.paused_at, row.timezone)}:",
+                f"  {held.reason}",
+                f"  (recorded status {row.recorded_status}; `campaigns resume {row.task} --reason TEXT`)",
+            ):
+                click.echo(texttable.wrap_line(line, width, indent="    " if line.startswith("  ") else "  "))
     click.echo(texttable.wrap_line(_zones_line(rows), width))
     if fitted.dropped:
         click.echo(texttable.wrap_line(f"Hidden to fit {width} columns: {', '.join(fitted.dropped)} (--wide shows them).", width))
