@@ -105,3 +105,13 @@ def test_no_command_decides_colour_on_its_own() -> None:
     commands = Path(terminal.__file__).parent / "commands"
     offenders = [path.name for path in commands.glob("*.py") if ".isatty()" in path.read_text()]
     assert offenders == []
+
+
+def test_the_schedule_table_has_no_style_with_no_color(repo: Path) -> None:
+    task = sorted(path.stem for path in (repo / "campaigns").glob("*/*.yaml") if path.name != "campaign.yaml")[0]
+    args = ("schedule", task, "--repo", str(repo), "--from", "2026-12-01", "--to", "2026-12-31")
+    code, styled = on_terminal(*args, env={"NO_COLOR": None})
+    assert code == 0, styled
+    assert SGR.search(styled), "the control: rich styles the table on a terminal"
+    code, plain = on_terminal(*args, env={"NO_COLOR": "1"})
+    assert code == 0 and not ANSI.search(plain), repr(plain[:400])
