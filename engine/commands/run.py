@@ -250,6 +250,12 @@ def run(
             raise
         click.echo(log_line({"event": "error", "level": "error", "message": str(problem)}), err=True)
         sys.exit(problem.exit_code)
+    except Exception as bug:  # a bug: still one JSON line off a terminal (CAMPAIGNS_DEBUG=1: the traceback)
+        if not json_logs(log_mode) or os.environ.get("CAMPAIGNS_DEBUG"):
+            raise
+        message = f"internal error: {type(bug).__name__}: {bug} (a bug in campaigns; CAMPAIGNS_DEBUG=1 shows the traceback)"
+        click.echo(log_line({"event": "error", "level": "error", "message": message}), err=True)
+        sys.exit(1)
 
 
 def _run(

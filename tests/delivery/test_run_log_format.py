@@ -110,3 +110,17 @@ def test_on_a_wide_terminal_the_bar_shows_full_status_names_and_time(repo: Path)
     assert code == 0, raw
     bars = [line for line in screen_lines(raw) if f"{USERS}/{USERS}" in line]
     assert any(LONG_TASK in line and "1 suppressed" in line and "0:00:0" in line for line in bars), bars
+
+
+def test_a_bug_off_a_terminal_is_a_json_line_not_a_traceback(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.delivery import executor
+
+    def broken(self):  # noqa: ANN001 - stands in for a bug in a pass
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(executor.Executor, "run_pass", broken)
+    result = campaigns("run", "--once", "--now", NOW, "--repo", str(repo))
+    assert result.code == 1
+    events = _json_lines(result.err)
+    assert events[-1]["level"] == "error" and "internal error: ZeroDivisionError" in events[-1]["message"]
+    assert "Traceback" not in result.err
