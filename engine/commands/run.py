@@ -181,8 +181,8 @@ def _install_stop(stop: threading.Event, as_json: bool = True) -> None:
     "--now",
     "now_text",
     metavar="ISO8601",
-    help="With --once: act as if it were this instant (with a UTC offset, e.g. 2026-12-01T09:30:00+08:00); "
-    "the clock then runs on from it in real time.",
+    help="Act as if it were this instant (with a UTC offset, e.g. 2026-12-01T09:30:00+08:00); "
+    "the clock then runs on from it in real time. For tests and rehearsals, with --once or as a service.",
 )
 @click.option(
     "--interval",
@@ -271,8 +271,6 @@ def _run(
     metrics_addr: str | None,
 ) -> None:
     start = parse_now(now_text) if now_text else None
-    if start is not None and not once:
-        raise UsageError("--now only works with --once (the service runs on the real clock)")
     if metrics_addr is not None and once:
         raise UsageError("--metrics-addr serves metrics while the service runs; it does not work with --once")
     configured = _preflight(repo, state_url, tasks)

@@ -12,11 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from delivery_state import import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_DAY, SERVICE_NOW, import_users, outbox_lines, platform_body, seed, task_body, write_users
 from deploy_files import alert_rules, dashboard_targets, label_names, legend_labels, metric_names
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,7 +36,7 @@ def _free_port() -> int:
 def scrape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Sample name -> its label names, from /metrics of a 2-worker service during and after a fan-out."""
     repo = tmp_path_factory.mktemp("metrics-repo")
-    today = dt.datetime.now(ZoneInfo("Asia/Manila")).date()
+    today = SERVICE_DAY
     write_users(repo / "users.csv", USERS, opt_out=OPTED_OUT, missing_name=MISSING_NAME)
     store = StateStore.open(f"sqlite:///{repo}/.campaigns/state.db", repo)
     try:
@@ -49,7 +48,7 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         store.close()
     port = _free_port()
     service = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--repo", str(repo), "--interval", "0.2", "--log", "json",
+        [sys.executable, "-m", "engine", "run", "--now", SERVICE_NOW, "--repo", str(repo), "--interval", "0.2", "--log", "json",
          "--metrics-addr", f"127.0.0.1:{port}", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
     )
