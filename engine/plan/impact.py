@@ -204,9 +204,7 @@ def apply_answer(
             reason = None
             if answer is not None:
                 before, after = answer.audiences.get(change.id, (None, None))
-                reason = answer.reasons.get(f"audience.{change.id}")
-                if not answer.directory:
-                    reason = NO_DIRECTORY_SHORT
+                reason = answer.reasons.get(f"audience.{change.id}") or (None if answer.directory else NO_DIRECTORY_SHORT)
             if change.action == "delete":
                 after = 0 if before is not None else None
             change.size = _sized(before, after, reason or (limit_reason if answer is not None and change.id not in answer.audiences else None))
@@ -235,11 +233,10 @@ def _task(
     if answer is not None:
         after = answer.after.get(task_id)
         before = answer.before.get(task_id)
-        reason = answer.reasons.get(task_id)
-        if not answer.directory:
-            reason = NO_DIRECTORY_SHORT
-        elif task_id not in answer.after and change.action != "delete":
+        if task_id not in answer.after and change.action != "delete":
             reason = limit_reason or "not counted"
+        else:
+            reason = answer.reasons.get(task_id) or (None if answer.directory else NO_DIRECTORY_SHORT)
     else:
         reason = NO_DIRECTORY_SHORT
     if change.action == "delete":
