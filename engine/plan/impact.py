@@ -134,7 +134,14 @@ def build_request(
     before = [c.id for c in actionable if c.kind == "task" and c.action in ("update", "delete")]
     audiences = {c.id: c.action != "delete" for c in actionable if c.kind == "audience"}
     tasks_due = sorted({task for _, _, tasks in forecast.days for task in tasks})
+    changed_tasks = {c.id for c in actionable if c.kind == "task"}
+    affected = {}
+    if audiences:
+        for task in sorted(set(running) - changed_tasks):
+            if reached_audiences(desired, task) & audiences.keys():
+                affected[task] = desired.body(f"task.{task}")
     return ImpactRequest(
+        affected=affected,
         before=before,
         audiences=audiences,
         forecast_tasks={task: desired.body(f"task.{task}") for task in tasks_due},
@@ -208,6 +215,11 @@ def apply_answer(
             if change.action == "delete":
                 after = 0 if before is not None else None
             change.size = _sized(before, after, reason or (limit_reason if answer is not None and change.id not in answer.audiences else None))
+            if answer is not None:
+                for task in change.tasks:
+                    if task in answer.affected:
+                        task_before, task_after = answer.affected[task]
+                        change.warnings.extend(size_warnings(task_before, task_after, running=True, task=task))
     return entries, notes
 
 
@@ -244,20 +256,9 @@ def _task(
     if change.action == "create":
         before = None
     change.audience_size = _sized(before, after, reason)
-    if change.action != "delete" and after == 0:
-        change.warnings.append(PlanWarning(
-            AUDIENCE_EMPTY,
-            "the task would reach no one: its audiences have no member in the user directory "
-            "(check each rule's attribute and value: values are case-sensitive)",
-        ))
-    was_running = change.status is not None and change.status.before == "running"
-    if was_running and before and after is not None and after * 2 < before and change.action != "delete":
-        lost = before - after
-        change.warnings.append(PlanWarning(
-            AUDIENCE_SHRINKS,
-            f"the running task's audience shrinks from {before:,} to {after:,} members "
-            f"(loses {lost:,}, {lost * 100 // before}%)",
-        ))
+    if change.action != "delete":
+        was_running = change.status is not None and change.status.before == "running"
+        change.warnings.extend(size_warnings(before, after, running=was_running))
     if change.action != "delete":
         _sms(change, desired, after)
     days = task_capped.get(task_id)
@@ -270,6 +271,25 @@ def _task(
             f"the daily cap of {cap} message{'s' if cap != 1 else ''} per user would hold back some of this task's users: "
             f"{shown}{more} (users due more messages that day than the cap; which task loses out depends on delivery order)",
         ))
+
+
+def size_warnings(before: int | None, after: int | None, *, running: bool, task: str | None = None) -> list[PlanWarning]:
+    """``audience-empty`` (no one after) and ``audience-shrinks`` (a running task loses more than half)."""
+    who = f"task {task}" if task else "the task"
+    found = []
+    if after == 0:
+        found.append(PlanWarning(
+            AUDIENCE_EMPTY,
+            f"{who} would reach no one: its audiences have no member in the user directory "
+            "(check each rule's attribute and value: values are case-sensitive)",
+        ))
+    if running and before and after is not None and after * 2 < before:
+        lost = before - after
+        found.append(PlanWarning(
+            AUDIENCE_SHRINKS,
+            f"{f'running task {task}' if task else 'the running task'}'s audience shrinks from {before:,} to {after:,} members (loses {lost:,}, {lost * 100 // before}%)",
+        ))
+    return found
 
 
 def _sms(change: Change, desired: Desired, audience: int | None) -> None:

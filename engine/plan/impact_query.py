@@ -31,6 +31,7 @@ class ImpactRequest:
     forecast_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # running/planned task -> body
     day_sets: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (site, tasks due on a day), distinct
     caps: dict[str, int | None] = field(default_factory=dict)  # site -> max_per_user_per_day
+    affected: dict[str, dict[str, Any]] = field(default_factory=dict)  # unchanged running task a changed audience reaches -> body
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ImpactAnswer:
     reasons: dict[str, str] = field(default_factory=dict)
     sets: dict[tuple[str, ...], tuple[int, int, int, int, tuple[int, ...]]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # forecast task -> why it could not be counted
+    affected: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # task -> (before, after)
 
 
 def _stored_bodies(store: StateStore, task_ids: list[str], audience_ids: list[str]) -> tuple[dict, dict]:
@@ -100,7 +102,14 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
             answer.after[task_id], reason = _size(directory, body, request.audiences, task_id, attachments)
             if reason:
                 answer.reasons[task_id] = reason
-        stored_tasks, stored_audiences = _stored_bodies(store, impact.before[:AUDIENCE_SIZE_LIMIT], list(impact.audiences)[:AUDIENCE_SIZE_LIMIT])
+        affected = dict(list(impact.affected.items())[:AUDIENCE_SIZE_LIMIT])
+        stored_tasks, stored_audiences = _stored_bodies(
+            store, impact.before[:AUDIENCE_SIZE_LIMIT] + list(affected), list(impact.audiences)[:AUDIENCE_SIZE_LIMIT]
+        )
+        for task_id, body in affected.items():
+            stored = stored_tasks.get(task_id)
+            before = _size(directory, stored, stored_audiences, task_id, store)[0] if stored is not None else None
+            answer.affected[task_id] = (before, _size(directory, body, request.audiences, task_id, attachments)[0])
         for task_id in impact.before[:AUDIENCE_SIZE_LIMIT]:
             body = stored_tasks.get(task_id)
             if body is not None:
