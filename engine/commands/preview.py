@@ -29,8 +29,23 @@ DEFAULT_OUT = Path(".campaigns") / "preview"
 )
 @repo_option
 @state_option
-@now_option(help="Plan as at this instant (ISO 8601 with a UTC offset); default: now.")
-def preview(tasks: tuple[str, ...], testers: tuple[str, ...], out_dir: Path | None, repo: Path, state_url: str | None, now_text: str | None) -> None:
+@now_option(help="Plan (and forecast from) this instant (ISO 8601 with a UTC offset); default: now.")
+@click.option(
+    "--forecast-days",
+    type=click.IntRange(0, 366),
+    default=None,
+    metavar="N",
+    help="Days of cap forecast, as `campaigns plan --forecast-days` (default: the plan's, 7).",
+)
+def preview(
+    tasks: tuple[str, ...],
+    testers: tuple[str, ...],
+    out_dir: Path | None,
+    repo: Path,
+    state_url: str | None,
+    now_text: str | None,
+    forecast_days: int | None,
+) -> None:
     """Write a self-contained HTML page previewing TASKs (default: every task).
 
     For each task: each creative rendered for each tester the way the phone shows it (push card,
@@ -49,7 +64,7 @@ def preview(tasks: tuple[str, ...], testers: tuple[str, ...], out_dir: Path | No
     # then reads as empty (plan from empty) instead of "no such folder"
     target_dir.mkdir(parents=True, exist_ok=True)
     with open_store(repo, state_url, platform=repository.platform.data, create=False, missing_ok=True) as store:
-        page = library.preview(repository, store, tasks, testers, now=now)
+        page = library.preview(repository, store, tasks, testers, now=now, forecast_days=forecast_days)
     target = write(page, target_dir)
     click.echo(to_text(page), nl=False)
     click.echo(f"Wrote {target} ({len(page.tasks)} task{'s' if len(page.tasks) != 1 else ''}); open it in a browser.", err=True)

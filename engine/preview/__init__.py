@@ -32,9 +32,12 @@ def preview(
     testers: Sequence[str] = (),
     *,
     now: dt.datetime | None = None,
+    forecast_days: int | None = None,
 ) -> PreviewPage:
-    """Plan the repository against ``store`` (read only) and build the page from that plan."""
+    """Plan the repository against ``store`` (read only) and build the page from that plan
+    (``forecast_days``: the plan's ``--forecast-days``, default its own)."""
     from engine.plan.planner import compute_plan
 
-    plan = compute_plan(repository, store, now=now)
+    options = {} if forecast_days is None else {"forecast_days": forecast_days}
+    plan = compute_plan(repository, store, now=now, **options)
     return build_page(repository, store, plan.to_json(), tasks, testers, now=now)

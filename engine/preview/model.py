@@ -74,6 +74,7 @@ class TaskView:
     audience_before: int | None
     audience_after: int | None
     audience_known: bool
+    audience_reason: str | None
     diffs: tuple[DiffLine, ...]
     blockers: tuple[tuple[str, str], ...]
     warnings: tuple[tuple[str, str], ...]
@@ -97,7 +98,7 @@ class PreviewPage:
     tasks: tuple[TaskView, ...]
     forecast: tuple[Mapping[str, Any], ...] | None
     drift: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # the plan's impact notes: why sizes or the forecast are missing
 
     @property
     def failures(self) -> int:
@@ -116,15 +117,15 @@ def _diff_lines(diffs: Sequence[Mapping[str, Any]]) -> tuple[DiffLine, ...]:
     )
 
 
-def _sizes(change: Mapping[str, Any]) -> tuple[int | None, int | None, bool]:
-    """(before, after, known) from a task change's ``audience_size``: ``{before, after}`` per the
-    SPEC, or a bare number (after) from plans that carry only that."""
+def _sizes(change: Mapping[str, Any]) -> tuple[int | None, int | None, bool, str | None]:
+    """(before, after, known, why unknown) from a task change's ``audience_size``: ``{before,
+    after[, reason]}`` per the SPEC, or a bare number (after) from plans that carry only that."""
     size = change.get("audience_size")
     if isinstance(size, Mapping):
-        return size.get("before"), size.get("after"), size.get("after") is not None
+        return size.get("before"), size.get("after"), size.get("after") is not None, size.get("reason")
     if isinstance(size, int):
-        return None, size, True
-    return None, None, False
+        return None, size, True, None
+    return None, None, False, None
 
 
 def _sms_fields(change: Mapping[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
@@ -221,7 +222,7 @@ def build_page(
                     _diff_lines(creative_change.get("diffs", [])),
                 )
             )
-        before, after, known_size = _sizes(change)
+        before, after, known_size, why = _sizes(change)
         status = change.get("status")
         views.append(
             TaskView(
@@ -241,6 +242,7 @@ def build_page(
                 audience_before=before,
                 audience_after=after,
                 audience_known=known_size,
+                audience_reason=why,
                 diffs=_diff_lines(change.get("diffs", [])),
                 blockers=tuple((b["code"], b["message"]) for b in change.get("blockers", [])),
                 warnings=tuple((w["code"], w["message"]) for w in change.get("warnings", [])),
@@ -257,6 +259,7 @@ def build_page(
         tasks=tuple(views),
         forecast=tuple(forecast) if isinstance(forecast, list) else None,
         drift=drift,
+        notes=tuple(str(note) for note in plan.get("impact_notes", []) or []),
     )
 
 

@@ -143,7 +143,8 @@ def test_the_page_is_built_from_the_plan_value(example):
                 "address": "task.flash-sale-sms", "action": "update", "status": {"from": "running", "to": "running"},
                 "audience_size": {"before": 1200, "after": 420},
                 "warnings": [{"code": "audience-shrinks", "message": "loses 780 of 1,200 members"}],
-                "sms": {"flash-sms": {"encoding": "gsm-7", "segments": 1, "cost": {"per_message": 0.0123, "total": 5.166, "currency": "USD"}}},
+                "sms": [{"creative": "flash-sms", "encoding": "gsm-7", "segments": 1, "units": 82, "forcing": [],
+                         "cost": {"per_message": 0.0123, "total": 5.166, "currency": "USD"}}],
                 "diffs": [{"path": "schedule.finish_date", "kind": "changed", "old": "2026-12-27", "new": "2026-12-28"}],
                 "blockers": [],
             }
@@ -160,4 +161,4 @@ def test_the_page_is_built_from_the_plan_value(example):
     assert "1,200 → 420" in sms and "audience-shrinks" in sms
     assert "0.0123 USD a message, 5.166 USD in all" in sms
     assert '<td class="old">&#34;2026-12-27&#34;</td><td class="new">&#34;2026-12-28&#34;</td>' in sms
-    assert '<tr class="capped"><td>ph</td><td>2026-12-26</td><td>900</td><td>420</td><td>12</td></tr>' in html
+    assert '<tr class="capped"><td>ph</td><td>2026-12-26</td><td>900</td><td>420</td><td>12</td>' in html
