@@ -46,7 +46,8 @@ def to_text(page: PreviewPage, *, limit: int = 40) -> str:
     """A few Markdown lines: which tasks the page shows, their audience and failures (at most
     ``limit`` task lines)."""
     ids = [task.id for task in page.tasks]
-    lines = [f"Preview of {len(ids)} task{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '(none)'}", ""]
+    named = ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+    lines = [f"Preview of {len(ids)} task{'s' if len(ids) != 1 else ''}: {named or '(none)'}", ""]
     for task in page.tasks[:limit]:
         cards = sum(len(c.new.cards) for c in task.creatives)
         if task.audience_known:

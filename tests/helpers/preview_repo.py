@@ -47,3 +47,38 @@ def hostile(root: Path) -> Path:
     imported = campaigns("users", "import", "audiences/users.csv", cwd=root)
     assert imported.code == 0, imported.err
     return root
+
+
+CHANNEL_CREATIVES = {
+    "push": "[flash-a, flash-b]",
+    "sms": "[flash-sms]",
+    "inbox-ewallet": "[weekly-points]",
+    "inbox-miniprogram": "[monthly-rewards]",
+}
+
+
+def many_tasks(root: Path, total: int = 200) -> Path:
+    """The example with tasks added (every channel, a month each) until it has ``total`` tasks."""
+    from repo_factory import task_yaml, write
+
+    example_repo(root)
+    write(root, "campaigns/bulk/campaign.yaml", "name: Bulk\ndescription: Many tasks for the preview's speed test.\n")
+    channels = list(CHANNEL_CREATIVES)
+    for index in range(total - 4):
+        channel = channels[index % len(channels)]
+        month = 1 + index % 12
+        write(
+            root,
+            f"campaigns/bulk/bulk-{index:03d}.yaml",
+            task_yaml(
+                name=f"Bulk task {index}",
+                channel=channel,
+                creatives=CHANNEL_CREATIVES[channel],
+                start=f"2027-{month:02d}-01",
+                finish=f"2027-{month:02d}-28",
+                recurrence="{type: weekly, days: [tuesday, friday]}",
+                audiences="[rewards-members-ph]" if channel == "inbox-miniprogram" else "[new-users-ph]",
+                extra="" if channel != "inbox-ewallet" else "",
+            ).replace("mini_program: shop\n", "mini_program: rewards\n" if channel == "inbox-miniprogram" else "mini_program: shop\n"),
+        )
+    return root
