@@ -103,8 +103,8 @@ def test_tester_option_and_unknown_task(example):
     assert typo.code != 0 and "not found" in typo.err and "Traceback" not in typo.err
 
 
-def test_a_changed_creative_is_shown_stored_and_new_side_by_side(example, tmp_path):
-    state = f"sqlite:///{tmp_path / 'state.db'}"
+def test_a_changed_creative_is_shown_stored_and_new_side_by_side(example, tmp_path, state_url):
+    state = state_url  # SQLite and PostgreSQL
     assert campaigns("users", "import", "audiences/users.csv", "--state", state, cwd=example).code == 0
     record_pass(example, state)
     applied = campaigns("apply", "--approved-by", "alice", "--reason", "go", "--state", state, cwd=example)
