@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
+from playwright.sync_api import expect, sync_playwright
 from preview_repo import NOW, hostile, many_tasks
 from repo_factory import example_repo
 
@@ -28,8 +29,6 @@ def browser():
         if _in_ci():
             pytest.fail(f"{reason}; CI=true: the browser tests must run, not skip")
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM)
         try:
@@ -82,7 +81,8 @@ def example_page(tmp_path_factory) -> Path:
 def visible_card(page, channel: str, tester: str, text: str):
     card = page.locator(f'section[data-channel="{channel}"] .device[data-tester="{tester}"]').filter(has_text=text).first
     card.scroll_into_view_if_needed()
-    assert card.is_visible(), f"no visible {channel} card for {tester} with {text!r}"
+    # sections off screen are laid out when scrolled to (content-visibility: auto): wait for it
+    expect(card, f"no visible {channel} card for {tester} with {text!r}").to_be_visible()
     return card
 
 
@@ -114,6 +114,7 @@ def test_the_calendar_shows_the_right_days(browser, example_page):
     assert [d for d, state in days.items() if state == "skipped"] == ["2026-12-07", "2026-12-21"]
     cell = visit.page.locator('#task-flash-sale-push td[data-date="2026-12-01"]')
     cell.scroll_into_view_if_needed()
+    expect(cell).to_be_visible()
     assert cell.inner_text().split() == ["1", "09:00–11:30", "18:00–21:00"]
     sms_days = visit.page.evaluate(
         "() => [...document.querySelectorAll('#task-flash-sale-sms td[data-state=occurrence]')].map(td => td.dataset.date)"
