@@ -67,4 +67,7 @@ def preview(
         page = library.preview(repository, store, tasks, testers, now=now, forecast_days=forecast_days)
     target = write(page, target_dir)
     click.echo(to_text(page), nl=False)
-    click.echo(f"Wrote {target} ({len(page.tasks)} task{'s' if len(page.tasks) != 1 else ''}); open it in a browser.", err=True)
+    click.echo(
+        f"Wrote {target} ({len(page.tasks)} task{'s' if len(page.tasks) != 1 else ''}); open {target.resolve().as_uri()} in a browser.",
+        err=True,
+    )
