@@ -52,7 +52,8 @@ class ForecastPlan:
     caps: dict[str, int | None] = field(default_factory=dict)
 
     def distinct_sets(self) -> list[tuple[str, tuple[str, ...]]]:
-        """One entry per distinct (site, set of tasks) with at least one task: one query each."""
+        """One entry per distinct (site, set of tasks) with at least one task (the state side
+        answers them all from one grouped query, ``engine.delivery.forecast.combinations``)."""
         return list(dict.fromkeys((site, tasks) for site, _, tasks in self.days if tasks))
 
 

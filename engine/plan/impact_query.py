@@ -88,7 +88,7 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
     audiences, and the forecast's counts per distinct set of tasks due on a day."""
     from engine.config.models import Platform
     from engine.delivery.directory import known_attributes, open_directory
-    from engine.delivery.forecast import count_day
+    from engine.delivery.forecast import combinations, tally
     from engine.delivery.audiences import task_membership
     from engine.plan.source import AUDIENCE_SIZE_LIMIT
 
@@ -136,9 +136,12 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
                 memberships[task_id] = task_membership(directory, body, request.audiences, task_id=task_id, attachments=attachments)
             except CampaignsError as problem:
                 answer.skipped[task_id] = str(problem)
+        order = list(memberships)
+        number = {task: index for index, task in enumerate(order)}
+        combos = combinations(directory, [memberships[t] for t in order])  # one query, every day
         for site, tasks in impact.day_sets:
             due = tuple(t for t in tasks if t in memberships)
-            counted = count_day(directory, [memberships[t] for t in due], impact.caps.get(site))
+            counted = tally(combos, [number[t] for t in due], impact.caps.get(site))
             by_task = dict(zip(due, counted.capped_by_task))
             answer.sets[tasks] = (
                 counted.messages,

@@ -118,19 +118,22 @@ def test_forecast_matches_a_naive_oracle(tmp_path, state_url, seed):
     assert "flash-push" not in {t for e in plan.forecast for t in e["tasks"]}
 
 
-def test_one_query_per_distinct_set_of_tasks(tmp_path, state_url, monkeypatch):
-    """Seven days with the same tasks due are one query, not seven."""
+def test_one_grouped_query_for_the_whole_forecast(tmp_path, state_url, monkeypatch):
+    """Seven days, with different sets of tasks due, are one grouped query, not one per day."""
     from engine.delivery import forecast
 
     calls = []
-    original = forecast.count_day
-    monkeypatch.setattr(forecast, "count_day", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = forecast.combinations
+    monkeypatch.setattr(forecast, "combinations", lambda *a, **k: calls.append(1) or original(*a, **k))
     repo = SmallRepo(tmp_path / "repo")
     repo.task("flash-push", start="2027-01-01", recurrence="{type: daily, every: 1}")
+    repo.task("other-push", start="2027-01-04", recurrence="{type: daily, every: 3}")
     csv = tmp_path / "users.csv"
     csv.write_text("user_id,city\nu-1,A\nu-2,B\n")
     with StateStore.open(state_url, repo.root) as store:
         import_users(store, csv)
     plan = plan_of(repo.root, state_url, now=NOW, forecast_days=DAYS)
-    assert [e["messages"] for e in plan.forecast] == [3] * DAYS  # everyone: u-1, u-2, u-tester-1
+    # everyone: u-1, u-2, u-tester-1; other-push on Jan 4, 7, 10
+    assert [e["messages"] for e in plan.forecast] == [6, 3, 3, 6, 3, 3, 6]
+    assert len({tuple(e["tasks"]) for e in plan.forecast}) == 2
     assert len(calls) == 1
