@@ -225,6 +225,7 @@ def apply_answer(
 
 
 NO_DIRECTORY_SHORT = "no user directory (campaigns users import FILE.csv)"
+NO_FORECAST = "no cap forecast: it counts members in the user directory, and none was imported"
 
 
 def _no_directory_note() -> str:
