@@ -2,14 +2,22 @@
 
 For one site-local day and the set of tasks due on it, each user receives one message per task
 whose membership holds them; the site's ``max_per_user_per_day`` holds back every message past
-the cap. One query answers a whole set of tasks, whatever the number of days that share it:
+the cap. ``combinations`` counts, in one grouped query over every task of the forecast, how many
+users belong to each combination of tasks; ``tally`` turns that into any day's figures (the
+tasks due that day are a subset), so the whole forecast is one query however many days and
+distinct sets of tasks it has:
 
-- members in the directory: ONE scan of ``campaigns_users`` with, per task, a 0/1 flag (the
-  task's compiled predicate); a user's message count is the sum of the flags. No row leaves
-  the database, and there is no GROUP BY (a scan with a few predicates is what the floor, a
-  ``COUNT(*)`` over the same membership, costs too);
+- members in the directory: ONE scan of ``campaigns_users`` that packs, per user, the tasks
+  whose compiled predicate holds into a bit mask, grouped by that mask: the answer is one row
+  per combination of tasks (with how many users have it), and each predicate is evaluated
+  once per user (the floor, a ``COUNT(*)`` over the UNION ALL of the memberships, evaluates each
+  once per user too, in one scan per task);
 - members outside the directory (listed by ``users:``/CSV audiences): the UNION ALL of each
-  task's outside ids tagged with the task's number, grouped by user (small: lists only).
+  task's outside ids tagged with the task's bit, summed per user, then grouped by mask the same
+  way (small: lists only).
+
+The arithmetic (messages = tasks x users per combination, capped where tasks > cap) is done
+on those few rows in Python; no member ever leaves the database.
 
 Both parts are disjoint (a user is in the directory or not), so their sums add up.
 Opt-outs are not subtracted: the forecast counts members, as the audience sizes do.
@@ -40,78 +48,96 @@ class DayCount:
     capped_by_task: tuple[int, ...]
 
 
-def _flag(expr: Any) -> Any:
-    from sqlalchemy import case
-
-    return case((expr, 1), else_=0)
+MASK_BITS = 60
+"""Tasks per mask column: a user's tasks are bits of BIGINT columns (62 would fit; 60 is round)."""
 
 
-def _sum(expr: Any) -> Any:
-    from sqlalchemy import func
+def _masks(flags: Sequence[Any]) -> list[Any]:
+    """The 0/1 ``flags`` packed into BIGINT bit masks, MASK_BITS a column."""
+    from sqlalchemy import BigInteger, case, literal
 
-    return func.coalesce(func.sum(expr), 0)
+    columns = []
+    for start in range(0, len(flags), MASK_BITS):
+        total = None
+        for bit, flag in enumerate(flags[start : start + MASK_BITS]):
+            term = case((flag, literal(1 << bit, BigInteger)), else_=literal(0, BigInteger))
+            total = term if total is None else total + term
+        columns.append(total)
+    return columns
 
 
-def _totals(per_user: Any, count: Any, flags: Sequence[Any], cap: int | None) -> list[Any]:
-    """messages, users, capped, capped messages, then capped users per task, over ``per_user``."""
-    from sqlalchemy import and_, func, literal
+def _add(combos: dict[tuple[int, ...], int], rows: Any) -> None:
+    for *masks, users in rows:
+        key = tuple(int(m or 0) for m in masks)
+        combos[key] = combos.get(key, 0) + int(users)
 
-    if cap is None:
-        zero = literal(0)
-        return [_sum(count), func.count(), zero, zero, *[zero for _ in flags]]
-    over = count > cap
-    return [
-        _sum(count),
-        func.count(),
-        _sum(_flag(over)),
-        _sum(_flag(over) * (count - cap)),
-        *[_sum(_flag(and_(over, flag == 1))) for flag in flags],
-    ]
+
+def tally(combos: dict[tuple[int, ...], int], due: Sequence[int], cap: int | None) -> DayCount:
+    """One day's totals when the tasks numbered ``due`` are due, from ``combinations`` (task bit
+    masks -> users): arithmetic on a few hundred rows, never on members. ``capped_by_task``
+    follows the order of ``due``."""
+    messages = users = capped = held = 0
+    by_task = [0] * len(due)
+    positions = [divmod(task, MASK_BITS) for task in due]
+    for masks, count in combos.items():
+        hits = [index for index, (chunk, bit) in enumerate(positions) if masks[chunk] >> bit & 1]
+        if not hits:
+            continue
+        messages += len(hits) * count
+        users += count
+        if cap is not None and len(hits) > cap:
+            capped += count
+            held += (len(hits) - cap) * count
+            for index in hits:
+                by_task[index] += count
+    return DayCount(messages, users, capped, held, tuple(by_task))
+
+
+def combinations(store: StateStore, memberships: Sequence[Membership]) -> dict[tuple[int, ...], int]:
+    """How many users are members of exactly each combination of the tasks (bit ``i`` of the
+    masks: task ``i`` of ``memberships``); users in none are left out.
+
+    Directory members: ONE scan that packs each user's tasks into bit masks and groups by them,
+    so what comes back is one row per combination of tasks, never per user. Outside members:
+    each task's ids tagged with its bit, summed per user, grouped the same way."""
+    from sqlalchemy import BigInteger, func, literal, select, union_all
+
+    from engine.delivery import directory_tables as dt
+
+    combos: dict[tuple[int, ...], int] = {}
+    if not memberships:
+        return combos
+    masks = _masks([m.directory for m in memberships])
+    labelled = [mask.label(f"m{k}") for k, mask in enumerate(masks)]
+    inner = select(*labelled).select_from(dt.users).subquery("masks")
+    columns = [inner.c[f"m{k}"] for k in range(len(masks))]
+    inside = select(*columns, func.count()).group_by(*columns)
+    outside_parts = []
+    for i, m in enumerate(memberships):
+        if m.outside is None:
+            continue
+        ids = m.outside.subquery(f"o{i}")
+        chunk, bit = divmod(i, MASK_BITS)
+        values = [literal(1 << bit if k == chunk else 0, BigInteger).label(f"m{k}") for k in range(len(masks))]
+        outside_parts.append(select(ids.c.user_id.label("user_id"), *values))
+    with store.reading() as conn:
+        _add(combos, conn.execute(inside))
+        if outside_parts:
+            tagged = (outside_parts[0] if len(outside_parts) == 1 else union_all(*outside_parts)).subquery("tagged")
+            per_user = (
+                select(*[func.sum(tagged.c[f"m{k}"]).label(f"m{k}") for k in range(len(masks))])
+                .group_by(tagged.c.user_id)
+                .subquery("per_user")
+            )
+            grouped = [per_user.c[f"m{k}"] for k in range(len(masks))]
+            _add(combos, conn.execute(select(*grouped, func.count()).group_by(*grouped)))
+    combos.pop(tuple([0] * len(masks)), None)
+    return combos
 
 
 def count_day(store: StateStore, memberships: Sequence[Membership], cap: int | None) -> DayCount:
     """Messages, users and capped users when every task of ``memberships`` is due the same day."""
-    from sqlalchemy import func, literal, or_, select, union_all
-
-    n = len(memberships)
-    if n == 0:
-        return DayCount(0, 0, 0, 0, ())
-    flagged = select(*[_flag(m.directory).label(f"t{i}") for i, m in enumerate(memberships)]).where(
-        or_(*[m.directory for m in memberships])
-    ).subquery("flagged")
-    flags = [flagged.c[f"t{i}"] for i in range(n)]
-    total = flags[0]
-    for flag in flags[1:]:
-        total = total + flag
-    inside = select(*_totals(flagged, total, flags, cap))
-    rows = [None, None]
-    outside_parts = [
-        select(m.outside.subquery(f"o{i}").c.user_id.label("user_id"), literal(i).label("t"))
-        for i, m in enumerate(memberships)
-        if m.outside is not None
-    ]
-    with store.reading() as conn:
-        rows[0] = tuple(conn.execute(inside).one())
-        if outside_parts:
-            tagged = (outside_parts[0] if len(outside_parts) == 1 else union_all(*outside_parts)).subquery("tagged")
-            grouped = (
-                select(
-                    tagged.c.user_id,
-                    func.count().label("n"),
-                    *[func.max(_flag(tagged.c.t == i)).label(f"t{i}") for i in range(n)],
-                )
-                .group_by(tagged.c.user_id)
-                .subquery("grouped")
-            )
-            rows[1] = tuple(
-                conn.execute(
-                    select(*_totals(grouped, grouped.c.n, [grouped.c[f"t{i}"] for i in range(n)], cap))
-                ).one()
-            )
-    sums = [int(v or 0) for v in rows[0]]
-    if rows[1] is not None:
-        sums = [a + int(b or 0) for a, b in zip(sums, rows[1])]
-    return DayCount(sums[0], sums[1], sums[2], sums[3], tuple(sums[4:]))
+    return tally(combinations(store, memberships), range(len(memberships)), cap)
 
 
 def count_floor(store: StateStore, memberships: Sequence[Membership]) -> int:

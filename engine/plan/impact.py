@@ -52,7 +52,8 @@ class ForecastPlan:
     caps: dict[str, int | None] = field(default_factory=dict)
 
     def distinct_sets(self) -> list[tuple[str, tuple[str, ...]]]:
-        """One entry per distinct (site, set of tasks) with at least one task: one query each."""
+        """One entry per distinct (site, set of tasks) with at least one task (the state side
+        answers them all from one grouped query, ``engine.delivery.forecast.combinations``)."""
         return list(dict.fromkeys((site, tasks) for site, _, tasks in self.days if tasks))
 
 
@@ -224,6 +225,7 @@ def apply_answer(
 
 
 NO_DIRECTORY_SHORT = "no user directory (campaigns users import FILE.csv)"
+NO_FORECAST = "no cap forecast: it counts members in the user directory, and none was imported"
 
 
 def _no_directory_note() -> str:
@@ -261,6 +263,7 @@ def _task(
         change.warnings.extend(size_warnings(before, after, running=was_running))
     if change.action != "delete":
         _sms(change, desired, after)
+    _sms_cost(change, desired, before, after, answer.segments_before.get(task_id) if answer is not None else None)
     days = task_capped.get(task_id)
     if days:
         shown = ", ".join(f"{count:,} on {day.isoformat()}" for day, count, _ in days[:5])
@@ -290,6 +293,31 @@ def size_warnings(before: int | None, after: int | None, *, running: bool, task:
             f"{f'running task {task}' if task else 'the running task'}'s audience shrinks from {before:,} to {after:,} members (loses {lost:,}, {lost * 100 // before}%)",
         ))
     return found
+
+
+def _sms_cost(change: Change, desired: Desired, before: int | None, after: int | None, stored: list[int] | None) -> None:
+    """``sms_cost: {"before", "after", "currency"}``: what the task's SMS cost, users split evenly
+    over its creatives (mean segments x price x audience), under the stored and the new definition."""
+    from engine import sms
+
+    repository = desired.repository
+    data = repository.tasks[change.id].data if change.id in repository.tasks else None
+    site_id = (data or {}).get("site") or (change.body or {}).get("site")
+    settings = ((repository.platform.data.get("sites") or {}).get(site_id) or {}).get("sms") or {}
+    price, currency = settings.get("price_per_segment"), settings.get("currency")
+    if price is None or not currency:
+        return
+    segments_after = [e["segments"] for e in change.sms or () if e.get("segments") is not None]
+    if not segments_after and not stored:
+        return
+
+    def expected(segments: list[int] | None, size: int | None) -> float | None:
+        if not segments or size is None:
+            return None
+        return float(sms.money(price) * sum(segments) * size / len(segments))
+
+    after_cost = 0.0 if change.action == "delete" else expected(segments_after, after)
+    change.sms_cost = {"before": expected(stored, before), "after": after_cost, "currency": currency}
 
 
 def _sms(change: Change, desired: Desired, audience: int | None) -> None:

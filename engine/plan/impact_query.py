@@ -46,6 +46,7 @@ class ImpactAnswer:
     sets: dict[tuple[str, ...], tuple[int, int, int, int, tuple[int, ...]]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # forecast task -> why it could not be counted
     affected: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # task -> (before, after)
+    segments_before: dict[str, list[int]] = field(default_factory=dict)  # stored SMS task -> segments per creative
 
 
 def _stored_bodies(store: StateStore, task_ids: list[str], audience_ids: list[str]) -> tuple[dict, dict]:
@@ -65,6 +66,34 @@ def _stored_bodies(store: StateStore, task_ids: list[str], audience_ids: list[st
             wanted.update(source.get("include") or [])
             wanted.update(source.get("exclude") or [])
     return stored_tasks, {rid: body for rid, body in audiences.items() if body}
+
+
+def _stored_segments(store: StateStore, stored_tasks: dict[str, dict]) -> dict[str, list[int]]:
+    """Segments of each stored creative of the stored SMS tasks (rendered with the stored
+    template's examples): the before side of the plan's SMS cost."""
+    from engine import sms
+
+    tasks = {t: body for t, body in stored_tasks.items() if body.get("channel") == "sms"}
+    if not tasks:
+        return {}
+    creatives = {a[9:]: r.body for a, r in store.resources(
+        sorted({f"creative.{c}" for body in tasks.values() for c in body.get("creatives") or []})
+    ).items()}
+    templates = {a[9:]: r.body for a, r in store.resources(
+        sorted({f"template.{c.get('template')}" for c in creatives.values()})
+    ).items()}
+    found: dict[str, list[int]] = {}
+    for task_id, body in tasks.items():
+        counts = []
+        for creative_id in body.get("creatives") or []:
+            creative = creatives.get(creative_id)
+            template = templates.get((creative or {}).get("template"))
+            text = sms.example_text(creative, template) if creative and template else None
+            if text is not None:
+                counts.append(sms.count(text).segments)
+        if counts:
+            found[task_id] = counts
+    return found
 
 
 def _size(directory: StateStore, body: dict, audiences: dict, task_id: str | None, attachments: Any) -> tuple[int | None, str | None]:
@@ -88,7 +117,7 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
     audiences, and the forecast's counts per distinct set of tasks due on a day."""
     from engine.config.models import Platform
     from engine.delivery.directory import known_attributes, open_directory
-    from engine.delivery.forecast import count_day
+    from engine.delivery.forecast import combinations, tally
     from engine.delivery.audiences import task_membership
     from engine.plan.source import AUDIENCE_SIZE_LIMIT
 
@@ -110,6 +139,7 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
             stored = stored_tasks.get(task_id)
             before = _size(directory, stored, stored_audiences, task_id, store)[0] if stored is not None else None
             answer.affected[task_id] = (before, _size(directory, body, request.audiences, task_id, attachments)[0])
+        answer.segments_before = _stored_segments(store, stored_tasks)
         for task_id in impact.before[:AUDIENCE_SIZE_LIMIT]:
             body = stored_tasks.get(task_id)
             if body is not None:
@@ -136,9 +166,12 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
                 memberships[task_id] = task_membership(directory, body, request.audiences, task_id=task_id, attachments=attachments)
             except CampaignsError as problem:
                 answer.skipped[task_id] = str(problem)
+        order = list(memberships)
+        number = {task: index for index, task in enumerate(order)}
+        combos = combinations(directory, [memberships[t] for t in order])  # one query, every day
         for site, tasks in impact.day_sets:
             due = tuple(t for t in tasks if t in memberships)
-            counted = count_day(directory, [memberships[t] for t in due], impact.caps.get(site))
+            counted = tally(combos, [number[t] for t in due], impact.caps.get(site))
             by_task = dict(zip(due, counted.capped_by_task))
             answer.sets[tasks] = (
                 counted.messages,

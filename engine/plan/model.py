@@ -155,6 +155,7 @@ class Change:
     size: dict[str, Any] | None = None  # audiences: {"before", "after"[, "reason"]}
     tasks: list[str] | None = None  # audiences: the running or planned tasks that use it
     sms: list[dict[str, Any]] | None = None  # SMS tasks: per creative {"creative", "encoding", "segments", ...}
+    sms_cost: dict[str, Any] | None = None  # SMS tasks: {"before", "after", "currency"}, creatives split evenly
     attachments: list[dict[str, str]] = field(default_factory=list)  # [{"digest", "path"}] (CSV audiences)
 
     @property
@@ -196,6 +197,8 @@ class Change:
             out["tasks"] = list(self.tasks)
         if self.sms is not None:
             out["sms"] = self.sms
+        if self.sms_cost is not None:
+            out["sms_cost"] = self.sms_cost
         if self.attachments:
             out["attachments"] = list(self.attachments)
         if self.body is not None:
@@ -235,6 +238,7 @@ class Change:
             size=data.get("size"),
             tasks=data.get("tasks"),
             sms=data.get("sms"),
+            sms_cost=data.get("sms_cost"),
             attachments=list(data.get("attachments", [])),
         )
 

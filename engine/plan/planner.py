@@ -291,7 +291,11 @@ class Planner:
         answer = None
         request = None
         if self.previews:  # what the change will do: for people (apply plans without it)
-            forecast = impact.plan_forecast(desired, running, self.now, self.forecast_days)
+            # without a directory there is nothing to count: no schedule is expanded for the forecast
+            directory = self.snapshot.attributes is not None or bool(desired.repository.platform.data.get("user_directory"))
+            forecast = impact.plan_forecast(desired, running, self.now, self.forecast_days if directory else 0)
+            if not directory and self.forecast_days:
+                self.impact_notes.append(impact.NO_FORECAST)
             impact_request = impact.build_request(actionable, forecast, desired, running)
             extra = [c.id for c in actionable if c.kind == "audience" and c.action != "delete"]
             extra += [rid for task in impact_request.forecast_tasks for rid in desired.repository.tasks[task].data.get("audiences", [])]
@@ -305,7 +309,8 @@ class Planner:
                     change.schedule = self._preview(change.id)
         if answer is None:
             if request is not None:
-                self.forecast, self.impact_notes = impact.apply_answer(actionable, None, forecast, desired, running)
+                self.forecast, notes = impact.apply_answer(actionable, None, forecast, desired, running)
+                self.impact_notes.extend(notes)
             return
         diffs, counted = answer()
         for change in actionable:
@@ -314,9 +319,8 @@ class Planner:
         if request is not None:
             found = counted if isinstance(counted, impact_query.ImpactAnswer) else None
             limit = f"not counted: a plan counts the audiences of at most {AUDIENCE_SIZE_LIMIT} changed tasks"
-            self.forecast, self.impact_notes = impact.apply_answer(
-                actionable, found, forecast, desired, running, limit_reason=limit
-            )
+            self.forecast, notes = impact.apply_answer(actionable, found, forecast, desired, running, limit_reason=limit)
+            self.impact_notes.extend(notes)
         if request is not None and request.required:
             self._attribute_warnings(actionable, self.source.attribute_gaps(request))  # type: ignore[union-attr]
 

@@ -70,6 +70,13 @@ def impact_lines(change: Change) -> list[str]:
             used = ", ".join(change.tasks[:10]) + (f" and {len(change.tasks) - 10} more" if len(change.tasks) > 10 else "")
             lines.append(f"used by running or planned tasks: {used or 'none'}")
     lines.extend(sms_lines(change))
+    cost = change.sms_cost
+    if cost:
+        def shown(value: float | None) -> str:
+            return "unknown" if value is None else money_text({"v": value, "currency": cost["currency"]}, "v") or ""
+
+        lines.append(f"sms cost (users split over the creatives): {shown(cost.get('after'))} (was {shown(cost.get('before'))})"
+                     if change.action != "create" else f"sms cost (users split over the creatives): {shown(cost.get('after'))}")
     return lines
 
 
@@ -126,12 +133,12 @@ def campaign_summaries(plan: Plan) -> list[str]:
             info["delta"] += sized["after"] - (sized.get("before") or 0)
         elif change.audience_size is not None:
             info["unknown"] = True
-        for entry in change.sms or ():
-            cost = entry.get("cost") or {}
-            if cost.get("total") is not None:
-                from engine.sms import money
+        cost = change.sms_cost or {}
+        if cost.get("after") is not None or cost.get("before") is not None:
+            from engine.sms import money
 
-                info["cost"][cost["currency"]] = info["cost"].get(cost["currency"], Decimal(0)) + money(cost["total"])
+            delta = money(cost.get("after") or 0) - money(cost.get("before") or 0)
+            info["cost"][cost["currency"]] = info["cost"].get(cost["currency"], Decimal(0)) + delta
         info["caps"] |= capped_days.get(change.id, set())
     lines = []
     for campaign, info in sorted(campaigns.items()):
@@ -140,7 +147,7 @@ def campaign_summaries(plan: Plan) -> list[str]:
         parts = [f"{info['changes']} task change{'s' if info['changes'] != 1 else ''}"]
         parts.append("audience " + ("unknown" if info["unknown"] and not info["delta"] else f"{info['delta']:+,} users"))
         if info["cost"]:
-            parts.append("SMS " + ", ".join(format_money(v, c) for c, v in sorted(info["cost"].items())))
+            parts.append("SMS cost " + ", ".join(("+" if v >= 0 else "-") + format_money(abs(v), c) for c, v in sorted(info["cost"].items())))
         if info["caps"]:
             parts.append(f"capped on {len(info['caps'])} day{'s' if len(info['caps']) != 1 else ''}")
         lines.append(f"{campaign}: " + "; ".join(parts))

@@ -193,7 +193,19 @@ def test_sms_encoding_segments_cost_and_the_sms_segments_warning(tmp_path, state
     assert "sms sms-emoji: ucs-2, 1 segment (UCS-2 because of '😀', 'ç')" in text
     assert "warning: sms-segments: creative sms-long needs 2 segments" in text
     markdown = plan_text(repo, state_url, "markdown")
-    assert "warning: sms-segments" in markdown and "**xmas**: 2 task changes" in markdown and "SMS 0.2952 USD" in markdown
+    # users are split over the two creatives: (2 + 1) / 2 segments x 0.0123 x 8 users
+    assert task["sms_cost"] == {"before": None, "after": pytest.approx(0.1476), "currency": "USD"}
+    assert "warning: sms-segments" in markdown and "**xmas**: 2 task changes" in markdown and "SMS cost +0.1476 USD" in markdown
+
+    # applied, then the long creative is shortened to one segment: the cost before and after
+    record_pass(repo.root, state_url)
+    apply_now(repo.root, state_url)
+    repo.write("creatives/sms-long.yaml", 'name: Long\ntemplate: sms-promo\ncontent: "Hi {{ user.first_name }}"\n')
+    task = change(plan_json(repo, state_url), "task.promo-sms")
+    assert task["audience_size"] == {"before": 8, "after": 8}
+    assert task["sms_cost"] == {"before": pytest.approx(0.1476), "after": pytest.approx(0.0984), "currency": "USD"}
+    assert "sms-segments" not in codes(task)
+    assert "SMS cost -0.0492 USD" in plan_text(repo, state_url, "text")
 
 
 # -- the cap forecast -------------------------------------------------------------------------
