@@ -80,6 +80,7 @@ class TaskView:
     warnings: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     sms: tuple[tuple[str, dict[str, Any]], ...]  # (creative, the plan's sms fields)
+    sms_cost: Mapping[str, Any] | None = None  # the plan's {"before", "after", "currency"}
 
     @property
     def app_name(self) -> str:
@@ -248,6 +249,7 @@ def build_page(
                 warnings=tuple((w["code"], w["message"]) for w in change.get("warnings", [])),
                 notes=tuple(change.get("notes", [])),
                 sms=_sms_fields(change),
+                sms_cost=change.get("sms_cost") if isinstance(change.get("sms_cost"), Mapping) else None,
             )
         )
     forecast = plan.get("forecast")

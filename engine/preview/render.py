@@ -23,6 +23,19 @@ CHANNEL_NAMES = {
 }
 
 
+def money(amount: object) -> str:
+    """A plan amount for people: thousands separated, at least two decimals, "unknown" for None."""
+    if amount is None:
+        return "unknown"
+    try:
+        value = float(amount)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(amount)
+    text = f"{value:,.4f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
 @cache
 def environment() -> Environment:
     """Autoescaping, strict (an unknown name in a template is an error, not an empty string)."""
@@ -34,6 +47,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["channel_names"] = CHANNEL_NAMES
+    env.globals["money"] = money
     return env
 
 
@@ -55,6 +69,9 @@ def to_text(page: PreviewPage, *, limit: int = 40) -> str:
         else:
             size = "unknown" if task.action != "no-op" else "unchanged"
         failed = f", **{task.failures} failing**" if task.failures else ""
+        if task.sms_cost:
+            before = task.sms_cost.get("before")
+            failed += f", SMS cost {money(before) + ' → ' if before is not None else ''}{money(task.sms_cost.get('after'))} {task.sms_cost.get('currency', '')}"
         lines.append(
             f"- `{task.id}` ({CHANNEL_NAMES[task.channel]}, {task.action}): {cards} card{'s' if cards != 1 else ''}{failed}, "
             f"audience {size}, {task.calendar.occurrence_days} delivery day{'s' if task.calendar.occurrence_days != 1 else ''} shown"

@@ -145,6 +145,7 @@ def test_the_page_is_built_from_the_plan_value(example):
                 "warnings": [{"code": "audience-shrinks", "message": "loses 780 of 1,200 members"}],
                 "sms": [{"creative": "flash-sms", "encoding": "gsm-7", "segments": 1, "units": 82, "forcing": [],
                          "cost": {"per_message": 0.0123, "total": 5.166, "currency": "USD"}}],
+                "sms_cost": {"before": 14.76, "after": 5.166, "currency": "USD"},
                 "diffs": [{"path": "schedule.finish_date", "kind": "changed", "old": "2026-12-27", "new": "2026-12-28"}],
                 "blockers": [],
             }
@@ -160,5 +161,6 @@ def test_the_page_is_built_from_the_plan_value(example):
     sms = section(html, "flash-sale-sms")
     assert "1,200 → 420" in sms and "audience-shrinks" in sms
     assert "0.0123 USD a message, 5.166 USD in all" in sms
+    assert "14.76 → 5.166 USD" in sms
     assert '<td class="old">&#34;2026-12-27&#34;</td><td class="new">&#34;2026-12-28&#34;</td>' in sms
     assert '<tr class="capped"><td>ph</td><td>2026-12-26</td><td>900</td><td>420</td><td>12</td>' in html
