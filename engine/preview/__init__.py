@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from engine.plan.planner import compute_plan
 from engine.preview.model import PreviewPage, build_page
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ def preview(
 ) -> PreviewPage:
     """Plan the repository against ``store`` (read only) and build the page from that plan
     (``forecast_days``: the plan's ``--forecast-days``, default its own)."""
-    from engine.plan.planner import compute_plan
-
     options = {} if forecast_days is None else {"forecast_days": forecast_days}
     plan = compute_plan(repository, store, now=now, **options)
     return build_page(repository, store, plan.to_json(), tasks, testers, now=now)

@@ -11,6 +11,7 @@ same testers.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -146,8 +147,6 @@ def select_tasks(repository: Repository, wanted: Sequence[str]) -> list[str]:
         return sorted(repository.tasks)
     for task_id in wanted:
         if task_id not in repository.tasks:
-            import difflib
-
             hint = difflib.get_close_matches(task_id, list(repository.tasks), n=1)
             raise UsageError(
                 f"no task {task_id!r} in the repository" + (f"; did you mean {hint[0]!r}?" if hint else "")
