@@ -126,6 +126,27 @@ def _sms_view(text: str | None) -> SmsView | None:
     )
 
 
+def _fields_alone(
+    creative_id: str,
+    creative: Mapping[str, Any],
+    template: Mapping[str, Any],
+    channel: str,
+    platform: Platform,
+    user: Mapping[str, Any],
+    limits: Mapping[str, int | None],
+) -> tuple[FieldView, ...]:
+    views: list[FieldView] = []
+    for name in TEXT_FIELDS:
+        if creative.get(name) is None:
+            continue
+        alone = {key: value for key, value in creative.items() if key not in TEXT_FIELDS or key == name}
+        try:
+            views.extend(_field_views(creative_text(creative_id, alone, template, channel, platform).render(user), limits))
+        except RenderError:
+            continue
+    return tuple(views)
+
+
 def render_card(
     creative_id: str,
     creative: Mapping[str, Any],
@@ -148,6 +169,8 @@ def render_card(
                 views = _field_views(creative_text(creative_id, creative, _unlimited(template), channel, platform).render(user), limits)
             except RenderError:
                 views = ()
+        if not views:  # the fields that do render, each on its own, around the one that fails
+            views = _fields_alone(creative_id, creative, template, channel, platform, user, limits)
         content = next((v.text for v in views if v.name == "content"), None)
         return Card(
             creative_id, tester, profile, False, views, problem.reason, problem.detail, failed_field,

@@ -104,3 +104,11 @@ def test_no_attribute_value_can_add_markup(name, channel):
     assert not [a for _, attrs in page.tags for a, _ in attrs if a.startswith("on") or a in ("src", "href", "style") and "url(" in str(_)]
     shown = html.unescape("".join(page.text))
     assert (card.field("content").text if card.ok else card.error) in shown or name.strip() in shown
+
+
+def test_a_missing_variable_still_shows_the_fields_that_render():
+    card = render_card(
+        "c", push("Hi {{ user.first_name }}", "{{ user.city | default('Manila') }} deals"), PUSH_TEMPLATE, "push", PLATFORM, "u-1", {}, "directory"
+    )
+    assert not card.ok and card.failed_field == "title" and card.field("title") is None
+    assert card.field("content").text == "Manila deals" and card.redirections == ("https://shop.example.com/x",)
