@@ -107,9 +107,13 @@ def combinations(store: StateStore, memberships: Sequence[Membership]) -> dict[t
     combos: dict[tuple[int, ...], int] = {}
     if not memberships:
         return combos
-    masks = _masks([m.directory for m in memberships])
+    predicates = [m.directory for m in memberships]
+    source: Any = dt.users
+    if store.backend == "sqlite":
+        source, predicates = _extracted(predicates)
+    masks = _masks(predicates)
     labelled = [mask.label(f"m{k}") for k, mask in enumerate(masks)]
-    inner = select(*labelled).select_from(dt.users).subquery("masks")
+    inner = select(*labelled).select_from(source).subquery("masks")
     columns = [inner.c[f"m{k}"] for k in range(len(masks))]
     inside = select(*columns, func.count()).group_by(*columns)
     outside_parts = []
@@ -133,6 +137,58 @@ def combinations(store: StateStore, memberships: Sequence[Membership]) -> dict[t
             _add(combos, conn.execute(select(*grouped, func.count()).group_by(*grouped)))
     combos.pop(tuple([0] * len(masks)), None)
     return combos
+
+
+_JSON_FUNCTIONS = ("json_type", "json_extract")
+
+
+def _extracted(predicates: list[Any]) -> tuple[Any, list[Any]]:
+    """SQLite: the predicates over a MATERIALIZED CTE holding each ``json_type``/``json_extract``
+    of the users' attributes they use, computed once per user, instead of over the table.
+
+    SQLite 3.40 parses a user's JSON document again at every ``json_*`` call; twenty tasks'
+    rules make dozens of calls per user. The CTE makes it one call per attribute and function,
+    whatever the number of tasks; the predicates are the same expressions with those calls
+    replaced by the CTE's columns (SQLAlchemy's ``replacement_traverse``), so their meaning
+    cannot drift from the compiler's."""
+    from sqlalchemy import select
+    from sqlalchemy.sql.elements import BindParameter
+    from sqlalchemy.sql.functions import Function
+    from sqlalchemy.sql.visitors import iterate, replacement_traverse
+
+    from engine.delivery import directory_tables as dt
+
+    users = dt.users
+    keys: dict[tuple[str, str], Any] = {}
+
+    def key_of(element: Any) -> tuple[str, str] | None:
+        if isinstance(element, Function) and element.name in _JSON_FUNCTIONS:
+            args = list(element.clauses)
+            if len(args) == 2 and args[0] is users.c.attributes and isinstance(args[1], BindParameter):
+                return element.name, str(args[1].value)
+        return None
+
+    for predicate in predicates:
+        for element in iterate(predicate):
+            key = key_of(element)
+            if key is not None and key not in keys:
+                keys[key] = element
+    names = {key: f"x{index}" for index, key in enumerate(keys)}
+    cte = (
+        select(users.c.user_id, *[element.label(names[key]) for key, element in keys.items()])
+        .cte("extracted")
+        .prefix_with("MATERIALIZED")
+    )
+
+    def replace(element: Any) -> Any:
+        key = key_of(element)
+        if key is not None:
+            return cte.c[names[key]]
+        if element is users.c.user_id:
+            return cte.c.user_id
+        return None
+
+    return cte, [replacement_traverse(predicate, {}, replace) for predicate in predicates]
 
 
 def count_day(store: StateStore, memberships: Sequence[Membership], cap: int | None) -> DayCount:

@@ -453,7 +453,14 @@ def as_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     head.append("")
     summaries = campaign_summaries(plan)
     if summaries:
-        head.extend(f"- **{_escape(_cell(line.split(':', 1)[0]))}**:{_escape(_cell(line.split(':', 1)[1]))}" for line in summaries)
+        from engine.plan.render_impact import CAMPAIGN_LINES
+
+        head.extend(
+            f"- **{_escape(_cell(line.split(':', 1)[0]))}**:{_escape(_cell(line.split(':', 1)[1]))}"
+            for line in summaries[:CAMPAIGN_LINES]
+        )
+        if len(summaries) > CAMPAIGN_LINES:
+            head.append(f"- … and {len(summaries) - CAMPAIGN_LINES:,} more campaigns (`campaigns plan` lists them all)")
         head.append("")
     head.extend(forecast_markdown(plan))
     blockers = plan.blockers()

@@ -106,11 +106,28 @@ def forecast_markdown(plan: Plan) -> list[str]:
             "| Site | Date | Messages | Users | Capped |",
             "|---|---|---:|---:|---:|",
         ]
-        for entry in plan.forecast:
+        shown = _rows_shown(plan.forecast, FORECAST_ROWS)
+        for entry in shown:
             capped = f"⚠️ {entry['capped']:,}" if entry["capped"] else "0"
             lines.append(f"| {entry['site']} | {entry['date']} | {entry['messages']:,} | {entry['users']:,} | {capped} |")
+        if len(shown) < len(plan.forecast):
+            lines.append(f"| … | {len(plan.forecast) - len(shown):,} more days | | | |")
         lines.append("")
     return lines
+
+
+FORECAST_ROWS = 60  # site-days in the PR comment's table (days that cap anyone first); JSON has all
+CAMPAIGN_LINES = 30  # campaign summary lines in the PR comment
+
+
+def _rows_shown(entries: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` entries in their order, days that cap anyone kept first."""
+    if len(entries) <= limit:
+        return entries
+    capped = [index for index, entry in enumerate(entries) if entry["capped"]]
+    others = [index for index, entry in enumerate(entries) if not entry["capped"]]
+    keep = sorted((capped + others)[:limit])
+    return [entries[index] for index in keep]
 
 
 def campaign_summaries(plan: Plan) -> list[str]:

@@ -258,3 +258,21 @@ def test_a_bad_now_is_one_clear_line(tmp_path):
     repo = make_repo(tmp_path / "repo")
     result = campaigns("plan", "--now", "yesterday", "--repo", str(repo.root))
     assert result.returncode != 0 and "--now" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_long_forecast_keeps_the_comment_under_githubs_limit(tmp_path):
+    from engine.plan.model import Plan
+    from engine.plan.render import GITHUB_COMMENT_LIMIT, as_markdown
+    from planrepo import plan_of
+
+    repo = make_repo(tmp_path / "repo")
+    plan = plan_of(repo.root, f"sqlite:///{tmp_path}/state.db")
+    days = [
+        {"site": f"s{n % 40}", "date": f"2027-01-{n % 28 + 1:02d}", "messages": 10, "users": 5,
+         "capped": 1 if n == 5000 else 0, "capped_messages": 0, "cap": 3, "tasks": []}
+        for n in range(40 * 366)
+    ]
+    big = Plan(plan.lineage, plan.serial, plan.repository_digest, plan.created_at, plan.state, plan.actionable, forecast=days)
+    markdown = as_markdown(big)
+    assert len(markdown) <= GITHUB_COMMENT_LIMIT
+    assert "⚠️ 1" in markdown and f"{40 * 366 - 60:,} more days" in markdown
