@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "status": "engine.commands.status:status",
     "run": "engine.commands.run:run",
     "report": "engine.commands.report:report",
+    "preview": "engine.commands.preview:preview",
     "users": "engine.commands.users:users",
     "pause": "engine.commands.control:pause",
     "resume": "engine.commands.control:resume",

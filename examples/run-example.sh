@@ -19,6 +19,9 @@ campaigns schedule flash-sale-push --to 2026-12-10
 step campaigns plan
 campaigns plan
 
+step "campaigns preview   (open .campaigns/preview/index.html in a browser)"
+campaigns preview --now "$NOW"
+
 for task in flash-sale-push flash-sale-sms weekly-points-inbox monthly-rewards-mp; do
   step campaigns test "$task"
   campaigns test "$task"

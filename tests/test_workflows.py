@@ -178,3 +178,21 @@ def test_every_action_is_pinned_by_commit_with_its_version_and_every_job_scopes_
     for step in (s for job in document["jobs"].values() for s in job.get("steps", [])):
         if str(step.get("uses", "")).startswith("actions/checkout@"):
             assert step.get("with", {}).get("persist-credentials") is False, f"{path.name}: a checkout keeps its credentials"
+
+
+def test_plan_builds_the_preview_uploads_it_and_links_it_from_the_comment():
+    plan = _load("plan.yml")
+    steps = plan["jobs"]["plan"]["steps"]
+    [build] = [step for step in steps if "campaigns preview" in step.get("run", "")]
+    assert "--out preview" in build["run"] and "GITHUB_STEP_SUMMARY" in build["run"]
+    [upload] = [step for step in steps if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["uses"] == "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"  # pinned by commit
+    assert upload["with"]["path"] == "preview/index.html" and upload["with"]["if-no-files-found"] == "error"
+    names = [step.get("name") for step in steps]
+    [comment] = [step for step in steps if "updateComment" in step.get("with", {}).get("script", "")]
+    assert names.index(upload["name"]) < names.index(comment["name"])
+    assert comment["env"]["PREVIEW_URL"] == "${{ steps.%s.outputs.artifact-url }}" % upload["id"]
+    script = comment["with"]["script"]
+    assert "preview.md" in script and "#artifacts" in script  # which tasks it shows, and where
+    text = (WORKFLOWS / "plan.yml").read_text()
+    assert "upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02 # v4.6.2" in text

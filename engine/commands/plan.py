@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from engine.commands.common import repo_option
-from engine.commands.common import load_repo, state_option
+from engine.commands.common import load_repo, now_option, parse_now, state_option
 from engine.terminal import use_color
 
 
@@ -46,6 +46,15 @@ from engine.terminal import use_color
     default=None,
     help="Colour the text plan (default: only when printing to a terminal, and never with $NO_COLOR set).",
 )
+@click.option(
+    "--forecast-days",
+    type=click.IntRange(0, 366),
+    default=7,
+    show_default=True,
+    metavar="N",
+    help="Site-local days of the cap forecast (messages due, users, users the daily cap holds back); 0: none.",
+)
+@now_option("The instant to plan at (ISO 8601 with a UTC offset): the first forecast day and the schedule previews.")
 def plan(
     repo: Path,
     state_url: str | None,
@@ -54,6 +63,8 @@ def plan(
     detailed_exitcode: bool,
     fail_on_blockers: bool,
     color: bool | None,
+    forecast_days: int,
+    now_text: str | None,
 ) -> None:
     """Compare the repository with the state and show every change apply would make.
 
@@ -75,6 +86,7 @@ def plan(
     from engine.validation.filecheck import gc_paused
     from engine.validation.pipeline import read_files
 
+    now = parse_now(now_text) if now_text else None
     url = resolve_state_url(repo, state_url)
     store = None
     # builds many objects and no cycles worth collecting: the collector waits until the end
@@ -93,7 +105,7 @@ def plan(
             result = fastpath.noop_plan(summary, source)
             if result is None:
                 repository = load_repo(repo, state_url, files)
-                result = compute_plan(repository, source)
+                result = compute_plan(repository, source, now=now, forecast_days=forecast_days)
         finally:
             source.close()
             if store is not None:

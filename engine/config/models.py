@@ -98,11 +98,11 @@ class SmsSettings(Strict):
     needs more than max_segments segments; price and currency give what an SMS costs."""
 
     price_per_segment: float | None = Field(
-        None, ge=0, le=1_000_000, allow_inf_nan=False, description="What one SMS segment costs, in `currency`"
+        None, ge=0, le=1_000_000, allow_inf_nan=False, description="What one SMS segment costs, in `currency`; the plan's SMS cost is segments x audience x this"
     )
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the price, e.g. USD")
     max_segments: int | None = Field(
-        None, ge=1, le=10, description="Segments an SMS may need before validate warns (sms-too-long)"
+        None, ge=1, le=10, description="Segments an SMS may need before validate (sms-too-long) and the plan (sms-segments) warn"
     )
 
     model_config = ConfigDict(

@@ -624,6 +624,8 @@ class _Query:
     selects: list[Any]
     overlays: int
     counts: list[Any] = field(default_factory=list)
+    splits: list[_Split] = field(default_factory=list)  # the task's top audiences, compiled
+    compiler: _Compiler | None = None
 
 
 def _task_audiences(task_body: Mapping[str, Any]) -> list[str]:
@@ -684,8 +686,11 @@ def _prepare(
 
     splits = [compiler.split(audience_id, top=True) for audience_id in top]
     if any(part.scans for part in splits):
-        return _scan_query(compiler, splits, overlay_digests)
-    return _join_query(compiler, [compiler.audience(audience_id, top=True) for audience_id in top], overlay_digests)
+        query = _scan_query(compiler, splits, overlay_digests)
+    else:
+        query = _join_query(compiler, [compiler.audience(audience_id, top=True) for audience_id in top], overlay_digests)
+    query.splits, query.compiler = splits, compiler
+    return query
 
 
 def _with_overlays(compiler: _Compiler, source: Any, key: Any, columns: list[Any], digests: list[str]) -> Any:
@@ -922,6 +927,46 @@ def audience_size(
         return None
     with store.reading() as conn:
         return sum(int(conn.execute(count).scalar_one()) for count in prepared.counts)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A task's members as SQL, for counting in the database (``engine.delivery.forecast``):
+    ``directory`` is a never-NULL predicate over a ``campaigns_users`` row (members in the
+    directory); ``outside`` a SELECT of the member ids that are not in the directory (listed by
+    a ``users:``/CSV audience or a snapshot), or None when there can be none."""
+
+    directory: Any
+    outside: Any | None
+
+
+def task_membership(
+    store: StateStore,
+    task_body: Mapping[str, Any],
+    audience_bodies: Mapping[str, Mapping[str, Any]],
+    *,
+    task_id: str | None = None,
+    attachments: Any = None,
+) -> Membership:
+    """The task's membership as SQL expressions (what ``audience_size`` counts), never the
+    members themselves. Takes no snapshot; may fill the cache of CSV members. Raises what
+    ``task_members`` raises (``NoDirectory``, ``MissingContent``, ``AudienceError``)."""
+    from sqlalchemy import exists, or_, select, union
+
+    prepared = _prepare(store, task_id, task_body, audience_bodies, snapshot=False, attachments=attachments)
+    compiler, splits = prepared.compiler, prepared.splits
+    assert compiler is not None
+    u = compiler.users
+    directory = or_(*[part.directory for part in splits])
+    tests = [part.outside for part in splits if part.outside is not None]
+    if not tests:
+        return Membership(directory, None)
+    candidates = list({id(c): c for part in splits for c in part.candidates}.values())
+    ids = (candidates[0] if len(candidates) == 1 else union(*candidates)).subquery("outside")
+    outside = select(ids.c.user_id).where(
+        or_(*[test(ids.c.user_id) for test in tests]), ~exists().where(u.c.user_id == ids.c.user_id)
+    )
+    return Membership(directory, outside)
 
 
 def snapshot_info(store: StateStore, task_id: str) -> dict[str, tuple[int, datetime]]:

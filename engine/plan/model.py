@@ -151,7 +151,11 @@ class Change:
     warnings: list[PlanWarning] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     schedule: SchedulePreview | None = None
-    audience_size: int | None = None
+    audience_size: dict[str, Any] | None = None  # tasks: {"before", "after"[, "reason"]} (engine.plan.impact)
+    size: dict[str, Any] | None = None  # audiences: {"before", "after"[, "reason"]}
+    tasks: list[str] | None = None  # audiences: the running or planned tasks that use it
+    sms: list[dict[str, Any]] | None = None  # SMS tasks: per creative {"creative", "encoding", "segments", ...}
+    sms_cost: dict[str, Any] | None = None  # SMS tasks: {"before", "after", "currency"}, creatives split evenly
     attachments: list[dict[str, str]] = field(default_factory=list)  # [{"digest", "path"}] (CSV audiences)
 
     @property
@@ -187,6 +191,14 @@ class Change:
             out["schedule"] = self.schedule.to_json()
         if self.audience_size is not None:
             out["audience_size"] = self.audience_size
+        if self.size is not None:
+            out["size"] = self.size
+        if self.tasks is not None:
+            out["tasks"] = list(self.tasks)
+        if self.sms is not None:
+            out["sms"] = self.sms
+        if self.sms_cost is not None:
+            out["sms_cost"] = self.sms_cost
         if self.attachments:
             out["attachments"] = list(self.attachments)
         if self.body is not None:
@@ -223,6 +235,10 @@ class Change:
             notes=list(data.get("notes", [])),
             schedule=SchedulePreview.from_json(schedule) if schedule else None,
             audience_size=data.get("audience_size"),
+            size=data.get("size"),
+            tasks=data.get("tasks"),
+            sms=data.get("sms"),
+            sms_cost=data.get("sms_cost"),
             attachments=list(data.get("attachments", [])),
         )
 
@@ -268,6 +284,8 @@ class Plan:
         approved: bool = False,
         noops: list[tuple[str, str, StatusChange | None]] | None = None,
         drift: list[dict[str, Any]] | None = None,
+        forecast: list[dict[str, Any]] | None = None,
+        impact_notes: list[str] | None = None,
     ) -> None:
         self.lineage = lineage
         self.serial = serial
@@ -277,6 +295,9 @@ class Plan:
         self.approved = approved  # evidence was given when the plan was made (apply time)
         self._given = changes
         self.drift = list(drift or [])  # engine.plan.drift: what the state holds that git does not say
+        # engine.plan.impact: per site and day {"site", "date", "messages", "users", "capped", ...}
+        self.forecast = list(forecast or [])
+        self.impact_notes = list(impact_notes or [])  # why sizes or the forecast are missing
         self._noops = noops
         self._all: list[Change] | None = None if noops is not None else changes
 
@@ -359,6 +380,8 @@ class Plan:
             },
             "blockers": {code: [c.address for c in changes] for code, changes in blockers.items()},
             "drift": list(self.drift),
+            "forecast": list(self.forecast),
+            "impact_notes": list(self.impact_notes),
             "changes": [change.to_json() for change in self.changes],
         }
         document["checksum"] = checksum(document)
@@ -374,6 +397,8 @@ class Plan:
             state=document.get("state", ""),
             changes=[Change.from_json(c) for c in document["changes"]],
             drift=document.get("drift") or [],
+            forecast=document.get("forecast") or [],
+            impact_notes=document.get("impact_notes") or [],
         )
 
 

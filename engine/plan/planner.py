@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING
 
 from engine.clock import now as clock_now
 from engine.config.repository import KINDS, Repository
+from engine.plan import impact_query
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
+from engine.plan.impact import DEFAULT_FORECAST_DAYS
 from engine.plan.model import (
     NEEDS_APPROVAL,
     NEEDS_PILOT_TEST,
@@ -93,7 +95,11 @@ class Planner:
         now: dt.datetime | None = None,
         approved: bool = False,
         previews: bool = True,
+        forecast_days: int = DEFAULT_FORECAST_DAYS,
     ) -> None:
+        self.forecast_days = forecast_days  # site-local days of the cap forecast (0: none)
+        self.forecast: list[dict] = []
+        self.impact_notes: list[str] = []
         self.desired = desired
         self.snapshot = snapshot
         self.source = source
@@ -138,7 +144,7 @@ class Planner:
 
         ordered = sorted(actionable.values(), key=_order)
         if ordered:
-            self._details(ordered)
+            self._details(ordered, self._running(actionable, statuses))
         noops = [(address, digest, statuses.get(address)) for address, digest in unchanged.items()]
         return Plan(
             lineage=snapshot.lineage,
@@ -150,7 +156,18 @@ class Planner:
             approved=self.approved,
             noops=noops,
             drift=snapshot.drift,
+            forecast=self.forecast,
+            impact_notes=self.impact_notes,
         )
+
+    def _running(self, actionable: dict[str, Change], statuses: dict[str, StatusChange]) -> set[str]:
+        """Tasks running after this plan (running, or planned to run), less emergency pauses."""
+        held = {entry.get("task") for entry in self.snapshot.drift if entry.get("kind") == "emergency-pause"}
+        running = {address[5:] for address, status in statuses.items() if address.startswith("task.") and status.after == "running"}
+        for change in actionable.values():
+            if change.kind == "task" and change.status is not None and change.status.after == "running":
+                running.add(change.id)
+        return {task for task in running if task not in held and task in self.desired.repository.tasks}
 
     def _tasks(
         self,
@@ -252,7 +269,9 @@ class Planner:
 
     # -- details of the changes only -------------------------------------------------------
 
-    def _details(self, actionable: list[Change]) -> None:
+    def _details(self, actionable: list[Change], running: set[str]) -> None:
+        from engine.plan import impact
+
         desired = self.desired
         updated: dict[str, dict] = {}
         tasks: dict[str, dict] = {}
@@ -270,21 +289,38 @@ class Planner:
             if not self.approved:
                 change.blockers.append(Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE))
         answer = None
-        request = self._size_request(tasks) if tasks else None
-        if self.source is not None and (updated or tasks):
+        request = None
+        if self.previews:  # what the change will do: for people (apply plans without it)
+            # without a directory there is nothing to count: no schedule is expanded for the forecast
+            directory = self.snapshot.attributes is not None or bool(desired.repository.platform.data.get("user_directory"))
+            forecast = impact.plan_forecast(desired, running, self.now, self.forecast_days if directory else 0)
+            if not directory and self.forecast_days:
+                self.impact_notes.append(impact.NO_FORECAST)
+            impact_request = impact.build_request(actionable, forecast, desired, running)
+            extra = [c.id for c in actionable if c.kind == "audience" and c.action != "delete"]
+            extra += [rid for task in impact_request.forecast_tasks for rid in desired.repository.tasks[task].data.get("audiences", [])]
+            request = size_request(desired, tasks, extra)
+            request.impact = impact_request
+        if self.source is not None and (updated or request is not None):
             answer = self.source.submit_details(updated, request)
         if self.previews:
             for change in actionable:
                 if change.kind == "task" and change.action != "delete":
                     change.schedule = self._preview(change.id)
         if answer is None:
+            if request is not None:
+                self.forecast, notes = impact.apply_answer(actionable, None, forecast, desired, running)
+                self.impact_notes.extend(notes)
             return
-        diffs, sizes = answer()
+        diffs, counted = answer()
         for change in actionable:
             if change.address in diffs:
                 change.diffs = diffs[change.address]
-            if change.kind == "task" and sizes.get(change.id) is not None:
-                change.audience_size = sizes[change.id]
+        if request is not None:
+            found = counted if isinstance(counted, impact_query.ImpactAnswer) else None
+            limit = f"not counted: a plan counts the audiences of at most {AUDIENCE_SIZE_LIMIT} changed tasks"
+            self.forecast, notes = impact.apply_answer(actionable, found, forecast, desired, running, limit_reason=limit)
+            self.impact_notes.extend(notes)
         if request is not None and request.required:
             self._attribute_warnings(actionable, self.source.attribute_gaps(request))  # type: ignore[union-attr]
 
@@ -334,7 +370,7 @@ def required_by(desired: Desired, task_id: str) -> dict[str, list[str]]:
     return found
 
 
-def size_request(desired: Desired, tasks: dict[str, dict]) -> SizeRequest:
+def size_request(desired: Desired, tasks: dict[str, dict], also: list[str] | None = None) -> SizeRequest:
     """What counting these tasks' audiences needs: the audiences they name, those included or
     excluded by them (recursively), the CSV contents of those, and the attributes the tasks'
     creatives need (for ``missing-attribute``)."""
@@ -342,6 +378,7 @@ def size_request(desired: Desired, tasks: dict[str, dict]) -> SizeRequest:
     wanted: list[str] = []
     seen: set[str] = set()
     stack = [rid for body in list(tasks.values())[:AUDIENCE_SIZE_LIMIT] for rid in body.get("audiences", [])]
+    stack.extend(also or ())
     while stack:
         rid = stack.pop()
         if rid in seen or rid not in known:
@@ -378,12 +415,16 @@ def make_planner(
     approved: bool = False,
     use_cache: bool = True,
     previews: bool = True,
+    forecast_days: int = DEFAULT_FORECAST_DAYS,
 ) -> Planner:
     """A Planner for this repository and state (reads the state's snapshot once).
 
     ``use_cache=False`` reads no remembered digest, and stores the ones it computes."""
     cache = DigestCache.load(repository.root, read=use_cache)
-    return Planner(Desired(repository, cache), source.snapshot(), source, now=now, approved=approved, previews=previews)
+    return Planner(
+        Desired(repository, cache), source.snapshot(), source,
+        now=now, approved=approved, previews=previews, forecast_days=forecast_days,
+    )
 
 
 def compute_plan(
@@ -393,13 +434,14 @@ def compute_plan(
     now: dt.datetime | None = None,
     approved: bool = False,
     use_cache: bool = True,
+    forecast_days: int = DEFAULT_FORECAST_DAYS,
 ) -> Plan:
     """The plan that brings the state (a store, or a StateSource) to the desired state of ``repository``.
 
     A plan that finds nothing to do remembers the repository for ``engine.plan.fastpath``.
     """
     source = store if hasattr(store, "snapshot") else LocalSource(store)  # type: ignore[arg-type]
-    planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache)
+    planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache, forecast_days=forecast_days)
     plan = planner.plan()
     planner.desired.cache.save()
     if not plan.has_changes:

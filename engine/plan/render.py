@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.plan.model import NEEDS_APPROVAL, Change, Plan, dumps
+from engine.plan.render_impact import campaign_summaries, forecast_markdown, forecast_text, impact_lines
 
 MARKDOWN_MARKER = "<!-- campaigns-plan -->"
 GITHUB_COMMENT_LIMIT = 65_536
@@ -263,8 +264,7 @@ def change_lines(change: Change) -> list[str]:
     line = schedule_line(change)
     if line:
         lines.append(line)
-    if change.audience_size is not None:
-        lines.append(f"audience: {change.audience_size:,} user{'s' if change.audience_size != 1 else ''}")
+    lines.extend(impact_lines(change))
     return lines
 
 
@@ -322,6 +322,13 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
                 out.append(f"      {_painted(line) if color else line.text()}")
         out.append("")
     out.append(paint(summary_line(plan), None, True))
+    summaries = campaign_summaries(plan)
+    if summaries:
+        out.extend(f"  {line}" for line in summaries)
+    forecast = forecast_text(plan)
+    if forecast:
+        out.append("")
+        out.extend(forecast)
     blockers = plan.blockers()
     if blockers:
         out.append("")
@@ -444,6 +451,18 @@ def as_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
         return "\n".join(head) + "\n"
     head.append(f"**{summary_line(plan)}** ({state})")
     head.append("")
+    summaries = campaign_summaries(plan)
+    if summaries:
+        from engine.plan.render_impact import CAMPAIGN_LINES
+
+        head.extend(
+            f"- **{_escape(_cell(line.split(':', 1)[0]))}**:{_escape(_cell(line.split(':', 1)[1]))}"
+            for line in summaries[:CAMPAIGN_LINES]
+        )
+        if len(summaries) > CAMPAIGN_LINES:
+            head.append(f"- … and {len(summaries) - CAMPAIGN_LINES:,} more campaigns (`campaigns plan` lists them all)")
+        head.append("")
+    head.extend(forecast_markdown(plan))
     blockers = plan.blockers()
     others = {code: blocked for code, blocked in blockers.items() if code != NEEDS_APPROVAL}
     if others:

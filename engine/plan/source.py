@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
+    from engine.plan.impact_query import ImpactAnswer, ImpactRequest
     from engine.plan.model import FieldDiff
     from engine.state import StateStore, TaskState
 
@@ -135,9 +136,12 @@ class SizeRequest:
     audiences: dict[str, dict[str, Any]]
     attachments: dict[str, bytes]
     required: dict[str, list[str]] = field(default_factory=dict)  # task -> attributes its creatives need
+    impact: ImpactRequest | None = None  # before sizes, changed audiences, the cap forecast (engine.plan.impact)
 
 
-Details = tuple[dict[str, list["FieldDiff"]], dict[str, "int | None"]]
+Details = tuple[dict[str, list["FieldDiff"]], "dict[str, int | None] | ImpactAnswer"]
+"""Field differences, and sizes: a dict of task -> size, or, when the request asked for the
+impact (``SizeRequest.impact``), an ``ImpactAnswer`` that carries those sizes and the rest."""
 
 
 class StateSource(Protocol):
@@ -168,8 +172,13 @@ def diffs_against_state(store: StateStore, bodies: dict[str, dict[str, Any]]) ->
     return {address: field_diffs(stored[address].body, body) for address, body in bodies.items() if address in stored}
 
 
-def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, int | None]:
-    """Audience sizes by the user-directory package, when it is installed (else none)."""
+def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, int | None] | ImpactAnswer:
+    """Audience sizes by the user-directory package, when it is installed (else none); the
+    whole ``ImpactAnswer`` when the request asks for the impact."""
+    if request.impact is not None:
+        from engine.plan.impact_query import impact_from_directory
+
+        return impact_from_directory(store, request)
     try:
         from engine.delivery.audiences import audience_size
         from engine.delivery.directory import open_directory
@@ -239,7 +248,12 @@ class LocalSource:
         return gaps_from_directory(self.store, request) if request.required else {}
 
     def submit_details(self, bodies: dict[str, dict[str, Any]], sizes: SizeRequest | None) -> Callable[[], Details]:
-        return lambda: (self.field_diffs(bodies), self.audience_sizes(sizes) if sizes is not None else {})
+        def answer() -> Details:
+            if sizes is not None and sizes.impact is not None:
+                return self.field_diffs(bodies), sizes_from_directory(self.store, sizes)
+            return self.field_diffs(bodies), self.audience_sizes(sizes) if sizes is not None else {}
+
+        return answer
 
     def close(self) -> None:
         pass
@@ -342,7 +356,8 @@ def _work(store: StateStore, kind: str, argument: Any) -> Any:
     if kind == "details":
         bodies, sizes = argument
         diffs = diffs_against_state(store, bodies) if bodies else {}
-        return diffs, (sizes_from_directory(store, sizes) if sizes is not None and sizes.tasks else {})
+        wanted = sizes is not None and (sizes.tasks or sizes.impact is not None)
+        return diffs, (sizes_from_directory(store, sizes) if wanted else {})
     if kind == "diffs":
         return diffs_against_state(store, argument)
     if kind == "sizes":
@@ -518,7 +533,7 @@ class ForkedSource:
 
     def submit_details(self, bodies: dict[str, dict[str, Any]], sizes: SizeRequest | None) -> Callable[[], Details]:
         """One request for both; the worker answers while this process renders previews."""
-        if not bodies and (sizes is None or not sizes.tasks):
+        if not bodies and (sizes is None or (not sizes.tasks and sizes.impact is None)):
             return lambda: ({}, {})
         ticket = self._request("details", (bodies, sizes))
         return lambda: self._redeem(ticket)
