@@ -102,6 +102,7 @@ class SandboxGateway:
         self.delivered_count = 0
         self.conflicts: list[tuple[str, Any, Any]] = []
         self.received: list[tuple[str, str]] = []  # (messageId, customerId) of every entry, repeats included
+        self.arrivals: list[float] = []  # time.monotonic() of each POST's arrival
         self.stats = Stats()
         self.lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -203,6 +204,8 @@ class SandboxGateway:
             return 404, {}, b'{"error": "not found"}'
         with self.lock:
             self.stats.requests += 1
+            if self.record:
+                self.arrivals.append(time.monotonic())
             self.stats.in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
             action = self.script.pop(0) if self.script else "S"
@@ -213,6 +216,16 @@ class SandboxGateway:
                 self.stats.in_flight -= 1
 
     async def _answer(self, action: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        try:
+            messages = json.loads(body)["messages"]
+            problem = _request_problem(messages)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            messages, problem = [], f"not a request: {error}"
+        with self.lock:
+            if problem is None:
+                self.stats.messages += len(messages)
+                if self.record:
+                    self.received.extend((m["messageId"], m["customerId"]) for m in messages)
         delay = float(action.split(":", 1)[1]) if action.startswith("slow:") else self.latency
         if delay:
             await asyncio.sleep(delay)
@@ -233,11 +246,6 @@ class SandboxGateway:
                 problem = f"unknown Client-Id {headers.get('client-id')!r}"
             if problem is not None:
                 return self._result("F", "INVALID_SIGNATURE", problem)
-        try:
-            messages = json.loads(body)["messages"]
-            problem = _request_problem(messages)
-        except (ValueError, KeyError, TypeError) as error:
-            messages, problem = [], f"not a request: {error}"
         if problem is not None:
             return self._result("F", "PARAM_ILLEGAL", problem)
         if action == "U":
@@ -259,9 +267,6 @@ class SandboxGateway:
         message_id, customer = message["messageId"], message["customerId"]
         rule = self.fail.get(customer)
         with self.lock:
-            self.stats.messages += 1
-            if self.record:
-                self.received.append((message_id, customer))
             if rule:
                 verdict, _, times = rule.partition(":")
                 if times:
