@@ -163,6 +163,16 @@ class GatewayProvider(Strict):
     batch_size: int = Field(20, ge=1, le=20, description="Messages per request (at most 20)")
     concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once per executor process")
 
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        regex_engine="python-re",
+        json_schema_extra={
+            "anyOf": [{"required": ["token_env"]}, {"required": ["private_key_env"]}],
+            "dependentRequired": {"client_id": ["private_key_env"], "private_key_env": ["client_id"]},
+        },
+    )
+
     @model_validator(mode="after")
     def _authenticated(self) -> "GatewayProvider":
         if self.token_env is None and self.private_key_env is None:

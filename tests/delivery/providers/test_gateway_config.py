@@ -82,3 +82,17 @@ def test_a_bad_key_variable_is_one_line_naming_it(tmp_path: Path, env: dict, mes
         open_provider("push", config, tmp_path, env=env)
     text = str(problem.value)
     assert message in text and "platform.yaml providers.push" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({}, "providers.push: needs at least one of token_env, private_key_env (has none)"),
+        ({"token_env": "T", "client_id": "c"}, "providers.push: 'client_id' needs 'private_key_env'"),
+    ],
+)
+def test_validate_names_what_a_gateway_entry_lacks(settings: dict, message: str) -> None:
+    from engine.validation.filecheck import schema_findings
+
+    data = {"sites": SITE, "providers": {"push": {"type": "gateway", "url": "https://w.example/v2/platform/message/send", **settings}}}
+    assert message in [finding.message for finding in schema_findings("platform", data)]
