@@ -19,9 +19,11 @@ Reply ``{"result": {"resultStatus", "resultCode", "resultMessage"}, "messageSend
 ``concurrency`` requests are in flight at once: ``send`` runs its requests as asyncio tasks on
 the provider's own event loop thread over one ``httpx.AsyncClient`` with a pool of that many
 connections. Each request retries on its own with exponential backoff and jitter; its backoff
-holds no connection slot, so a retry never blocks the other requests. When one request has used
-up ``max_attempts``, the gateway is taken to be down: requests of the same ``send`` that have
-not posted yet are held back ("never posted"), the others stop after their current attempt.
+holds no connection slot, so a retry after an answer (``U``, per-message ``retry``) never blocks
+the other requests. A gateway that does not answer (timeouts, connection errors, 5xx/429), or
+that has not answered yet, gets one request at a time (a probe) until it answers; when the probe
+has used up ``max_attempts`` the gateway is taken to be down, and the requests of that ``send``
+not posted yet are held back ("never posted") instead of hammering it.
 
 ``timeout`` is a total deadline per request (connect, send, headers and the whole body), not per
 read: a gateway that trickles its reply a byte a second is cut off at ``timeout``. A reply is
@@ -221,9 +223,17 @@ class _BatchFailure(Exception):
     """The request as a whole went wrong; ``retryable`` says whether sending it again may help."""
 
     def __init__(
-        self, error: str, *, retryable: bool, retry_after: float | None = None, code: str | None = None, traffic: bool = False
+        self,
+        error: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        code: str | None = None,
+        traffic: bool = False,
+        struggling: bool = False,
     ) -> None:
         super().__init__(error)
+        self.struggling = struggling  # no answer, or HTTP 5xx/429: the gateway itself is in trouble
         self.error = error
         self.retryable = retryable
         self.retry_after = retry_after
@@ -304,6 +314,9 @@ class Gateway:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._hold_until = 0.0  # no new request before (the wallet asked to slow down)
+        self._probing = True  # one request at a time until the gateway has answered (see _request)
+        self._probe: asyncio.Lock | None = None
+        self._prober: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
@@ -376,6 +389,7 @@ class Gateway:
                 )
 
             self._client = asyncio.run_coroutine_threadsafe(make_client(), loop).result()
+            self._probe = asyncio.run_coroutine_threadsafe(_new_lock(), loop).result()
             self._loop, self._thread = loop, thread
             return loop
 
@@ -402,18 +416,44 @@ class Gateway:
             await asyncio.sleep(seconds)
 
     async def _request(self, state: _Send, batch: list[int]) -> None:
-        """One request's messages, through its retries; settles each of them in ``state``."""
+        """One request's messages, through its retries; settles each of them in ``state``.
+
+        A request that got an answer it must retry (``U``, a reply that does not verify, per
+        message ``retry``) backs off on its own while the others go on. But while the gateway is
+        unproven (the first request of this provider) or struggling (no answer, HTTP 5xx/429),
+        requests go one at a time: the one holding the probe lock retries, backoffs included,
+        and the others wait for it. When it is answered they all go; when it gives up they are
+        held back, never posted, instead of hammering a gateway that is down."""
+        probe = self._probe
+        assert probe is not None
+        try:
+            await self._attempts(state, batch, probe)
+        finally:
+            if self._prober is asyncio.current_task():
+                self._prober = None
+                probe.release()
+
+    async def _attempts(self, state: _Send, batch: list[int], probe: asyncio.Lock) -> None:
         messages, results, attempts, errors = state.messages, state.results, state.attempts, state.errors
         pending = batch
         tries = 0
         retry_after: float | None = None
         stopped = False
+        me = asyncio.current_task()
         while pending and tries < self.max_attempts and state.given_up is None:
             if tries:
                 await self._pause(self._backoff(tries, retry_after))
                 retry_after = None
                 if state.given_up is not None:
                     break
+            if self._probing and self._prober is not me:
+                await probe.acquire()
+                if self._probing and state.given_up is None:
+                    self._prober = me  # this request probes; the others wait for it
+                else:
+                    probe.release()
+                    if state.given_up is not None:
+                        break
             async with state.semaphore:
                 hold = self._hold_until - time.monotonic()
                 if hold > 0:
@@ -434,6 +474,8 @@ class Gateway:
                     for index in pending:
                         errors[index] = failure.error
                     if not failure.retryable:
+                        if self._prober is me:  # it answered, if only to refuse
+                            self._probing = False
                         for index in pending:
                             results[index] = Delivery(
                                 messages[index].message_id, "failed", attempts[index], failure.error, PROVIDER_REJECTED, failure.code
@@ -442,7 +484,17 @@ class Gateway:
                     retry_after = failure.retry_after
                     if failure.traffic:
                         self._slow_down(state.pace, self._backoff(tries, retry_after))
+                    if failure.struggling:
+                        self._probing = True  # no answer: one request at a time until it answers again
+                    elif self._prober is me:  # it answered (U, traffic, a bad signature): the others may go
+                        self._probing = False
+                        self._prober = None
+                        probe.release()
                     continue
+            if self._probing and self._prober is me:  # the gateway answers again: everyone goes
+                self._probing = False
+                self._prober = None
+                probe.release()
             self.pace_factor = min(1.0, self.pace_factor * 1.01)
             still: list[int] = []
             verdicts = reply.results
@@ -509,16 +561,21 @@ class Gateway:
         try:
             status, reply_headers, raw = await asyncio.wait_for(self._exchange(body, headers), self._timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _BatchFailure(f"no complete answer from the gateway {url} within {self._timeout:g} s", retryable=True) from None
+            raise _BatchFailure(
+                f"no complete answer from the gateway {url} within {self._timeout:g} s", retryable=True, struggling=True
+            ) from None
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            raise _BatchFailure(f"cannot reach the gateway {url}: {reason}", retryable=True) from None
+            raise _BatchFailure(f"cannot reach the gateway {url}: {reason}", retryable=True, struggling=True) from None
         except httpx.RequestError as exc:  # a reply that cannot be decoded (bad gzip, ...)
             reason = str(exc) or type(exc).__name__
             raise _BatchFailure(f"the gateway {url} sent an unreadable reply ({reason})", retryable=True) from None
         if status == 429 or status >= 500:
             raise _BatchFailure(
-                f"the gateway {url} answered HTTP {status}{_excerpt(raw)}", retryable=True, retry_after=_retry_after(reply_headers)
+                f"the gateway {url} answered HTTP {status}{_excerpt(raw)}",
+                retryable=True,
+                retry_after=_retry_after(reply_headers),
+                struggling=True,
             )
         if status >= 400:
             raise _BatchFailure(
@@ -561,6 +618,10 @@ class Gateway:
                     raise _BatchFailure(f"the gateway {self.url} sent a reply over {REPLY_MAX_BYTES:,} bytes", retryable=True)
                 chunks.append(chunk)
             return response.status_code, response.headers, b"".join(chunks)
+
+
+async def _new_lock() -> asyncio.Lock:
+    return asyncio.Lock()
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
