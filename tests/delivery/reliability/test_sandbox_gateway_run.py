@@ -86,9 +86,11 @@ def report(url: str, folder: Path) -> dict:
     return json.loads(result.out)
 
 
-def assert_exactly_once(sandbox: SandboxGateway, users: list[str], store: StateStore) -> None:
+def assert_exactly_once(sandbox: SandboxGateway, users: list[str], store: StateStore, *, others: bool = False) -> None:
+    """Each of ``users`` got exactly one id (and, unless ``others``, nobody else got anything)."""
     ids = sandbox.customers()
-    assert set(ids) == set(users), f"{len(set(users) - set(ids))} users never received anything"
+    assert set(users) <= set(ids), f"{len(set(users) - set(ids))} users never received anything"
+    assert others or set(ids) == set(users)
     assert all(len(found) == 1 for found in ids.values()), "a user got two different ids"
     assert not sandbox.conflicts
     rows = Ledger(store).rows("t1", "once")
@@ -120,7 +122,8 @@ def test_the_retry_matrix_through_the_executor(state, tmp_path: Path, sandbox: S
     assert "USER_NOT_EXIST" in rows[users[150]]["error"]
     assert {row["status"] for user, row in rows.items() if user not in failed} == {"sent"}
     assert rows[users[151]]["attempts"] == 3
-    assert_exactly_once(sandbox, [u for u in users if u not in failed], store)
+    # (a request whose reply did not verify may have reached the wallet before a resend was refused)
+    assert_exactly_once(sandbox, [u for u in users if u not in failed], store, others=True)
     summary = report(url, tmp_path)["occurrences"][0]
     assert summary["sent"] == 179 and summary["failed_by_reason"] == {"provider-rejected": 21}
 
