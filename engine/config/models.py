@@ -139,11 +139,47 @@ class OutboxProvider(Strict):
 
 class GatewayProvider(Strict):
     type: Literal["gateway"]
-    url: str = Field(pattern=r"^https?://", description="Endpoint receiving POSTed message batches")
-    token_env: str = Field(pattern=ENV_NAME_PATTERN, description="Environment variable holding the bearer token")
-    timeout: float = Field(10.0, gt=0, le=600, description="Seconds before a request is retried")
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The wallet's message API, e.g. https://wallet.example/v2/platform/message/send",
+    )
+    token_env: str | None = Field(
+        None, pattern=ENV_NAME_PATTERN, description="Environment variable holding a bearer token (sent as Authorization)"
+    )
+    client_id: str | None = Field(
+        None, min_length=1, max_length=128, description="Client-Id of signed requests (Alipay+ RSA256 signatures)"
+    )
+    private_key_env: str | None = Field(
+        None, pattern=ENV_NAME_PATTERN, description="Environment variable holding the PEM RSA private key that signs requests"
+    )
+    key_version: int = Field(1, ge=0, le=1000000, description="keyVersion sent in the Signature header")
+    wallet_public_key_env: str | None = Field(
+        None,
+        pattern=ENV_NAME_PATTERN,
+        description="Environment variable holding the wallet's PEM public key; a reply whose signature does not verify is resent, never counted as sent",
+    )
+    timeout: float = Field(10.0, gt=0, le=600, description="Total seconds a request may take (connect to last byte) before it is retried")
     max_attempts: int = Field(5, ge=1, le=20, description="Tries per message before it is failed")
     batch_size: int = Field(20, ge=1, le=20, description="Messages per request (at most 20)")
+    concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once per executor process")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        regex_engine="python-re",
+        json_schema_extra={
+            "anyOf": [{"required": ["token_env"]}, {"required": ["private_key_env"]}],
+            "dependentRequired": {"client_id": ["private_key_env"], "private_key_env": ["client_id"]},
+        },
+    )
+
+    @model_validator(mode="after")
+    def _authenticated(self) -> "GatewayProvider":
+        if self.token_env is None and self.private_key_env is None:
+            raise ValueError("a gateway needs token_env (bearer token) or client_id with private_key_env (signed requests)")
+        if (self.client_id is None) != (self.private_key_env is None):
+            raise ValueError("client_id and private_key_env go together (signed requests need both)")
+        return self
 
 
 Provider = Annotated[Union[OutboxProvider, GatewayProvider], Field(discriminator="type")]

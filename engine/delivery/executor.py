@@ -47,7 +47,7 @@ from engine.delivery.ledger import (
     Outcome,
     Presence,
 )
-from engine.delivery.pacing import TokenBucket, batch_limit, burst_size
+from engine.delivery.pacing import Pace, TokenBucket, batch_limit, burst_size
 from engine.delivery.pause_watch import PauseWatch
 from engine.delivery.providers import Message, Provider, open_provider
 from engine.delivery.render import CreativeText, RenderError, creative_text
@@ -64,6 +64,10 @@ STATUS_CHECK_S = 2.0
 """How often a long fan-out re-reads the task's status, so a pause or a new apply stops it."""
 GATEWAY_CHUNK = 100
 """Messages per provider call for providers other than the outbox (a window check before each)."""
+CONCURRENT_ROUNDS = 4
+"""A concurrent provider gets ``concurrency x batch_size x CONCURRENT_ROUNDS`` messages a call:
+enough that its requests overlap, few enough that a window close or pause is seen within a
+few round trips (it also checks before each request)."""
 EXPIRE_BATCH = 5000
 PREFETCH_BATCHES = 3
 """Members read ahead before a claim, in batches: enough that when other executors took the
@@ -780,9 +784,25 @@ class Executor:
         provider = self._provider(channel)
         from engine.delivery.providers import Outbox
 
+        # A provider with ``concurrency`` (the gateway) keeps that many requests in flight within
+        # one call and paces each request itself; the executor hands it a few rounds at a time.
+        concurrency = getattr(provider, "concurrency", None)
         chunk = len(messages) if isinstance(provider, Outbox) else GATEWAY_CHUNK
-        bucket = None
-        if run.rate:
+        bucket = pace = None
+        stop_sending: Callable[[], bool] | None = None
+        if concurrency:
+            per_request = int(getattr(provider, "batch_size", 20))
+            chunk = max(GATEWAY_CHUNK, concurrency * per_request * CONCURRENT_ROUNDS)
+            if run.rate:
+                factor = float(getattr(provider, "pace_factor", 1.0))
+                pace = Pace(run.rate * factor, start=claim.pace_start, burst=per_request)
+
+            def stop_sending() -> bool:
+                # Called on the provider's own thread before each request: no state access here
+                # (a pause is seen between calls, a few round trips apart).
+                return stop.is_set() or self.clock.epoch() >= window_end
+
+        elif run.rate:
             chunk = min(chunk, burst_size(run.rate))
             bucket = TokenBucket(run.rate, chunk, start=claim.pace_start, wait=self.stop.wait)
         cut = rendered
@@ -798,7 +818,10 @@ class Executor:
                 break
             called = time.monotonic()
             try:
-                deliveries = provider.send(part)
+                if concurrency:
+                    deliveries = provider.send(part, pace=pace, stop=stop_sending)  # type: ignore[call-arg]
+                else:
+                    deliveries = provider.send(part)
             except CampaignsError as problem:
                 self.observer.provider_call(channel, time.monotonic() - called, None)
                 broken = problem
@@ -814,7 +837,8 @@ class Executor:
                     special.append(Outcome(row.user_id, "sent", delivery.attempts))
                 elif getattr(delivery, "reason", None) == PROVIDER_UNAVAILABLE:
                     special.append(Outcome(row.user_id, "retry", delivery.attempts, delivery.error, PROVIDER_UNAVAILABLE))
-                    unavailable_here += 1
+                    if delivery.attempts or stop_sending is None or not stop_sending():  # (not: left unposted by a stop)
+                        unavailable_here += 1
                 else:
                     reason = getattr(delivery, "reason", None) or PROVIDER_REJECTED
                     code = getattr(delivery, "code", None)

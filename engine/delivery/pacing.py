@@ -15,12 +15,15 @@ about how fast messages really leave, not about which window they belong to.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 STALE_AHEAD_S = 120.0
 """A timeline further ahead than this is treated as stale (another machine's skewed clock, or a
 test that simulated other times) and restarts from now, instead of making an executor wait."""
+MIN_PACE_FACTOR = 0.05
+"""However often the wallet says slow down, a channel keeps at least this share of its rate."""
 
 
 def reserve_slot(next_free: float | None, now: float, count: int, rate: float) -> tuple[float, float]:
@@ -99,3 +102,37 @@ class TokenBucket:
 def _sleep(seconds: float) -> bool:
     time.sleep(seconds)
     return False
+
+
+class Pace:
+    """Spreads requests over time at ``rate`` messages a second, across the concurrent requests
+    of a provider (thread-safe, never blocks: ``reserve`` says how long to wait).
+
+    Starts at ``start`` (a reserved stretch of the channel's timeline may begin in the future)
+    and allows a burst of ``burst`` messages. ``slow_down`` halves the rate (the wallet said
+    ``REQUEST_TRAFFIC_EXCEED_LIMIT``)."""
+
+    def __init__(self, rate: float, *, start: float | None = None, burst: int = 20, clock: Callable[[], float] = time.time) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self._floor = self.rate * MIN_PACE_FACTOR
+        self._burst = max(1, burst)
+        self._clock = clock
+        self._next = clock() if start is None else start
+        self._lock = threading.Lock()
+
+    def reserve(self, count: int) -> float:
+        """Seconds to wait before sending ``count`` messages (they are booked on the timeline)."""
+        with self._lock:
+            now = self._clock()
+            earliest = now - self._burst / self.rate
+            if self._next < earliest:
+                self._next = earliest
+            at = self._next
+            self._next = at + count / self.rate
+            return max(0.0, at - now)
+
+    def slow_down(self) -> None:
+        with self._lock:
+            self.rate = max(self._floor, self.rate / 2)

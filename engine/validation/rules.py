@@ -328,9 +328,11 @@ def _gateway_redirect_limit(entry: Entry, channel: str) -> Iterator[Finding]:
 def gateway_content(title: Any, content: Any, redirection: Any, channel: str) -> str:
     """The gateway's ``messageContent`` JSON text, as the gateway provider builds it (a test holds
     the two together; validation does not import the delivery layer)."""
-    body: dict[str, Any] = {"title": title, "content": content, "redirection": redirection}
+    body: dict[str, Any] = {"title": title, "content": content}
     if channel in INBOXES:
         body["inbox"] = INBOXES[channel]
+    if isinstance(redirection, list) and len(redirection) > 1:  # redirectUrl carries one; the others ride along
+        body["redirections"] = redirection
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -370,7 +372,7 @@ def content_too_long(entry: Entry, template: dict[str, Any]) -> Finding | None:
         ("content",) if creative.get("content") is not None else (),
         "content-too-long",
         f"rendered with the template's examples, the message is {length:,} characters as the wallet gateway's "
-        f"messageContent (title, content and redirection as JSON); the gateway takes at most {GATEWAY_CONTENT_MAX:,}",
+        f"messageContent (title, content and inbox as JSON); the gateway takes at most {GATEWAY_CONTENT_MAX:,}",
     )
 
 

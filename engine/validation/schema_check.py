@@ -336,7 +336,8 @@ def _findings(error, kind: str) -> Iterator[SchemaFinding]:
             names = [branch["required"][0] for branch in branches]
             present = [name for name in names if isinstance(instance, dict) and name in instance]
             what = "has none" if not present else f"has {', '.join(present)}"
-            yield SchemaFinding(path, f"{prefix}needs exactly one of {', '.join(names)} ({what})")
+            how = "exactly one" if keyword == "oneOf" else "at least one"
+            yield SchemaFinding(path, f"{prefix}needs {how} of {', '.join(names)} ({what})")
             return
         options = _discriminator_options([_resolve(branch, kind) for branch in branches])
         if options and isinstance(instance, dict) and instance.get("type") not in options:

@@ -44,7 +44,7 @@ class Gateway:
 
     @staticmethod
     def results(rows: list[dict]) -> Response:
-        return Response(json.dumps({"messageSendResults": rows}), content_type="application/json")
+        return Response(json.dumps({"result": {"resultStatus": "S", "resultCode": "SUCCESS"}, "messageSendResults": rows}), content_type="application/json")
 
     @classmethod
     def ok(cls, messages: list[dict]) -> Response:

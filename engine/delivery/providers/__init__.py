@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from engine.config.models import GatewayProvider, OutboxProvider
 from engine.config.names import CHANNELS
@@ -63,12 +63,33 @@ def describe_provider(channel: str, platform: Platform, base_dir: Path, *, env: 
     gateway's token variable is not set in ``env``)."""
     config = provider_config(channel, platform)
     if isinstance(config, GatewayProvider):
-        from .gateway import token_from_env
-
         entry = "platform.yaml providers." + (channel if channel in platform.providers else "default")
-        token_from_env(config.token_env, env, entry)
+        _credentials(config, env, entry)
         return f"gateway {config.url}"
     return f"outbox {_outbox_folder(config, base_dir)}"
+
+
+def _credentials(config: GatewayProvider, env: Mapping[str, str], entry: str) -> tuple[str | None, Any, Any]:
+    """The bearer token, request signer and reply verifier a gateway entry names (each may be
+    None); CampaignsError naming the variable when one it names is missing or unreadable."""
+    from .gateway import token_from_env
+    from .signing import Signer, Verifier, pem_from_env
+
+    token = token_from_env(config.token_env, env, entry) if config.token_env else None
+    signer = verifier = None
+    if config.private_key_env and config.client_id:
+        pem = pem_from_env(config.private_key_env, env, entry, "the PEM RSA private key that signs gateway requests")
+        try:
+            signer = Signer(pem, config.client_id, config.key_version)
+        except CampaignsError as problem:
+            raise CampaignsError(f"{entry}: {config.private_key_env}: {problem}") from None
+    if config.wallet_public_key_env:
+        pem = pem_from_env(config.wallet_public_key_env, env, entry, "the wallet's PEM public key that signs its replies")
+        try:
+            verifier = Verifier(pem)
+        except CampaignsError as problem:
+            raise CampaignsError(f"{entry}: {config.wallet_public_key_env}: {problem}") from None
+    return token, signer, verifier
 
 
 def _outbox_folder(config: OutboxProvider, base_dir: Path) -> Path:
@@ -87,10 +108,10 @@ def open_provider(
     """
     config = provider_config(channel, platform)
     if isinstance(config, GatewayProvider):
-        from .gateway import Gateway, token_from_env
+        from .gateway import Gateway
 
         entry = "platform.yaml providers." + (channel if channel in platform.providers else "default")
-        token = token_from_env(config.token_env, env, entry)
+        token, signer, verifier = _credentials(config, env, entry)
         return Gateway(
             config.url,
             token,
@@ -98,5 +119,8 @@ def open_provider(
             timeout=config.timeout,
             max_attempts=config.max_attempts,
             batch_size=config.batch_size,
+            concurrency=config.concurrency,
+            signer=signer,
+            verifier=verifier,
         )
     return Outbox(_outbox_folder(config, base_dir), channel)
