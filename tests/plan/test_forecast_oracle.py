@@ -43,8 +43,13 @@ def build(rng: random.Random, root: Path) -> tuple[SmallRepo, list[dict], dict[s
     cap = rng.choice([1, 2])
     repo = SmallRepo(root)
     repo.write("platform.yaml", PLATFORM.format(cap=cap))
-    users = [{"user_id": f"u-{n:02d}", "city": rng.choice(CITIES), "points": rng.randrange(10)} for n in range(40)]
+    users = [{"user_id": f"u-{n:02d}", "city": rng.choice(CITIES), "points": rng.choice([None, *range(10)])} for n in range(40)]
     members: dict[str, set[str]] = {}
+    repo.write("audiences/nopoints.yaml", "name: No points\nsite: ph\nsource:\n  where:\n    all: [{attr: points, exists: false}]\n")
+    members["nopoints"] = {u["user_id"] for u in users if u["points"] is None}
+    city = rng.choice(CITIES)
+    repo.write("audiences/notcity.yaml", f"name: Not city\nsite: ph\nsource:\n  where:\n    all: [{{attr: city, ne: {city}}}, {{attr: points, lt: 7}}]\n")
+    members["notcity"] = {u["user_id"] for u in users if u["city"] != city and u["points"] is not None and u["points"] < 7}
     for index in range(4):  # where audiences
         city, points = rng.choice(CITIES), rng.randrange(10)
         audience = f"w{index}"
@@ -53,7 +58,7 @@ def build(rng: random.Random, root: Path) -> tuple[SmallRepo, list[dict], dict[s
             f"name: W{index}\nsite: ph\nsource:\n  where:\n    any:\n"
             f"      - all: [{{attr: city, eq: {city}}}]\n      - all: [{{attr: points, gte: {points}}}]\n",
         )
-        members[audience] = {u["user_id"] for u in users if u["city"] == city or u["points"] >= points}
+        members[audience] = {u["user_id"] for u in users if u["city"] == city or (u["points"] is not None and u["points"] >= points)}
     for index in range(2):  # lists, with ids the directory does not have
         ids = sorted(rng.sample([u["user_id"] for u in users] + [f"x-{n}" for n in range(6)], 8))
         audience = f"l{index}"
@@ -104,7 +109,9 @@ def test_forecast_matches_a_naive_oracle(tmp_path, state_url, seed):
     rng = random.Random(seed)
     repo, users, members, tasks, cap = build(rng, tmp_path / "repo")
     csv = tmp_path / "users.csv"
-    csv.write_text("user_id,city,points\n" + "".join(f"{u['user_id']},{u['city']},{u['points']}\n" for u in users))
+    csv.write_text("user_id,city,points\n" + "".join(
+        f"{u['user_id']},{u['city']},{'' if u['points'] is None else u['points']}\n" for u in users
+    ))
     with StateStore.open(state_url, repo.root) as store:
         import_users(store, csv)
     plan = plan_of(repo.root, state_url, now=NOW, forecast_days=DAYS)
