@@ -9,6 +9,7 @@ import click
 
 from engine.commands.common import repo_option
 from engine.commands.common import load_repo, now_option, parse_now, state_option
+from engine.terminal import use_color
 
 
 @click.command()
@@ -43,7 +44,7 @@ from engine.commands.common import load_repo, now_option, parse_now, state_optio
 @click.option(
     "--color/--no-color",
     default=None,
-    help="Colour the text plan (default: only when printing to a terminal).",
+    help="Colour the text plan (default: only when printing to a terminal, and never with $NO_COLOR set).",
 )
 @click.option(
     "--forecast-days",
@@ -71,6 +72,11 @@ def plan(
     update, delete), field-level differences, for tasks the status transition and the next
     occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
     (cleared by the merge). A repository that does not validate cannot be planned.
+
+    What a change will do, counted from the user directory: audience sizes before and after,
+    SMS segments and cost, and a forecast of the next --forecast-days site-local days (messages
+    due, users, users the daily cap holds back), with the warnings audience-empty,
+    audience-shrinks, sms-segments and cap-forecast.
 
     Drift comes first: tasks paused outside git (`campaigns pause`) and applies refused since
     the last one that succeeded (the repository is ahead of the state).
@@ -111,8 +117,8 @@ def plan(
                 store.close()
         if out is not None:
             model.save(result, out)
-        use_color = (sys.stdout.isatty() if color is None else color) and output_format == "text"
-        click.echo(render.render(result, output_format, color=use_color), nl=False, color=use_color)
+        colour = use_color(sys.stdout, flag=color) and output_format == "text"
+        click.echo(render.render(result, output_format, color=colour), nl=False, color=colour)
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this with `campaigns apply {out}`.", err=True)
     if fail_on_blockers:

@@ -12,12 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from cli_runner import campaigns
-from delivery_state import import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_DAY, SERVICE_NOW, import_users, outbox_lines, platform_body, seed, task_body, write_users
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.state import StateStore
@@ -26,8 +25,8 @@ USERS = 300
 
 
 def _live_repo(tmp_path: Path) -> Path:
-    """A task whose window is open now on the real clock (the service has no --now), at 100/s."""
-    today = dt.datetime.now(ZoneInfo("Asia/Manila")).date()
+    """A task whose window is open now from SERVICE_NOW (the service runs on from it in real time), at 100/s."""
+    today = SERVICE_DAY
     write_users(tmp_path / "users.csv", USERS, opt_out={3: "push"})
     store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
     try:
@@ -71,7 +70,7 @@ def test_metrics_and_health_during_a_fan_out_then_sigterm(tmp_path: Path, worker
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     service = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--repo", str(repo), "--interval", "0.2", "--log", "json",
+        [sys.executable, "-m", "engine", "run", "--now", SERVICE_NOW, "--repo", str(repo), "--interval", "0.2", "--log", "json",
          "--metrics-addr", f"127.0.0.1:{port}", "--workers", workers],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
     )
@@ -117,7 +116,7 @@ def test_health_is_503_when_the_state_is_gone(tmp_path: Path) -> None:
     repo = _live_repo(tmp_path)
     port = _free_port()
     service = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--repo", str(repo), "--interval", "0.2", "--log", "json",
+        [sys.executable, "-m", "engine", "run", "--now", SERVICE_NOW, "--repo", str(repo), "--interval", "0.2", "--log", "json",
          "--metrics-addr", f"127.0.0.1:{port}", "--task", "t1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from delivery_state import creative_body, import_users, outbox_lines, platform_body, seed, task_body, template_body
+from delivery_state import SERVICE_DAY, SERVICE_NOW, creative_body, import_users, outbox_lines, platform_body, seed, task_body, template_body
 
 from engine.state import StateStore
 
@@ -215,14 +215,13 @@ def test_sigterm_stops_the_service_while_it_renders_a_slow_batch(tmp_path):
     import signal
     import subprocess
     import sys
-    from zoneinfo import ZoneInfo
 
     from engine.delivery.ledger import Ledger
 
     heavy = "".join("{% if user.bio | replace('a', 'b') | upper | lower | title | trim == 'x' %}y{% endif %}" for _ in range(16))
     template = template_body("push")
     template["variables"]["bio"] = {"example": "x"}
-    today = dt.datetime.now(ZoneInfo("Asia/Manila")).date()
+    today = SERVICE_DAY
     bio = ("ab cd " * 700)[:4000]
     count = 2000
     write_csv(tmp_path / "users.csv", [{**user(f"u{n:05d}", "Ana"), "bio": bio} for n in range(count)])
@@ -236,7 +235,7 @@ def test_sigterm_stops_the_service_while_it_renders_a_slow_batch(tmp_path):
     finally:
         store.close()
     service = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--repo", str(tmp_path), "--interval", "0.2", "--log", "json"],
+        [sys.executable, "-m", "engine", "run", "--now", SERVICE_NOW, "--repo", str(tmp_path), "--interval", "0.2", "--log", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
     )
     try:

@@ -15,6 +15,11 @@ TIMEZONE = "Asia/Manila"
 APPLIED_AT = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 """When ``seed`` and ``set_status`` say the apply happened (the tasks' ``since``): before every date
 the executor tests deliver on, whatever the machine's clock says."""
+SERVICE_DAY = dt.date(2026, 12, 1)
+SERVICE_NOW = "2026-12-01T12:00:00+08:00"
+"""Where the clock of a service under test (``campaigns run --now SERVICE_NOW``, no ``--once``)
+starts: noon of SERVICE_DAY in the site's zone, so a task running the day before to the day after
+with a 00:00-23:59 window is open for hours, whatever the machine's clock says."""
 
 
 def platform_body(
