@@ -73,6 +73,11 @@ def plan(
     occurrences, and its blockers: needs-pilot-test, template-not-approved, needs-approval
     (cleared by the merge). A repository that does not validate cannot be planned.
 
+    What a change will do, counted from the user directory: audience sizes before and after,
+    SMS segments and cost, and a forecast of the next --forecast-days site-local days (messages
+    due, users, users the daily cap holds back), with the warnings audience-empty,
+    audience-shrinks, sms-segments and cap-forecast.
+
     Drift comes first: tasks paused outside git (`campaigns pause`) and applies refused since
     the last one that succeeded (the repository is ahead of the state).
 

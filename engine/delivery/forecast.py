@@ -147,11 +147,11 @@ def _extracted(predicates: list[Any]) -> tuple[Any, list[Any]]:
     of the users' attributes they use, computed once per user, instead of over the table.
 
     SQLite 3.40 parses a user's JSON document again at every ``json_*`` call; twenty tasks'
-    rules make dozens of calls per user. The CTE makes it one call per attribute and function,
+    rules make dozens of calls per user. The CTE makes it one call per attribute,
     whatever the number of tasks; the predicates are the same expressions with those calls
     replaced by the CTE's columns (SQLAlchemy's ``replacement_traverse``), so their meaning
     cannot drift from the compiler's."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
     from sqlalchemy.sql.elements import BindParameter
     from sqlalchemy.sql.functions import Function
     from sqlalchemy.sql.visitors import iterate, replacement_traverse
@@ -173,9 +173,13 @@ def _extracted(predicates: list[Any]) -> tuple[Any, list[Any]]:
             key = key_of(element)
             if key is not None and key not in keys:
                 keys[key] = element
-    names = {key: f"x{index}" for index, key in enumerate(keys)}
+    # One json_extract per attribute: the directory holds only numbers and text (users import
+    # writes nothing else: no JSON null, boolean, object or array), so json_type is the SQL
+    # type of the extracted value (integer, real, text), and NULL when the attribute is missing.
+    paths = list(dict.fromkeys(path for _, path in keys))
+    names = {path: f"x{index}" for index, path in enumerate(paths)}
     cte = (
-        select(users.c.user_id, *[element.label(names[key]) for key, element in keys.items()])
+        select(users.c.user_id, *[func.json_extract(users.c.attributes, path).label(names[path]) for path in paths])
         .cte("extracted")
         .prefix_with("MATERIALIZED")
     )
@@ -183,7 +187,8 @@ def _extracted(predicates: list[Any]) -> tuple[Any, list[Any]]:
     def replace(element: Any) -> Any:
         key = key_of(element)
         if key is not None:
-            return cte.c[names[key]]
+            column = cte.c[names[key[1]]]
+            return column if key[0] == "json_extract" else func.nullif(func.typeof(column), "null")
         if element is users.c.user_id:
             return cte.c.user_id
         return None

@@ -7,7 +7,8 @@ which ``campaigns preview`` and the JSON plan read:
 - a task change: ``audience_size = {"before": int|None, "after": int|None}`` (``before`` None
   for a new task; with a ``"reason"`` key when a size is unknown); for an SMS task ``sms = [{"creative",
   "encoding": "gsm-7"|"ucs-2", "segments", "units", "forcing": [chars], "cost": {"per_message",
-  "total", "currency"}|None}]``;
+  "total", "currency"}|None}]`` and ``sms_cost = {"before", "after", "currency"}`` (what the task's
+  SMS cost with users split evenly over its creatives; ``before`` from the stored creatives);
 - an audience change: ``size = {"before", "after"[, "reason"]}`` and ``tasks`` (the running or
   planned tasks that use it, directly or through ``include``);
 - ``warnings`` on changes: ``audience-empty``, ``audience-shrinks``, ``sms-segments``, ``cap-forecast``;

@@ -43,8 +43,13 @@ def build(rng: random.Random, root: Path) -> tuple[SmallRepo, list[dict], dict[s
     cap = rng.choice([1, 2])
     repo = SmallRepo(root)
     repo.write("platform.yaml", PLATFORM.format(cap=cap))
-    users = [{"user_id": f"u-{n:02d}", "city": rng.choice(CITIES), "points": rng.randrange(10)} for n in range(40)]
+    users = [{"user_id": f"u-{n:02d}", "city": rng.choice(CITIES), "points": rng.choice([None, *range(10)])} for n in range(40)]
     members: dict[str, set[str]] = {}
+    repo.write("audiences/nopoints.yaml", "name: No points\nsite: ph\nsource:\n  where:\n    all: [{attr: points, exists: false}]\n")
+    members["nopoints"] = {u["user_id"] for u in users if u["points"] is None}
+    city = rng.choice(CITIES)
+    repo.write("audiences/notcity.yaml", f"name: Not city\nsite: ph\nsource:\n  where:\n    all: [{{attr: city, ne: {city}}}, {{attr: points, lt: 7}}]\n")
+    members["notcity"] = {u["user_id"] for u in users if u["city"] != city and u["points"] is not None and u["points"] < 7}
     for index in range(4):  # where audiences
         city, points = rng.choice(CITIES), rng.randrange(10)
         audience = f"w{index}"
@@ -53,7 +58,7 @@ def build(rng: random.Random, root: Path) -> tuple[SmallRepo, list[dict], dict[s
             f"name: W{index}\nsite: ph\nsource:\n  where:\n    any:\n"
             f"      - all: [{{attr: city, eq: {city}}}]\n      - all: [{{attr: points, gte: {points}}}]\n",
         )
-        members[audience] = {u["user_id"] for u in users if u["city"] == city or u["points"] >= points}
+        members[audience] = {u["user_id"] for u in users if u["city"] == city or (u["points"] is not None and u["points"] >= points)}
     for index in range(2):  # lists, with ids the directory does not have
         ids = sorted(rng.sample([u["user_id"] for u in users] + [f"x-{n}" for n in range(6)], 8))
         audience = f"l{index}"
@@ -104,7 +109,9 @@ def test_forecast_matches_a_naive_oracle(tmp_path, state_url, seed):
     rng = random.Random(seed)
     repo, users, members, tasks, cap = build(rng, tmp_path / "repo")
     csv = tmp_path / "users.csv"
-    csv.write_text("user_id,city,points\n" + "".join(f"{u['user_id']},{u['city']},{u['points']}\n" for u in users))
+    csv.write_text("user_id,city,points\n" + "".join(
+        f"{u['user_id']},{u['city']},{'' if u['points'] is None else u['points']}\n" for u in users
+    ))
     with StateStore.open(state_url, repo.root) as store:
         import_users(store, csv)
     plan = plan_of(repo.root, state_url, now=NOW, forecast_days=DAYS)
@@ -137,3 +144,62 @@ def test_one_grouped_query_for_the_whole_forecast(tmp_path, state_url, monkeypat
     assert [e["messages"] for e in plan.forecast] == [6, 3, 3, 6, 3, 3, 6]
     assert len({tuple(e["tasks"]) for e in plan.forecast}) == 2
     assert len(calls) == 1
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    combos=st.dictionaries(st.tuples(st.integers(0, (1 << 70) - 1)).map(lambda m: (m[0] & ((1 << 60) - 1), m[0] >> 60)),
+                           st.integers(1, 50), max_size=30),
+    due=st.lists(st.integers(0, 69), unique=True, max_size=12),
+    cap=st.one_of(st.none(), st.integers(1, 4)),
+)
+def test_tally_of_combinations_is_counting_users_one_by_one(combos, due, cap):
+    """``tally`` (any day's totals from users per combination of tasks, 60 tasks a mask column)
+    against expanding every combination into its users and counting them one by one."""
+    from engine.delivery.forecast import MASK_BITS, tally
+
+    messages = users = capped = held = 0
+    by_task = [0] * len(due)
+    for masks, count in combos.items():
+        for _ in range(count):
+            mine = [i for i, task in enumerate(due) if masks[task // MASK_BITS] >> (task % MASK_BITS) & 1]
+            if not mine:
+                continue
+            messages += len(mine)
+            users += 1
+            if cap is not None and len(mine) > cap:
+                capped += 1
+                held += len(mine) - cap
+                for i in mine:
+                    by_task[i] += 1
+    got = tally(combos, due, cap)
+    assert (got.messages, got.users, got.capped, got.capped_messages, list(got.capped_by_task)) == (
+        messages, users, capped, held, by_task
+    )
+
+
+def test_more_tasks_than_one_mask_column_holds(tmp_path, state_url):
+    """65 tasks on a day: their bits span two BIGINT mask columns (60 a column)."""
+    from engine.delivery.audiences import task_membership
+    from engine.delivery.forecast import count_day
+
+    csv = tmp_path / "users.csv"
+    csv.write_text("user_id,points\n" + "".join(f"u-{n:02d},{n}\n" for n in range(70)) + "x-out,\n")
+    audiences = {f"p{k}": {"site": "ph", "source": {"where": {"all": [{"attr": "points", "gte": k}]}}} for k in range(65)}
+    audiences["listed"] = {"site": "ph", "source": {"users": ["u-01", "ghost-1", "ghost-2"]}}
+    with StateStore.open(state_url, tmp_path) as store:
+        import_users(store, csv)
+        tasks = [{"audiences": [f"p{k}"]} for k in range(64)] + [{"audiences": ["p64", "listed"]}]
+        memberships = [task_membership(store, body, audiences) for body in tasks]
+        counted = count_day(store, memberships, 3)
+    # user u-n (n < 70) is in tasks k <= min(n, 63), plus task 64 when n >= 64 or n == 1; ghosts in task 64
+    per_user = [min(n, 63) + 1 + (1 if n >= 64 or n == 1 else 0) for n in range(70)] + [1, 1]
+    assert counted.messages == sum(per_user)
+    assert counted.users == len(per_user)
+    assert counted.capped == sum(1 for n in per_user if n > 3)
+    assert counted.capped_messages == sum(n - 3 for n in per_user if n > 3)
+    assert counted.capped_by_task[64] == sum(1 for n in range(70) if (n >= 64 or n == 1) and per_user[n] > 3)

@@ -276,3 +276,18 @@ def test_a_long_forecast_keeps_the_comment_under_githubs_limit(tmp_path):
     markdown = as_markdown(big)
     assert len(markdown) <= GITHUB_COMMENT_LIMIT
     assert "⚠️ 1" in markdown and f"{40 * 366 - 60:,} more days" in markdown
+
+
+def test_a_task_paused_outside_git_is_left_out_of_the_forecast(tmp_path, state_url):
+    repo = make_repo(tmp_path / "repo")
+    repo.write("audiences/everyone.yaml", where("city", "eq", "Manila"))
+    repo.task("flash-push", start="2027-01-04", recurrence="{type: daily, every: 1}")
+    repo.task("other-push", start="2027-01-04", recurrence="{type: daily, every: 1}")
+    directory(tmp_path, state_url, repo.root, ten_users())
+    record_pass(repo.root, state_url)
+    apply_now(repo.root, state_url)
+    paused = campaigns("pause", "other-push", "--reason", "wrong price", "--state", state_url, "--repo", str(repo.root))
+    assert paused.returncode == 0, paused.stderr
+    repo.task("flash-push", start="2027-01-04", recurrence="{type: daily, every: 1}", name="Renamed")
+    plan = plan_json(repo, state_url, "--forecast-days", "2")
+    assert [(e["messages"], e["tasks"]) for e in plan["forecast"]] == [(8, ["flash-push"]), (8, ["flash-push"])]
