@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from engine.schedule.occurrences import ONCE, Occurrence, site_zone
 from engine.schedule.vtimezone import vtimezone
@@ -49,6 +50,18 @@ def event_uid(task_id: str, key: str, index: int) -> str:
     return f"{task_id}/{key}/{index}@{UID_DOMAIN}"
 
 
+def unambiguous(moment: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """``moment`` on the site's wall clock, or in UTC when that wall-clock time happens twice.
+
+    A local time in the hour a zone falls back is ambiguous: RFC 5545 says it means the first
+    one, but vobject takes the second. UTC says which one without relying on either reading.
+    """
+    local = moment.astimezone(zone)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        return moment.astimezone(dt.timezone.utc)
+    return local
+
+
 def to_ics(
     task_id: str,
     task: Task,
@@ -60,7 +73,8 @@ def to_ics(
     """An RFC 5545 calendar with one VEVENT per delivery window.
 
     Times carry ``TZID`` of the site's zone with a matching VTIMEZONE (so a marketer abroad still
-    sees the site's wall clock in the event details). The VTIMEZONE states the zone's rule as
+    sees the site's wall clock in the event details); a time the zone's clock shows twice, when it
+    falls back, is written in UTC (:func:`unambiguous`). The VTIMEZONE states the zone's rule as
     RRULEs (:mod:`engine.schedule.vtimezone`), the one form icalendar, vobject, ical.js and
     node-ical all read alike. It is written even when no window is in range, so an empty range
     is still a valid calendar (RFC 5545 wants at least one component). ``stamp`` (DTSTAMP,
@@ -83,8 +97,8 @@ def to_ics(
             event = Event()
             event.add("uid", event_uid(task_id, occurrence.key, index))
             event.add("dtstamp", stamp)
-            event.add("dtstart", window.start.astimezone(zone))
-            event.add("dtend", window.finish.astimezone(zone))
+            event.add("dtstart", unambiguous(window.start, zone))
+            event.add("dtend", unambiguous(window.finish, zone))
             part = f", window {index + 1} of {total}" if total > 1 else ""
             event.add("summary", f"{task.name} [{task.channel}]")
             event.add(
