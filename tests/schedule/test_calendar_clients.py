@@ -71,7 +71,14 @@ def icalendar_windows(data: bytes) -> Windows:
     ]
 
 
+def forget_vobject_zones() -> None:
+    """vobject keeps the first VTIMEZONE it sees per TZID for the whole process (first wins);
+    a calendar app reads each file afresh, so each test must make vobject read *this* one."""
+    getattr(vobject.icalendar, "__tzidMap").clear()
+
+
 def vobject_windows(data: bytes) -> Windows:
+    forget_vobject_zones()
     calendar = vobject.readOne(data.decode("utf-8"))
     return [
         (uid_key(event.uid.value), event.dtstart.value.astimezone(UTC), event.dtend.value.astimezone(UTC))
