@@ -10,6 +10,12 @@ The rule is checked against ``zoneinfo`` over the whole span the calendar covers
 the zone did something else (an older rule, a one-off change) get one component per transition
 (DTSTART only, still no RDATE); so does a rule an RRULE cannot say (a transition at 24:00 or later,
 Julian days).
+
+Labels follow what dateutil (vobject's reader) assumes, as the others ignore them: DAYLIGHT is the
+larger offset of the rule (also where tzdata calls winter time the daylight one, Europe/Dublin),
+and an explicit change is DAYLIGHT when it moves the clock forward by up to two hours or only
+turns daylight saving on; changes of name or daylight flag alone are written too, so the two kinds
+alternate as dateutil expects.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 UTC = dt.timezone.utc
+_HOUR = dt.timedelta(hours=1)
 _DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")
 
 # std offset [dst [offset] [,rule,rule]]; names are letters or <...>; offsets are west-positive.
@@ -40,6 +47,7 @@ class Transition:
     before: dt.timedelta
     after: dt.timedelta
     name: str
+    daylight: bool = False  # what zoneinfo says (dst() != 0) after the change
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,8 @@ class Rule:
         if self.to_dst is None or self.to_std is None or self.dst is None or self.dst_name is None:
             return []
         found = [
-            Transition(_utc(self.to_dst, year, self.std), self.std, self.dst, self.dst_name),
-            Transition(_utc(self.to_std, year, self.dst), self.dst, self.std, self.std_name),
+            Transition(_utc(self.to_dst, year, self.std), self.std, self.dst, self.dst_name, True),
+            Transition(_utc(self.to_std, year, self.dst), self.dst, self.std, self.std_name, False),
         ]
         return sorted(found, key=lambda change: change.at)
 
@@ -144,26 +152,34 @@ def current_rule(key: str) -> Rule | None:
     return parse_posix(footer) if footer else None
 
 
+def _state(zone: zoneinfo.ZoneInfo, moment: dt.datetime) -> tuple[Any, Any, Any]:
+    local = moment.astimezone(zone)
+    return local.utcoffset(), local.dst(), local.tzname()
+
+
 def actual_transitions(zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.date) -> list[Transition]:
-    """Every change of UTC offset ``zone`` makes between two dates, to the second."""
+    """Every change ``zone`` makes between two dates, to the second: of UTC offset, and also of
+    name or daylight flag alone (CDT to EST at the same offset), so that STANDARD and DAYLIGHT
+    components alternate as readers such as vobject expect."""
     found = []
     moment = dt.datetime.combine(first, dt.time(), UTC) - dt.timedelta(days=1)
     end = dt.datetime.combine(last, dt.time(), UTC) + dt.timedelta(days=2)
     step = dt.timedelta(hours=12)
-    offset = moment.astimezone(zone).utcoffset()
+    state = _state(zone, moment)
     while moment < end:
         following = moment + step
-        after = following.astimezone(zone).utcoffset()
-        if after != offset:
+        after = _state(zone, following)
+        if after != state:
             low, high = moment, following
             while high - low > dt.timedelta(seconds=1):
                 middle = low + (high - low) / 2
-                if middle.astimezone(zone).utcoffset() == offset:
+                if _state(zone, middle) == state:
                     low = middle
                 else:
                     high = middle
-            found.append(Transition(high.replace(microsecond=0), offset, after, high.astimezone(zone).tzname() or ""))
-            offset = after
+            at = high.replace(microsecond=0)
+            found.append(Transition(at, state[0], after[0], after[2] or "", bool(after[1])))
+            state = after
         moment = following
     return [change for change in found if first <= change.at.date() <= last]
 
@@ -207,14 +223,18 @@ def vtimezone(key: str, first: dt.date, last: dt.date):
     timezone.add("tzid", key)
     if explicit or not recurring:  # what holds from the start of the span until its first change
         opening = dt.datetime.combine(begin, dt.time(), UTC)
-        offset = opening.astimezone(zone).utcoffset() or dt.timedelta(0)
-        name = opening.astimezone(zone).tzname() or ""
-        timezone.add_component(_component(Transition(opening, offset, offset, name), None, False))
+        offset, saving, name = _state(zone, opening)
+        steady = Transition(opening, offset or dt.timedelta(0), offset or dt.timedelta(0), name or "", bool(saving))
+        timezone.add_component(_component(steady, None, False))
+    # DAYLIGHT is the component with the larger offset, also where tzdata calls winter time the
+    # daylight one (Europe/Dublin): vobject computes a UTC instant's wall clock assuming that.
     for change in explicit:
-        timezone.add_component(_component(change, None, change.after > change.before))
+        step = change.after - change.before
+        summer = dt.timedelta(0) < step <= 2 * _HOUR or (step == dt.timedelta(0) and change.daylight)
+        timezone.add_component(_component(change, None, summer))
     for change in recurring:
         assert rule is not None and rule.to_dst is not None and rule.to_std is not None
-        which = rule.to_dst if change.after == rule.dst else rule.to_std
+        which = rule.to_dst if change.daylight else rule.to_std
         summer = change.after == max(other.after for other in recurring)
         timezone.add_component(_component(change, which.rrule(), summer))
     return timezone
@@ -222,12 +242,12 @@ def vtimezone(key: str, first: dt.date, last: dt.date):
 
 def _rule_holds_since(rule: Rule, actual: list[Transition], first_year: int, last_year: int) -> int | None:
     """The earliest year from which, up to ``last_year``, the zone changes exactly as ``rule`` says."""
-    by_year: dict[int, list[tuple[dt.datetime, dt.timedelta]]] = {}
+    by_year: dict[int, list[tuple[dt.datetime, dt.timedelta, bool]]] = {}
     for change in actual:
-        by_year.setdefault(change.at.year, []).append((change.at, change.after))
+        by_year.setdefault(change.at.year, []).append((change.at, change.after, change.daylight))
     since = None
     for year in range(last_year, first_year - 1, -1):
-        predicted = [(change.at, change.after) for change in rule.transitions(year)]
+        predicted = [(change.at, change.after, change.daylight) for change in rule.transitions(year)]
         if predicted != by_year.get(year, []):
             break
         since = year
