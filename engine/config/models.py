@@ -86,10 +86,17 @@ def UniqueList(item: Any, **constraints: Any) -> Any:
 
 class Limits(Strict):
     max_per_user_per_day: int | None = Field(
-        None, ge=1, le=1000, description="Messages a user may get per calendar day in the site's zone, across all tasks"
+        None,
+        ge=1,
+        le=1000,
+        description="Messages a user may get per calendar day in the site's zone, across all tasks; "
+        "users over it are `capped` for that occurrence. No limit when absent",
+        examples=[3],
     )
     rate_per_second: dict[Channel, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
-        default_factory=dict, description="Sending pace per channel"
+        default_factory=dict,
+        description="Messages per second the executor sends on each channel of this site",
+        examples=[{"push": 500, "sms": 20}],
     )
 
 
@@ -120,12 +127,34 @@ class SmsSettings(Strict):
 
 
 class Site(Strict):
-    name: str = Field(min_length=1, max_length=NAME_MAX)
-    timezone: str = Field(min_length=1, description="IANA time zone, e.g. Asia/Manila")
-    channels: UniqueList(Channel, min_length=1)
-    mini_programs: list[Id] = Field(default_factory=list)
-    testers: list[UserId] = Field(default_factory=list, description="Default pilot testers (user ids)")
-    limits: Limits = Field(default_factory=Limits)
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX, description="The site's name for people (at most 100 characters)",
+        examples=["Philippines wallet"],
+    )
+    timezone: str = Field(
+        min_length=1,
+        description="IANA time zone, e.g. Asia/Manila: every date and window of this site's tasks is wall-clock time in it",
+        examples=["Asia/Manila", "America/New_York"],
+    )
+    channels: UniqueList(Channel, min_length=1) = Field(
+        description="Reach channels enabled on this site (push, sms, inbox-ewallet, inbox-miniprogram); "
+        "a task may only use one of these (channel-mismatch)",
+        examples=[["push", "sms", "inbox-ewallet", "inbox-miniprogram"]],
+    )
+    mini_programs: list[Id] = Field(
+        default_factory=list,
+        description="Ids of the site's mini programs, which tasks and audiences may name in `mini_program`",
+        examples=[["shop", "rewards"]],
+    )
+    testers: list[UserId] = Field(
+        default_factory=list,
+        description="Default pilot testers (user ids): `campaigns test` sends to them when a task lists no "
+        "`testers` and no --tester is given; they need not be in the user directory",
+        examples=[["u-tester-1", "u-tester-2"]],
+    )
+    limits: Limits = Field(
+        default_factory=Limits, description="Delivery limits: a daily cap per user and a sending pace per channel"
+    )
     deep_link_schemes: list[Annotated[str, Field(pattern=SCHEME_PATTERN)]] = Field(
         default_factory=list, description="URL schemes besides https that redirections may use, e.g. gcash"
     )
@@ -133,30 +162,43 @@ class Site(Strict):
 
 
 class OutboxProvider(Strict):
-    type: Literal["outbox"]
-    path: str = Field(".campaigns/outbox", min_length=1, description="Folder of <channel>.jsonl files")
+    type: Literal["outbox"] = Field(
+        description="outbox: append each message as one JSON line to <path>/<channel>.jsonl (the default provider)"
+    )
+    path: str = Field(
+        ".campaigns/outbox", min_length=1, description="Folder that receives one <channel>.jsonl file per channel"
+    )
 
 
 class GatewayProvider(Strict):
-    type: Literal["gateway"]
+    type: Literal["gateway"] = Field(
+        description="gateway: POST batches of messages to the wallet's message API (.../v2/platform/message/send)"
+    )
     url: str = Field(
         pattern=r"^https?://",
-        description="The wallet's message API, e.g. https://wallet.example/v2/platform/message/send",
+        description="Endpoint receiving POSTed message batches: the wallet's message API",
+        examples=["https://gateway.example.com/v2/platform/message/send"],
     )
     token_env: str | None = Field(
-        None, pattern=ENV_NAME_PATTERN, description="Environment variable holding a bearer token (sent as Authorization)"
+        None,
+        pattern=ENV_NAME_PATTERN,
+        description="Name of the environment variable holding a bearer token, sent as Authorization (the token itself never goes in git)",
+        examples=["GATEWAY_TOKEN"],
     )
     client_id: str | None = Field(
         None, min_length=1, max_length=128, description="Client-Id of signed requests (Alipay+ RSA256 signatures)"
     )
     private_key_env: str | None = Field(
-        None, pattern=ENV_NAME_PATTERN, description="Environment variable holding the PEM RSA private key that signs requests"
+        None,
+        pattern=ENV_NAME_PATTERN,
+        description="Name of the environment variable holding the PEM RSA private key that signs requests",
+        examples=["GATEWAY_PRIVATE_KEY"],
     )
     key_version: int = Field(1, ge=0, le=1000000, description="keyVersion sent in the Signature header")
     wallet_public_key_env: str | None = Field(
         None,
         pattern=ENV_NAME_PATTERN,
-        description="Environment variable holding the wallet's PEM public key; a reply whose signature does not verify is resent, never counted as sent",
+        description="Name of the environment variable holding the wallet's PEM public key; a reply whose signature does not verify is resent, never counted as sent",
     )
     timeout: float = Field(10.0, gt=0, le=600, description="Total seconds a request may take (connect to last byte) before it is retried")
     max_attempts: int = Field(5, ge=1, le=20, description="Tries per message before it is failed")
@@ -200,23 +242,47 @@ class Executor(Strict):
 
 
 class Platform(Strict):
-    state: str = Field("sqlite:///.campaigns/state.db", description="State database URL (sqlite:/// or postgresql://)")
-    user_directory: str | None = Field(None, description="Database URL of the user directory; default: the state database")
-    main_branch: str = Field("main", min_length=1)
-    sites: dict[Id, Site] = Field(min_length=1)
+    state: str = Field(
+        "sqlite:///.campaigns/state.db",
+        description="State database URL (sqlite:/// or postgresql://); --state and CAMPAIGNS_STATE override it",
+        examples=["sqlite:///.campaigns/state.db", "postgresql://campaigns@db.internal/campaigns"],
+    )
+    user_directory: str | None = Field(
+        None,
+        description="Database URL of the user directory (what `campaigns users import` loads); default: the state database",
+        examples=["postgresql://campaigns@crm.internal/directory"],
+    )
+    main_branch: str = Field(
+        "main",
+        min_length=1,
+        description="Branch whose merged pull requests are the approval `campaigns apply` needs",
+        examples=["main"],
+    )
+    sites: dict[Id, Site] = Field(
+        min_length=1,
+        description="Sites by key (an id such as `ph`), which tasks and audiences name in `site`",
+    )
     providers: dict[Literal["default", "push", "sms", "inbox-ewallet", "inbox-miniprogram"], Provider] = Field(
         default_factory=lambda: {"default": OutboxProvider(type="outbox")},
         description="How each channel is delivered; `default` covers channels not named",
     )
-    approval: Approval = Field(default_factory=Approval)
-    executor: Executor = Field(default_factory=Executor)
+    approval: Approval = Field(
+        default_factory=Approval,
+        description="Approval policy; the one in force is the one already applied to the state, never the one in "
+        "the pull request being approved",
+    )
+    executor: Executor = Field(default_factory=Executor, description="Settings of the executor service, `campaigns run`")
 
 
 # --- templates and creatives ----------------------------------------------------------------
 
 
 class FieldSpec(Strict):
-    required: bool = False
+    required: bool = Field(
+        False,
+        description="Every creative of the template must fill this field (redirection is needed on push and both "
+        "inbox channels whatever this says)",
+    )
     max_length: int | None = Field(
         None,
         ge=1,
@@ -226,31 +292,81 @@ class FieldSpec(Strict):
 
 
 class TemplateFields(Strict):
-    title: FieldSpec | None = None
-    content: FieldSpec | None = None
-    redirection: FieldSpec | None = None
+    title: FieldSpec | None = Field(
+        None, description="The notification's title; a creative may only write a title when this is listed",
+        examples=[{"required": True, "max_length": 50}],
+    )
+    content: FieldSpec | None = Field(
+        None, description="The notification's text (for SMS, the whole message); a creative may only write it when listed",
+        examples=[{"required": True, "max_length": 178}],
+    )
+    redirection: FieldSpec | None = Field(
+        None,
+        description="Where a tap leads (one URL or a list); channel limit 2,048 characters, 1,024 through a gateway",
+        examples=[{"required": True, "max_length": 2048}],
+    )
 
 
 class Variable(Strict):
-    example: str | Integer | Number | bool = Field(description="Value used in previews and pilot tests")
-    description: str | None = None
+    example: str | Integer | Number | bool = Field(
+        description="Value used in previews and pilot tests, and to check lengths in validate", examples=["Maria", 1250]
+    )
+    description: str | None = Field(None, description="What the variable holds, for people writing creatives")
 
 
 class Template(Strict):
-    name: str = Field(min_length=1, max_length=NAME_MAX)
-    channel: Channel
-    status: Literal["approved", "under-review", "rejected"]
-    fields: TemplateFields
-    variables: dict[Annotated[str, Field(pattern=VARIABLE_PATTERN)], Variable] = Field(default_factory=dict)
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX, description="The platform's template name (at most 100 characters)",
+        examples=["Promotion push"],
+    )
+    channel: Channel = Field(
+        description="The channel this template is for: push, sms, inbox-ewallet or inbox-miniprogram; a task may "
+        "only use creatives whose template is for its channel"
+    )
+    status: Literal["approved", "under-review", "rejected"] = Field(
+        description="The platform's review of the template: approved (tasks may run with it), under-review "
+        "(waiting for the platform team) or rejected. A task whose creative uses a template that is not "
+        "approved is blocked (template-not-approved)"
+    )
+    fields: TemplateFields = Field(
+        description="Which of title, content and redirection creatives fill, whether each is required, and its "
+        "max_length"
+    )
+    variables: dict[Annotated[str, Field(pattern=VARIABLE_PATTERN)], Variable] = Field(
+        default_factory=dict,
+        description="Personalisation variables a creative may print as {{ user.NAME }}, each with an example value; "
+        "only these are visible when rendering (variable-unknown otherwise)",
+        examples=[{"first_name": {"example": "Maria"}, "points": {"example": 1250}}],
+    )
 
 
 class Creative(Strict):
-    name: str = Field(min_length=1, max_length=NAME_MAX)
-    template: Id
-    title: str | None = None
-    content: str | None = None
-    redirection: str | list[str] | None = Field(None, description="One URL, or a list of URLs")
-    description: str | None = None
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX, description="The creative's name (at most 100 characters)",
+        examples=["Flash sale A"],
+    )
+    template: Id = Field(
+        description="Id of the template (templates/<id>.yaml) this creative fills: it sets the channel, the fields "
+        "and the variables",
+        examples=["push-promo"],
+    )
+    title: str | None = Field(
+        None,
+        description="Title text, a template rendered per user (Jinja syntax, sandboxed); quote it when it starts with {{",
+        examples=["{{ user.first_name }}, 50% off today"],
+    )
+    content: str | None = Field(
+        None,
+        description="Message text, a template rendered per user (Jinja syntax, sandboxed); for SMS the whole message",
+        examples=["You have {{ user.points | default(0) }} points to spend."],
+    )
+    redirection: str | list[str] | None = Field(
+        None,
+        description="One URL, or a list of URLs: https:// or a deep-link scheme the site allows, never http:, "
+        "javascript: or data:",
+        examples=["https://shop.example.com/flash-sale"],
+    )
+    description: str | None = Field(None, description="Notes for people; never sent")
 
 
 # --- audiences ------------------------------------------------------------------------------
@@ -258,17 +374,53 @@ class Creative(Strict):
 Scalar = Union[str, Integer, Number, bool]
 
 
+_TYPED = (
+    "a number (or text that is a numeral) compares with numeric values, other text with text values, "
+    "case-sensitive; true/false are the text \"true\"/\"false\""
+)
+
+
 class Condition(Strict):
-    attr: Annotated[str, Field(pattern=VARIABLE_PATTERN)]
-    eq: Scalar | None = None
-    ne: Scalar | None = None
-    in_: list[Scalar] | None = Field(None, alias="in", min_length=1)
-    not_in: list[Scalar] | None = Field(None, min_length=1)
-    gt: Integer | Number | str | None = None
-    gte: Integer | Number | str | None = None
-    lt: Integer | Number | str | None = None
-    lte: Integer | Number | str | None = None
-    exists: bool | None = None
+    """``attr`` and exactly one operator."""
+
+    attr: Annotated[str, Field(pattern=VARIABLE_PATTERN)] = Field(
+        description="The user-directory attribute tested (a column of the `users import` CSV), or user_id",
+        examples=["city", "points", "user_id"],
+    )
+    eq: Scalar | None = Field(
+        None, description=f"The attribute equals this value; {_TYPED}. Never matches a user without it",
+        examples=["Manila", 1000],
+    )
+    ne: Scalar | None = Field(
+        None, description="The attribute is not this value; also matches users without the attribute",
+        examples=["Manila"],
+    )
+    in_: list[Scalar] | None = Field(
+        None, alias="in", min_length=1,
+        description="The attribute is one of these values; never matches a user without it",
+        examples=[["Manila", "Cebu"]],
+    )
+    not_in: list[Scalar] | None = Field(
+        None, min_length=1,
+        description="The attribute is none of these values; also matches users without the attribute",
+        examples=[["gold", "platinum"]],
+    )
+    gt: Integer | Number | str | None = Field(
+        None, description=f"The attribute is greater than this value; {_TYPED}, text by code point. "
+        "Never matches a user without it", examples=[1000],
+    )
+    gte: Integer | Number | str | None = Field(
+        None, description="The attribute is greater than or equal to this value (compared as for gt)", examples=[1000]
+    )
+    lt: Integer | Number | str | None = Field(
+        None, description="The attribute is less than this value (compared as for gt)", examples=[30]
+    )
+    lte: Integer | Number | str | None = Field(
+        None, description="The attribute is less than or equal to this value (compared as for gt)", examples=[30]
+    )
+    exists: bool | None = Field(
+        None, description="true: the user has the attribute (a non-empty cell); false: the user lacks it"
+    )
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, regex_engine="python-re", json_schema_extra={"minProperties": 2, "maxProperties": 2}
@@ -288,12 +440,21 @@ class Condition(Strict):
 
 
 class AllOf(Strict):
-    all: list[Condition] = Field(min_length=1)
+    all: list[Condition] = Field(min_length=1, description="Conditions that must all hold (AND)")
 
 
 class Where(Strict):
-    any: list[AllOf] | None = Field(None, min_length=1)
-    all: list[Condition] | None = Field(None, min_length=1)
+    any: list[AllOf] | None = Field(
+        None, min_length=1,
+        description="Groups of which at least one must hold (OR); each group is an `all:` list",
+        examples=[[{"all": [{"attr": "city", "eq": "Manila"}]}, {"all": [{"attr": "points", "gte": 1000}]}]],
+    )
+    all: list[Condition] | None = Field(
+        None, min_length=1,
+        description="Conditions that must all hold (AND); each is `attr` plus one of eq, ne, in, not_in, gt, gte, "
+        "lt, lte, exists",
+        examples=[[{"attr": "city", "eq": "Manila"}, {"attr": "points", "gte": 1000}]],
+    )
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, regex_engine="python-re", json_schema_extra={"minProperties": 1, "maxProperties": 1}
@@ -317,11 +478,27 @@ SOURCE_KINDS = ("users", "csv", "where", "include")
 class Source(Strict):
     """Exactly one of ``users``, ``csv``, ``where`` or ``include`` (``exclude`` only with ``include``)."""
 
-    users: list[UserId] | None = Field(None, min_length=1, description="Explicit user ids")
-    csv: str | None = Field(None, min_length=1, description="CSV file with a user_id column, relative to the audience file")
-    where: Where | None = Field(None, description="Rules over user-directory attributes")
-    include: list[Id] | None = Field(None, min_length=1, description="Union of other audiences")
-    exclude: list[Id] | None = Field(None, min_length=1, description="Audiences removed from the included ones")
+    users: list[UserId] | None = Field(
+        None, min_length=1, description="Explicit user ids (also users not in the directory)",
+        examples=[["u-1001", "u-1002"]],
+    )
+    csv: str | None = Field(
+        None, min_length=1,
+        description="CSV file with a user_id column (other columns are attributes), relative to the audience file "
+        "and inside the repository",
+        examples=["new-users-ph.csv"],
+    )
+    where: Where | None = Field(
+        None,
+        description="Rules over user-directory attributes: `any:` of `all:` groups, or one `all:` list of conditions",
+    )
+    include: list[Id] | None = Field(
+        None, min_length=1, description="Union of other audiences (ids)", examples=[["new-users-ph", "high-points-ph"]]
+    )
+    exclude: list[Id] | None = Field(
+        None, min_length=1, description="Audiences (ids) removed from the included ones; only with include",
+        examples=[["opted-out-ph"]],
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -348,70 +525,149 @@ class Source(Strict):
 
 
 class Audience(Strict):
-    name: str = Field(min_length=1, max_length=NAME_MAX)
-    site: Id
-    mini_program: Id | None = None
-    refresh: Literal["once", "auto"] = "auto"
-    source: Source
-    description: str | None = None
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX, description="The audience's name (at most 100 characters)",
+        examples=["New users (PH)"],
+    )
+    site: Id = Field(description="Key of the site in platform.yaml whose users this audience selects", examples=["ph"])
+    mini_program: Id | None = Field(
+        None, description="A mini program of the site (its `mini_programs`) this audience belongs to", examples=["shop"]
+    )
+    refresh: Literal["once", "auto"] = Field(
+        "auto",
+        description="once: membership is fixed when a task first delivers to it; auto: re-evaluated at every occurrence",
+    )
+    source: Source = Field(
+        description="Who is in it: exactly one of users, csv, where, or include (with optional exclude)"
+    )
+    description: str | None = Field(None, description="Notes for people")
 
 
 # --- campaigns and tasks --------------------------------------------------------------------
 
 
 class Campaign(Strict):
-    name: str = Field(min_length=1, max_length=NAME_MAX)
-    description: str
-    owner: str | None = None
+    name: str = Field(
+        min_length=1, max_length=NAME_MAX, description="The campaign's name (at most 100 characters)",
+        examples=["December flash sale"],
+    )
+    description: str = Field(description="What the campaign is for", examples=["Holiday promotions on the shop"])
+    owner: str | None = Field(
+        None, description="Who is responsible for the campaign (a person or team)", examples=["growth-team"]
+    )
 
 
 class Window(Strict):
-    start: WallTime
-    finish: WallTime
+    start: WallTime = Field(
+        description="When delivery may start, HH:MM on the site's wall clock; a time in a DST gap moves to the first "
+        "valid instant",
+        examples=["09:00"],
+    )
+    finish: WallTime = Field(
+        description="When delivery stops, HH:MM on the site's wall clock; more than 2 hours after start "
+        "(09:00-11:00 is too short, 09:00-11:01 is fine)",
+        examples=["11:30"],
+    )
 
 
 class OneTime(Strict):
-    type: Literal["one_time"]
+    type: Literal["one_time"] = Field(
+        description="one_time: one occurrence (key `once`) spanning every window of every allowed date; each user "
+        "gets the notification once"
+    )
 
 
 class Daily(Strict):
-    type: Literal["daily"]
-    every: int = Field(1, ge=1, le=366)
+    type: Literal["daily"] = Field(description="daily: an occurrence every `every` days from start_date")
+    every: int = Field(
+        1, ge=1, le=366,
+        description="Days between occurrences, counted from start_date (not restarting each month); 2 = every other day",
+        examples=[2],
+    )
 
 
 class Weekly(Strict):
-    type: Literal["weekly"]
-    days: UniqueList(Weekday, min_length=1)
-    every: int = Field(1, ge=1, le=53)
+    type: Literal["weekly"] = Field(description="weekly: on the given weekdays of every `every`-th week")
+    days: UniqueList(Weekday, min_length=1) = Field(
+        description="Weekdays to deliver on", examples=[["tuesday", "friday"]]
+    )
+    every: int = Field(
+        1, ge=1, le=53, description="Every N-th week, counted from the week of start_date; 1 = every week",
+        examples=[2],
+    )
 
 
 class Monthly(Strict):
-    type: Literal["monthly"]
-    day: Annotated[int, Field(ge=1, le=31)] | Literal["last"]
+    type: Literal["monthly"] = Field(description="monthly: on one day of each month")
+    day: Annotated[int, Field(ge=1, le=31)] | Literal["last"] = Field(
+        description="Day of the month, 1-31, or last; in a shorter month, its last day (31: Feb 28/29, Apr 30)",
+        examples=[18, "last"],
+    )
 
 
 Recurrence = Annotated[Union[OneTime, Daily, Weekly, Monthly], Field(discriminator="type")]
 
 
 class Schedule(Strict):
-    start_date: dt.date
-    finish_date: dt.date
-    windows: list[Window] = Field(min_length=1)
-    do_not_disturb: UniqueList(Weekday) = Field(default_factory=list)
-    recurrence: Recurrence
+    start_date: dt.date = Field(description="First day of delivery, YYYY-MM-DD in the site's zone", examples=["2026-12-01"])
+    finish_date: dt.date = Field(
+        description="Last day of delivery (inclusive), not before start_date", examples=["2026-12-31"]
+    )
+    windows: list[Window] = Field(
+        min_length=1,
+        description="Daily delivery windows in the site's zone: each longer than 2 hours, each starting after the "
+        "previous one finishes",
+        examples=[[{"start": "09:00", "finish": "11:30"}, {"start": "18:00", "finish": "21:00"}]],
+    )
+    do_not_disturb: UniqueList(Weekday) = Field(
+        default_factory=list,
+        description="Weekdays with no delivery; an occurrence on one is skipped, never moved",
+        examples=[["monday"]],
+    )
+    recurrence: Recurrence = Field(
+        description="How often: one_time, daily (every N days), weekly (days, every N weeks) or monthly (day D or last)",
+        examples=[{"type": "daily", "every": 2}, {"type": "weekly", "days": ["tuesday", "friday"]}],
+    )
 
 
 class Task(Strict):
-    name: str = Field(min_length=1, max_length=TASK_NAME_MAX)
-    site: Id
-    mini_program: Id | None = None
-    channel: Channel
-    schedule: Schedule
-    audiences: list[Id] = Field(min_length=1)
-    creatives: list[Id] = Field(min_length=1)
-    testers: list[UserId] = Field(default_factory=list, description="Pilot testers; default: the site's testers")
-    status: Literal["active", "paused"] = "active"
-    description: str | None = None
+    name: str = Field(
+        min_length=1, max_length=TASK_NAME_MAX, description="The task's name, at most 64 characters (code points)",
+        examples=["Flash sale push"],
+    )
+    site: Id = Field(
+        description="Key of the site in platform.yaml: its time zone, channels and limits apply", examples=["ph"]
+    )
+    mini_program: Id | None = Field(
+        None, description="A mini program of the site (its `mini_programs`) the task is for", examples=["shop"]
+    )
+    channel: Channel = Field(
+        description="Reach channel: push, sms, inbox-ewallet or inbox-miniprogram; enabled on the site, and the "
+        "channel of every creative's template"
+    )
+    schedule: Schedule = Field(
+        description="When it delivers: dates, daily windows, do-not-disturb weekdays and recurrence, in the site's zone"
+    )
+    audiences: list[Id] = Field(
+        min_length=1, description="Audience ids, one or more; members are de-duplicated", examples=[["new-users-ph"]]
+    )
+    creatives: list[Id] = Field(
+        min_length=1,
+        description="Creative ids, one or more; users are split evenly between them by a stable hash",
+        examples=[["flash-a", "flash-b"]],
+    )
+    testers: list[UserId] = Field(
+        default_factory=list,
+        description="User ids `campaigns test` sends the pilot notification to; default: the site's testers "
+        "(--tester overrides both)",
+        examples=[["u-tester-1"]],
+    )
+    status: Literal["active", "paused"] = Field(
+        "active",
+        description="Desired state: active (runs once pilot-tested and approved) or paused (stops delivery; back "
+        "to active resumes, with no new pilot test)",
+    )
+    description: str | None = Field(None, description="Notes for people")
 
 
 MODELS: dict[str, type[Strict]] = {

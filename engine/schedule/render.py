@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from engine.schedule.occurrences import ONCE, Occurrence, site_zone
+from engine.schedule.vtimezone import vtimezone
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -48,6 +50,18 @@ def event_uid(task_id: str, key: str, index: int) -> str:
     return f"{task_id}/{key}/{index}@{UID_DOMAIN}"
 
 
+def unambiguous(moment: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """``moment`` on the site's wall clock, or in UTC when that wall-clock time happens twice.
+
+    A local time in the hour a zone falls back is ambiguous: RFC 5545 says it means the first
+    one, but vobject takes the second. UTC says which one without relying on either reading.
+    """
+    local = moment.astimezone(zone)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        return moment.astimezone(dt.timezone.utc)
+    return local
+
+
 def to_ics(
     task_id: str,
     task: Task,
@@ -59,9 +73,12 @@ def to_ics(
     """An RFC 5545 calendar with one VEVENT per delivery window.
 
     Times carry ``TZID`` of the site's zone with a matching VTIMEZONE (so a marketer abroad still
-    sees the site's wall clock in the event details); when the installed ``icalendar`` cannot
-    build VTIMEZONE components, times are written in UTC instead. ``stamp`` (DTSTAMP, default:
-    now) is a parameter so the output can be reproduced.
+    sees the site's wall clock in the event details); a time the zone's clock shows twice, when it
+    falls back, is written in UTC (:func:`unambiguous`). The VTIMEZONE states the zone's rule as
+    RRULEs (:mod:`engine.schedule.vtimezone`), the one form icalendar, vobject, ical.js and
+    node-ical all read alike. It is written even when no window is in range, so an empty range
+    is still a valid calendar (RFC 5545 wants at least one component). ``stamp`` (DTSTAMP,
+    default: now) is a parameter so the output can be reproduced.
     """
     from icalendar import Calendar, Event
 
@@ -73,20 +90,15 @@ def to_ics(
     calendar.add("calscale", "GREGORIAN")
     calendar.add("x-wr-calname", f"{task.name} ({task_id})")
     calendar.add("x-wr-timezone", timezone)
-    with_zones = hasattr(calendar, "add_missing_timezones")
-    first: dt.datetime | None = None
-    last: dt.datetime | None = None
+    events = []
     for occurrence in occurrences:
         total = len(occurrence.windows)
         for index, window in enumerate(occurrence.windows):
-            start, finish = window.start, window.finish
-            if not with_zones:
-                start, finish = start.astimezone(dt.timezone.utc), finish.astimezone(dt.timezone.utc)
             event = Event()
             event.add("uid", event_uid(task_id, occurrence.key, index))
             event.add("dtstamp", stamp)
-            event.add("dtstart", start)
-            event.add("dtend", finish)
+            event.add("dtstart", unambiguous(window.start, zone))
+            event.add("dtend", unambiguous(window.finish, zone))
             part = f", window {index + 1} of {total}" if total > 1 else ""
             event.add("summary", f"{task.name} [{task.channel}]")
             event.add(
@@ -97,13 +109,14 @@ def to_ics(
             )
             event.add("categories", [task.channel])
             event.add("transp", "TRANSPARENT")
-            calendar.add_component(event)
-            first = start if first is None else min(first, start)
-            last = finish if last is None else max(last, finish)
-    if with_zones and first is not None and last is not None:
-        calendar.add_missing_timezones(
-            first_date=first.date() - dt.timedelta(days=366), last_date=last.date() + dt.timedelta(days=366)
-        )
+            events.append((window.start.astimezone(zone), window.finish.astimezone(zone), event))
+    if events:
+        first, last = min(e[0] for e in events).date(), max(e[1] for e in events).date()
+    else:
+        first, last = task.schedule.start_date, task.schedule.finish_date
+    calendar.add_component(vtimezone(timezone, first, last))
+    for _, _, event in events:
+        calendar.add_component(event)
     return calendar.to_ical()
 
 
