@@ -151,6 +151,17 @@ class _Digesting(io.FileIO):
             self.hasher.update(memoryview(buffer)[:count])
         return count
 
+    def read(self, size: int = -1) -> bytes | None:
+        data = super().read(size)
+        if data:
+            self.hasher.update(data)
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        self.hasher.update(data)
+        return data
+
 
 def file_sha256(path: str | Path, name: str | None = None) -> str:
     """The sha256 of a regular file, read in chunks (raises CsvFileError naming ``name``)."""
