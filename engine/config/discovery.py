@@ -85,7 +85,7 @@ def link_problem(full: str, path: str, real_root: str, what: str = "file") -> Pr
     return None
 
 
-def _special(full: str, path: str) -> Problem | None:
+def special_problem(full: str, path: str) -> Problem | None:
     """A problem when ``full`` is not a regular file (FIFO, socket, device), found by ``stat``."""
     try:
         mode = os.stat(full).st_mode
@@ -134,6 +134,16 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
+def unreadable_platform(root: Path) -> Problem | None:
+    """Why the repository's platform file is not read (a link leaving the repository, a FIFO,
+    a loop...), or None: commands that read its settings before validating say so, not block."""
+    for name in PLATFORM_NAMES:
+        full = os.path.join(root, name)
+        if os.path.lexists(full):
+            return link_problem(full, name, os.path.realpath(root)) or special_problem(full, name)
+    return None
+
+
 def platform_file(root: Path) -> str:
     """The name of the repository's platform file (one that exists, even if it is not readable:
     discovery says why it is not read)."""
@@ -153,7 +163,7 @@ def discover(root: Path) -> tuple[list[SourceFile], list[Problem]]:
     real_root = os.path.realpath(root)
 
     def readable(full: str, path: str) -> bool:
-        problem = link_problem(full, path, real_root) or _special(full, path)
+        problem = link_problem(full, path, real_root) or special_problem(full, path)
         if problem is not None:
             problems.append(problem)
         return problem is None

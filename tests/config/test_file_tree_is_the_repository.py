@@ -179,3 +179,22 @@ def test_a_device_file_is_a_one_line_problem(repo):
     run = validate(repo)
     one_line_problem(run, "creatives/device.yaml", "yaml-syntax")
     assert "a device" in run.out
+
+
+@pytest.mark.parametrize("command", [("plan", "--no-color"), ("status",), ("state", "list")], ids=lambda c: c[0])
+def test_commands_reading_platform_settings_never_block_on_a_fifo_platform_yaml(repo, command):
+    """plan, status and state read platform.yaml's ``state`` setting before anything else."""
+    (repo / "platform.yaml").unlink()
+    os.mkfifo(repo / "platform.yaml")
+    run = campaigns_bounded(*command, "--repo", str(repo), seconds=30)
+    assert run.code not in (0, None), run.err  # None would mean it hung until the time limit
+    assert "platform.yaml:1:1: yaml-syntax: this file is a FIFO (named pipe)" in run.out + run.err
+    assert not run.crashed
+
+
+def test_the_state_setting_is_never_read_from_a_platform_yaml_outside(repo, outside):
+    target = move_out(repo, "platform.yaml", outside, secret=False)
+    target.write_text(target.read_text() + "state: sqlite:///" + str(outside / "attacker.db") + "\n")
+    run = campaigns("status", "--repo", str(repo))
+    assert run.code != 0 and "platform.yaml:1:1: path-outside-repo:" in run.out + run.err
+    assert not (outside / "attacker.db").exists()
