@@ -312,7 +312,7 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
         rss = float("nan")
     text = (out + err).decode(errors="replace")
     codes = list(dict.fromkeys(re.findall(r":\d+:\d+: ([a-z-]+):", text)))
-    codes += [code for code in re.findall(r"<- [\w-]+: ([a-z-]+): ", text) if code not in codes]  # campaigns test
+    codes = list(dict.fromkeys(codes + re.findall(r"<- [\w-]+: ([a-z-]+): ", text)))  # campaigns test's lines
     if code is None:
         verdict = f"killed after {timeout:g} s"
         rss = float("nan")  # not measured: GNU time was killed with it
