@@ -165,13 +165,13 @@ def _deep_json(root: Path) -> None:
 
 
 VALIDATE = ("validate", "--no-cache")
-PLAN = ("plan", "--state", "sqlite:///.campaigns/bench-state.db", "--no-color")
+PLAN = ("plan", "--state", "sqlite:///bench-state.db", "--no-color")
 SCHEDULE = ("schedule", "flash-sale-push")
 ICS = ("schedule", "flash-sale-push", "--format", "ics")
-TEST = ("test", "flash-sale-push", "--state", "sqlite:///.campaigns/bench-state.db")
+TEST = ("test", "flash-sale-push", "--state", "sqlite:///bench-state.db")
 IMPORT = ("users", "import", "audiences/vip-ph.csv")
-EVENT = ("apply", "--event", "deep.json", "--state", "sqlite:///.campaigns/bench-state.db")
-SAVED_PLAN = ("apply", "deep.json", "--approved-by", "a", "--reason", "b", "--state", "sqlite:///.campaigns/bench-state.db")
+EVENT = ("apply", "--event", "deep.json", "--state", "sqlite:///bench-state.db")
+SAVED_PLAN = ("apply", "deep.json", "--approved-by", "a", "--reason", "b", "--state", "sqlite:///bench-state.db")
 LABELS = {
     VALIDATE: "validate", PLAN: "plan", SCHEDULE: "schedule", ICS: "schedule --format ics", TEST: "test",
     IMPORT: "users import", EVENT: "apply --event", SAVED_PLAN: "apply PLAN",
@@ -284,6 +284,7 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
     gnu_time = "/usr/bin/time"
     report = repo / ".bench-time.txt"
     shutil.rmtree(repo / ".campaigns", ignore_errors=True)
+    (repo / "bench-state.db").unlink(missing_ok=True)  # plan, test and apply start from no state
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CEILING, MEMORY_CEILING))
