@@ -38,6 +38,8 @@ class TaskRow:
     next_start: dt.datetime | None = None
     emergency: control.EmergencyPause | None = None  # held by `campaigns pause` (status shows "paused")
     recorded_status: str | None = None  # what git made it, under the emergency pause
+    site: str | None = None
+    timezone: str | None = None  # the site's zone (IANA name), in which `status` shows the row's times
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +89,13 @@ def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetim
     return found[0].key, found[0].start
 
 
+def _site_zone(body: dict[str, Any], platform: dict[str, Any] | None) -> str | None:
+    try:
+        return str(platform["sites"][body["site"]]["timezone"])  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+
+
 def status_rows(store: StateStore, clock: Clock | None = None) -> list[TaskRow]:
     """One row per task the state knows (completed ones included), sorted by task id; the next
     occurrence is the next one after ``clock``'s now (default: the store's clock)."""
@@ -110,6 +119,8 @@ def status_rows(store: StateStore, clock: Clock | None = None) -> list[TaskRow]:
             status=state.status,
             since=state.since,
             content_digest=state.content_digest,
+            site=body.get("site"),
+            timezone=_site_zone(body, platform),
         )
         if task_id in held:
             row.emergency, row.recorded_status, row.status = held[task_id], state.status, "paused"

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from engine.terminal import use_color
+
 if TYPE_CHECKING:
     import datetime as dt
 
@@ -33,7 +35,7 @@ def print_problems(problems: list, files: int) -> None:
     """Validation problems on stderr, for commands that refuse an invalid repository."""
     from engine.validation.report import as_text
 
-    click.echo(as_text(problems, files, color=sys.stderr.isatty()), err=True, nl=False)
+    click.echo(as_text(problems, files, color=use_color(sys.stderr)), err=True, nl=False, color=use_color(sys.stderr))
 
 
 state_option = click.option(

@@ -9,6 +9,7 @@ import click
 
 from engine.commands.common import repo_option
 from engine.commands.common import load_repo, state_option
+from engine.terminal import use_color
 
 
 @click.command()
@@ -43,7 +44,7 @@ from engine.commands.common import load_repo, state_option
 @click.option(
     "--color/--no-color",
     default=None,
-    help="Colour the text plan (default: only when printing to a terminal).",
+    help="Colour the text plan (default: only when printing to a terminal, and never with $NO_COLOR set).",
 )
 def plan(
     repo: Path,
@@ -99,8 +100,8 @@ def plan(
                 store.close()
         if out is not None:
             model.save(result, out)
-        use_color = (sys.stdout.isatty() if color is None else color) and output_format == "text"
-        click.echo(render.render(result, output_format, color=use_color), nl=False, color=use_color)
+        colour = use_color(sys.stdout, flag=color) and output_format == "text"
+        click.echo(render.render(result, output_format, color=colour), nl=False, color=colour)
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this with `campaigns apply {out}`.", err=True)
     if fail_on_blockers:

@@ -16,6 +16,7 @@ import click
 
 from engine.commands.common import parse_now, repo_option, state_option
 from engine.errors import CampaignsError, UsageError
+from engine.terminal import is_terminal
 
 WORKER_ENV = "CAMPAIGNS_EXECUTOR_WORKER"
 
@@ -57,24 +58,36 @@ class LogReporter:
         click.echo(log_line({"event": "error", "level": "error", "message": message}), err=True)
 
 
+SHORT_STATUS = {"suppressed": "supp", "unconfirmed": "unconf", "expired": "exp"}
+"""Status names in a progress bar narrower than NARROW columns."""
+NARROW = 100
+
+
 class ProgressReporter:
-    """A rich progress bar per occurrence on the terminal."""
+    """A rich progress bar per occurrence on the terminal. Its counts stay whole at 80 columns:
+    the done/total column and the status breakdown keep their width, the task name gives way
+    first (cut with an ellipsis), and below NARROW columns the bar is shorter, the elapsed time
+    goes and status names shorten."""
 
     wants_total = True
 
-    def __init__(self) -> None:
-        from rich.console import Console
+    def __init__(self, console: Any = None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
 
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        from engine.terminal import console as terminal_console
+
+        self.console = console if console is not None else terminal_console(stderr=True)
+        self.narrow = self.console.width < NARROW
+        columns: list[Any] = [
+            TextColumn("{task.description}", table_column=Column(ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")),
+            BarColumn(bar_width=10 if self.narrow else 20),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+        ]
+        if not self.narrow:
+            columns.append(TimeElapsedColumn(table_column=Column(no_wrap=True)))
+        self.progress = Progress(*columns, console=self.console, transient=False, expand=True)
         self.bars: dict[tuple[str, str], Any] = {}
         self.totals: dict[tuple[str, str], dict[str, int]] = {}
 
@@ -101,8 +114,14 @@ class ProgressReporter:
         for name in ("sent", "failed", "suppressed", "capped", "expired", "unconfirmed"):
             totals[name] = totals.get(name, 0) + event.get(name, 0)
             done += event.get(name, 0)
-        detail = ", ".join(f"{value:,} {name}" for name, value in totals.items() if value)
+        detail = self.detail(totals)
         self.progress.update(self.bars[key], advance=done, detail=detail)
+
+    def detail(self, totals: dict[str, int]) -> str:
+        """``1,200 sent, 3 failed`` (``1,200 sent 3 failed 2 supp`` when narrow)."""
+        if self.narrow:
+            return " ".join(f"{value:,} {SHORT_STATUS.get(name, name)}" for name, value in totals.items() if value)
+        return ", ".join(f"{value:,} {name}" for name, value in totals.items() if value)
 
     def event(self, event: dict[str, Any]) -> None:
         """Start-up, summaries and notices as plain lines above the bars."""
@@ -134,7 +153,7 @@ def notice(message: str, *, as_json: bool, event: str = "notice", level: str = "
 
 def json_logs(log_mode: str) -> bool:
     """Whether the service's own lines are JSON: ``--log json``/``quiet``, or ``auto`` off a terminal."""
-    return log_mode in ("json", "quiet") or (log_mode == "auto" and not sys.stderr.isatty())
+    return log_mode in ("json", "quiet") or (log_mode == "auto" and not is_terminal(sys.stderr))
 
 
 def _install_stop(stop: threading.Event, as_json: bool = True) -> None:
@@ -218,7 +237,39 @@ def run(
     every member of each running task's audiences exactly once (ledger row and message id
     committed before the send); users not reached when an occurrence's last window closes are
     recorded as expired. SIGTERM or SIGINT stops it after the batch in hand (exit 0).
+
+    Off a terminal (or with --log json) every line on stderr is a JSON object, from the first
+    one on, errors included; a mistake on the command line is a plain one-line error.
     """
+    try:
+        _run(repo, state_url, once, now_text, interval, batch_size, workers, tasks, log_mode, metrics_addr)
+    except UsageError:
+        raise
+    except CampaignsError as problem:
+        if not json_logs(log_mode):
+            raise
+        click.echo(log_line({"event": "error", "level": "error", "message": str(problem)}), err=True)
+        sys.exit(problem.exit_code)
+    except Exception as bug:  # a bug: still one JSON line off a terminal (CAMPAIGNS_DEBUG=1: the traceback)
+        if not json_logs(log_mode) or os.environ.get("CAMPAIGNS_DEBUG"):
+            raise
+        message = f"internal error: {type(bug).__name__}: {bug} (a bug in campaigns; CAMPAIGNS_DEBUG=1 shows the traceback)"
+        click.echo(log_line({"event": "error", "level": "error", "message": message}), err=True)
+        sys.exit(1)
+
+
+def _run(
+    repo: Path,
+    state_url: str | None,
+    once: bool,
+    now_text: str | None,
+    interval: float | None,
+    batch_size: int | None,
+    workers: int | None,
+    tasks: tuple[str, ...],
+    log_mode: str,
+    metrics_addr: str | None,
+) -> None:
     start = parse_now(now_text) if now_text else None
     if start is not None and not once:
         raise UsageError("--now only works with --once (the service runs on the real clock)")
@@ -240,7 +291,8 @@ def run(
             pids: list[int] = []
             if serving is not None:
                 serving[0].health.alive = lambda: pids_alive_or_starting(pids, workers)
-            sys.exit(_run_workers(workers, one, once, pids=pids, started=serving[0].start if serving else None))
+            sys.exit(_run_workers(workers, one, once, pids=pids, started=serving[0].start if serving else None,
+                                  as_json=json_logs(log_mode)))
         if serving is not None:
             serving[0].health.alive = loop.problem
             serving[0].start()
@@ -348,7 +400,7 @@ def _run_one(
     if worker:
         _stop_with_parent(stop)
     if log_mode == "auto":
-        log_mode = "progress" if sys.stderr.isatty() and not worker else "json"
+        log_mode = "progress" if is_terminal(sys.stderr) and not worker else "json"
     reporter: Any = ProgressReporter() if log_mode == "progress" else LogReporter(quiet=log_mode == "quiet")
     clock = Clock(start)
     errors = 0
@@ -450,7 +502,9 @@ def _stop_with_parent(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _run_workers(workers: int, one: Any, once: bool, *, pids: list[int] | None = None, started: Any = None) -> int:
+def _run_workers(
+    workers: int, one: Any, once: bool, *, pids: list[int] | None = None, started: Any = None, as_json: bool = False
+) -> int:
     """Fork ``workers`` executor processes that share the work through the ledger's claims
     (each has its own executor id, connections and provider). The heavy modules are imported
     first so the children start at once. The children run in their own process group: a
@@ -473,11 +527,12 @@ def _run_workers(workers: int, one: Any, once: bool, *, pids: list[int] | None =
                 one(f"worker {number}")
                 code = 0
             except CampaignsError as problem:
-                click.echo(f"Error: worker {number}: {problem}", err=True)
+                notice(f"Error: worker {number}: {problem}", as_json=as_json, event="error", level="error", worker=f"worker {number}")
             except SystemExit as done:
                 code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
             except BaseException as bug:  # noqa: BLE001 - never a traceback, never back into click
-                click.echo(f"Internal error in worker {number}: {type(bug).__name__}: {bug}", err=True)
+                notice(f"Internal error in worker {number}: {type(bug).__name__}: {bug}", as_json=as_json, event="error",
+                       level="error", worker=f"worker {number}")
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -11,6 +11,7 @@ import click
 
 from engine.commands.common import repo_option
 from engine.errors import UsageError
+from engine.terminal import console
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
@@ -86,6 +87,4 @@ def schedule(task: str, start: str | None, finish: str | None, output_format: st
     elif output_format == "ics":
         click.echo(render.to_ics(task, model, timezone, found), nl=False)
     else:
-        from rich.console import Console
-
-        Console(highlight=False).print(render.render_table(task, timezone, found))
+        console(highlight=False).print(render.render_table(task, timezone, found))

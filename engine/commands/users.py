@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.commands.common import repo_option
+from engine.terminal import console, is_terminal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,7 +76,7 @@ def import_(file: Path, replace: bool, allow_shrink: bool, repo: Path, state: st
     from engine.delivery.directory import import_users
 
     with _directory(repo, state) as store:
-        if sys.stdout.isatty():
+        if is_terminal(sys.stdout):
             result = _with_progress_bar(lambda progress: import_users(store, file, replace=replace, allow_shrink=allow_shrink, progress=progress), file)
         else:
             result = import_users(store, file, replace=replace, allow_shrink=allow_shrink)
@@ -99,7 +100,7 @@ def _with_progress_bar(run: Any, file: Path) -> Any:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
+    with Progress(*columns, transient=True, console=console()) as bar:
         task = bar.add_task(f"Importing {file.name}", total=None)
 
         def progress(done: int, total: int) -> None:

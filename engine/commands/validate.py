@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from engine.commands.common import fixed_clock, now_option, repo_option
+from engine.terminal import console, is_terminal, use_color
 
 
 @click.command()
@@ -39,7 +40,7 @@ def validate(repo: Path, output_format: str, no_cache: bool, state: str | None, 
     from engine.validation.pipeline import validate_repository
 
     clock = fixed_clock(now_text)
-    progress = _progress_bar() if sys.stderr.isatty() and output_format == "text" else None
+    progress = _progress_bar() if is_terminal(sys.stderr) and output_format == "text" else None
     try:
         result = validate_repository(
             repo, use_cache=not no_cache, progress=progress, need_repository=False, state=state, clock=clock
@@ -53,7 +54,8 @@ def validate(repo: Path, output_format: str, no_cache: bool, state: str | None, 
         click.echo(report.as_github(result.problems), nl=False)
         click.echo(report.summary(result.problems, result.files), err=True)
     else:
-        click.echo(report.as_text(result.problems, result.files, color=sys.stdout.isatty()), nl=False)
+        colour = use_color(sys.stdout)
+        click.echo(report.as_text(result.problems, result.files, color=colour), nl=False, color=colour)
     sys.exit(1 if result.has_errors else 0)
 
 
@@ -69,7 +71,7 @@ class _progress_bar:
         if self.bar is None:
             from rich.progress import Progress
 
-            self.bar = Progress(transient=True)
+            self.bar = Progress(transient=True, console=console(stderr=True))
             self.bar.start()
             self.task = self.bar.add_task("Checking files", total=total)
         self.bar.update(self.task, completed=done)
