@@ -1,12 +1,14 @@
 """Benchmark: hostile inputs are refused in under 2 s and 300 MB, or processed in linear time.
 
-Each case is a copy of the shipped example with one hostile change (issue 10 item 7, issue 9
-items 7-9). For each, the real command runs as a process with a memory ceiling and a time limit;
-the table gives its verdict (exit code and first problem code), wall time and peak RSS, next to
-the floors measured in the same run.
+Each case is a copy of the shipped example with one hostile change (issue 10 items 3, 5, 6 and
+7, issue 9 items 7-9). For each, the real command runs as a process with a memory ceiling and a
+time limit; the table gives its verdict (exit code and first problem code), wall time and peak
+RSS, next to the floors measured in the same run, and what the issue measured before the fix
+where it names a figure (else what it says happened).
 
 Every case but the ten-year one-time task must be refused (exit 1 with problems, not a crash,
-not accepted). Floors: the same command (validate, plan, schedule, schedule --format ics) on the unchanged
+not accepted); a rendered URL that leaves its host is refused by ``campaigns test`` (exit 1,
+``url-invalid``), never sent. Floors: the same command (validate, plan, schedule, schedule --format ics) on the unchanged
 example. Goals: a refusal takes at most 2 s more than its floor, no case crashes or exceeds
 300 MB, and the 100,000-key file is "linear": its time above the floor at 100,000 keys is at most
 2.5x that at 50,000 (likewise 20,000 against 10,000 unsortable list items).
@@ -83,10 +85,131 @@ def _unique_mappings(count: int) -> Callable[[Path], None]:
     return change
 
 
+CREATIVE = "creatives/flash-a.yaml"
+PROMO = "templates/push-promo.yaml"
+TITLE = 'title: "{{ user.first_name }}, 50% off ends tonight"'
+REDIRECTION = "redirection: https://shop.example.com/flash-sale?variant=a"
+
+
+def _title(expression: str) -> Callable[[Path], None]:
+    """The creative's title replaced by a hostile template (issue 10 item 3)."""
+    return lambda root: _replace(root, CREATIVE, TITLE, "title: " + json.dumps(expression))
+
+
+def _rendered_url(example: str) -> Callable[[Path], None]:
+    """A redirection whose host is completed by a variable, given a hostile example (item 5)."""
+
+    def change(root: Path) -> None:
+        _replace(root, CREATIVE, REDIRECTION, 'redirection: "https://shop.example.com{{ user.first_name }}"')
+        _replace(root, PROMO, "example: Maria", "example: " + json.dumps(example))
+
+    return change
+
+
+def _static_url(url: str) -> Callable[[Path], None]:
+    return lambda root: _replace(root, CREATIVE, REDIRECTION, f"redirection: {url}")
+
+
+def _outside(root: Path) -> Path:
+    folder = root.parent / (root.name + "-outside")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder
+
+
+def _link_out(relative: str) -> Callable[[Path], None]:
+    """``relative`` moved out of the repository, a symbolic link left in its place (item 6)."""
+
+    def change(root: Path) -> None:
+        target = _outside(root) / relative.replace("/", "-")
+        shutil.move(str(root / relative), target)
+        (root / relative).symlink_to(target, target_is_directory=target.is_dir())
+
+    return change
+
+
+def _fifo(relative: str) -> Callable[[Path], None]:
+    def change(root: Path) -> None:
+        if (root / relative).exists():
+            (root / relative).unlink()
+        os.mkfifo(root / relative)
+
+    return change
+
+
+def _loop(root: Path) -> None:
+    shutil.rmtree(root / "templates")
+    (root / "templates").symlink_to("templates")
+
+
+def _csv_bad_header(megabytes: int) -> Callable[[Path], None]:
+    """A ``megabytes`` MB audience CSV whose header has no user_id column: refused at the header."""
+
+    def change(root: Path) -> None:
+        row = b"u%07d,Juan,platinum\n"
+        with (root / "audiences/vip-ph.csv").open("wb") as handle:
+            handle.write(b"id,first_name,tier\n")
+            block = b"".join(row % i for i in range(10_000))
+            for _ in range(megabytes * 1_000_000 // len(block) + 1):
+                handle.write(block)
+
+    return change
+
+
+def _csv_text(text: str) -> Callable[[Path], None]:
+    return lambda root: (root / "audiences/vip-ph.csv").write_bytes(text.encode())
+
+
+def _deep_json(root: Path) -> None:
+    (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
 VALIDATE = ("validate", "--no-cache")
-PLAN = ("plan", "--state", "sqlite:///.campaigns/bench-state.db", "--no-color")
+PLAN = ("plan", "--state", "sqlite:///bench-state.db", "--no-color")
 SCHEDULE = ("schedule", "flash-sale-push")
 ICS = ("schedule", "flash-sale-push", "--format", "ics")
+TEST = ("test", "flash-sale-push", "--state", "sqlite:///bench-state.db")
+IMPORT = ("users", "import", "audiences/vip-ph.csv")
+EVENT = ("apply", "--event", "deep.json", "--state", "sqlite:///bench-state.db")
+SAVED_PLAN = ("apply", "deep.json", "--approved-by", "a", "--reason", "b", "--state", "sqlite:///bench-state.db")
+LABELS = {
+    VALIDATE: "validate", PLAN: "plan", SCHEDULE: "schedule", ICS: "schedule --format ics", TEST: "test",
+    IMPORT: "users import", EVENT: "apply --event", SAVED_PLAN: "apply PLAN",
+}
+FLOORS = (VALIDATE, PLAN, SCHEDULE, ICS, TEST, IMPORT)
+FLOOR_OF = {EVENT: PLAN, SAVED_PLAN: PLAN}  # refusals of a file apply reads: against plan's floor
+
+# What the issue measured (or saw) before the fix, where it says; "" where it names nothing.
+BEFORE = {
+    "keys-100k": "190 s",
+    "aliased-790KB-text": "5.7 GB",
+    "csv-200MB-bad-header": "1.7 GB",
+    "event-100k-deep": "RecursionError",
+    "plan-file-100k-deep": "RecursionError",
+    "year-0001": "OverflowError",
+    "year-9999": "OverflowError",
+    "one-time-2026-9999": "plan 38 s; 500 MB",
+    "where-inf": "plan crashes",
+    "where-nan": "plan crashes",
+    "where-400-digits": "plan crashes",
+    "example-inf": "plan crashes",
+    "example-nan": "plan crashes",
+    "example-400-digits": "plan crashes",
+    "tester-newline": "accepted",
+    "tmpl-nested-range": "accepted; hangs",
+    "tmpl-lipsum-1e7": "accepted; GBs",
+    "tmpl-string-times-1e9": "accepted; GBs",
+    "tmpl-3000-parens": "RecursionError",
+    "url-rendered-userinfo": "sent to evil.example",
+    "url-rendered-crlf": "CR/LF sent",
+    "link-creatives-out": "read; plan prints it",
+    "link-platform-out": "read; plan prints it",
+    "link-campaign-out": "read",
+    "fifo-creative": "hang",
+    "fifo-platform": "hang",
+    "csv-cut-quoted": "imported, cell cut",
+    "csv-nul-user-id": "accepted (SQLite)",
+}
 
 # Inputs processed in time linear in their size (a problem per key or item): judged by the
 # ratio of the larger to the smaller size, not against the floor.
@@ -115,6 +238,30 @@ CASES: dict[str, tuple[Callable[[Path], None], tuple[tuple[str, ...], ...]]] = {
     "tester-newline": (lambda root: _replace(root, TASK, "status: active", 'status: active\ntesters: ["u-tester-1\\n"]'), (VALIDATE,)),
     "site-key-newline": (lambda root: _replace(root, "platform.yaml", "\n  ph:\n", '\n  "ph\\n":\n'), (VALIDATE,)),
     "site-key-space": (lambda root: _replace(root, "platform.yaml", "\n  ph:\n", "\n  PH Site:\n"), (VALIDATE,)),
+    # item 3: creative templates are a small language
+    "tmpl-nested-range": (_title("{% for a in range(10**5) %}{% for b in range(10**5) %}x{% endfor %}{% endfor %}"), (VALIDATE, TEST)),
+    "tmpl-lipsum-1e7": (_title("{{ lipsum(n=10**7) }}"), (VALIDATE, TEST)),
+    "tmpl-string-times-1e9": (_title("{{ 'A' * 10**9 }}"), (VALIDATE, TEST)),
+    "tmpl-3000-parens": (_title("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"), (VALIDATE, TEST)),
+    # item 5: rendered URLs are checked again
+    "url-rendered-userinfo": (_rendered_url("@evil.example/login"), (TEST,)),
+    "url-rendered-crlf": (_rendered_url("/x\r\nSet-Cookie: a=b"), (TEST,)),
+    "url-static-userinfo": (_static_url("https://a@shop.example.com/x"), (VALIDATE,)),
+    "url-port-99999": (_static_url("https://shop.example.com:99999/x"), (VALIDATE,)),
+    # item 6: the file tree is the repository
+    "link-creatives-out": (_link_out("creatives"), (VALIDATE, PLAN)),
+    "link-platform-out": (_link_out("platform.yaml"), (VALIDATE, PLAN)),
+    "link-campaign-out": (_link_out("campaigns/december-flash-sale"), (VALIDATE, PLAN)),
+    "link-loop-folder": (_loop, (VALIDATE,)),
+    "fifo-creative": (_fifo("creatives/pipe.yaml"), (VALIDATE, PLAN)),
+    "fifo-platform": (_fifo("platform.yaml"), (VALIDATE,)),
+    "fifo-audience-csv": (_fifo("audiences/vip-ph.csv"), (VALIDATE,)),
+    # item 7: bounded work for every input
+    "csv-200MB-bad-header": (_csv_bad_header(200), (VALIDATE, PLAN)),
+    "csv-nul-user-id": (_csv_text("user_id,first_name,tier\nu1,Juan,gold\nu\x002,Joy,gold\n"), (VALIDATE, IMPORT)),
+    "csv-cut-quoted": (_csv_text('user_id,first_name,tier\nu1,Juan,gold\nu2,"Joy,gold\n'), (VALIDATE, IMPORT)),
+    "event-100k-deep": (_deep_json, (EVENT,)),
+    "plan-file-100k-deep": (_deep_json, (SAVED_PLAN,)),
 }
 
 
@@ -137,6 +284,7 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
     gnu_time = "/usr/bin/time"
     report = repo / ".bench-time.txt"
     shutil.rmtree(repo / ".campaigns", ignore_errors=True)
+    (repo / "bench-state.db").unlink(missing_ok=True)  # plan, test and apply start from no state
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CEILING, MEMORY_CEILING))
@@ -165,6 +313,7 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
         rss = float("nan")
     text = (out + err).decode(errors="replace")
     codes = list(dict.fromkeys(re.findall(r":\d+:\d+: ([a-z-]+):", text)))
+    codes = list(dict.fromkeys(codes + re.findall(r"<- [\w-]+: ([a-z-]+): ", text)))  # campaigns test's lines
     if code is None:
         verdict = f"killed after {timeout:g} s"
         rss = float("nan")  # not measured: GNU time was killed with it
@@ -177,7 +326,7 @@ def measure(repo: Path, args: tuple[str, ...], timeout: float) -> dict:
 
 
 def label(args: tuple[str, ...]) -> str:
-    return {VALIDATE: "validate", PLAN: "plan", SCHEDULE: "schedule", ICS: "schedule --format ics"}[args]
+    return LABELS[args]
 
 
 def main() -> int:
@@ -197,10 +346,15 @@ def main() -> int:
 
     floor_repo = build(options.root, "floor")
     floors = {}
-    for args in (VALIDATE, PLAN, SCHEDULE, ICS):
+    for args in FLOORS:
         floors[args] = best(floor_repo, args)
         print(f"floor: {label(args):<26} of the example: {floors[args]['wall']:6.2f} s {floors[args]['rss']:5.0f} MB")
-    print(f"{'case':<22} {'command':<26} {'verdict':<36} {'wall':>8} {'RSS':>8}  goal: refused <= floor + 2 s, <= 300 MB")
+    for args, other in FLOOR_OF.items():
+        floors[args] = floors[other]
+    print(
+        f"{'case':<22} {'command':<22} {'verdict':<36} {'wall':>8} {'RSS':>8}  {'before (issue)':<22} "
+        "goal: refused <= floor + 2 s, <= 300 MB"
+    )
     rows = []
     failures = 0
     for name in options.only or list(CASES):
@@ -213,10 +367,10 @@ def main() -> int:
             if row["verdict"].startswith("exit 1") and not linear:
                 ok = ok and row["wall"] <= floors[args]["wall"] + 2.0
             failures += not ok
-            rows.append({"case": name, "command": label(args), **row, "ok": ok})
+            rows.append({"case": name, "command": label(args), **row, "before": BEFORE.get(name, ""), "ok": ok})
             print(
-                f"{name:<22} {label(args):<26} {row['verdict']:<36} {row['wall']:>6.2f} s {row['rss']:>5.0f} MB  "
-                + ("ok" if ok else "MISSED")
+                f"{name:<22} {label(args):<22} {row['verdict'][:36]:<36} {row['wall']:>6.2f} s {row['rss']:>5.0f} MB  "
+                f"{BEFORE.get(name, ''):<22} " + ("ok" if ok else "MISSED")
             )
     floor = floors[VALIDATE]
     by_case = {row["case"]: row["wall"] for row in rows if row["command"] == "validate"}

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.config.discovery import unreadable_platform
+from engine.config.safefile import open_regular
 from engine.errors import UsageError
 
 DEFAULT_STATE_URL = "sqlite:///.campaigns/state.db"
@@ -32,10 +34,19 @@ def read_platform(repo: Path) -> dict[str, Any] | None:
     from engine.config import yamlload
 
     path = Path(repo) / PLATFORM_FILE
+    if not os.path.lexists(path):
+        return None
+    refused = unreadable_platform(Path(repo))  # never follows it out of the repository, nor opens a FIFO
+    if refused is not None and refused.file == PLATFORM_FILE:
+        raise UsageError(f"{refused.file}:1:1: {refused.code}: {refused.message}")
     try:
-        raw = path.read_bytes()
+        descriptor = open_regular(str(path))
+        with os.fdopen(descriptor, "rb") as handle:
+            raw = handle.read(yamlload.MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None
+    except ValueError as kind:
+        raise UsageError(f"{PLATFORM_FILE}:1:1: yaml-syntax: this file is {kind}, not a regular file; it is not read") from None
     except OSError as problem:
         raise UsageError(f"cannot read {path}: {problem.strerror}") from None
     try:

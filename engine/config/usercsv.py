@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.config.names import CHANNELS, USER_ID_MAX
-from engine.config.safefile import special_kind
+from engine.config.safefile import open_regular, special_kind
 from engine.errors import CampaignsError
 
 MAX_LISTED_PROBLEMS = 20
@@ -128,6 +129,55 @@ def id_problem(user_id: str) -> str | None:
 # -- reading -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CsvFile:
+    """A CSV on disk and the sha256 its content had when it was planned: read streamed (never
+    whole), and refused when the bytes read no longer have that digest."""
+
+    path: str
+    sha256: str
+
+
+class _Digesting(io.FileIO):
+    """A regular file (never a FIFO: see ``open_regular``) that hashes every byte read from it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(open_regular(path), "rb", closefd=True)
+        self.hasher = hashlib.sha256()
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = super().readinto(buffer)
+        if count:
+            self.hasher.update(memoryview(buffer)[:count])
+        return count
+
+    def read(self, size: int = -1) -> bytes | None:
+        data = super().read(size)
+        if data:
+            self.hasher.update(data)
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        self.hasher.update(data)
+        return data
+
+
+def file_sha256(path: str | Path, name: str | None = None) -> str:
+    """The sha256 of a regular file, read in chunks (raises CsvFileError naming ``name``)."""
+    shown = name or str(path)
+    try:
+        with _Digesting(str(path)) as handle:
+            while handle.read(1 << 20):
+                pass
+            return handle.hasher.hexdigest()
+    except ValueError as kind:
+        raise CsvFileError(f"{shown} is {kind}, not a regular file; it is not read") from None
+    except OSError as problem:
+        raise CsvFileError(f"cannot read {shown}: {problem.strerror}") from None
+
+
+
 @dataclass
 class UsersCsv:
     """A users CSV being read: header checked on open, rows streamed by ``rows()`` or ``check()``.
@@ -162,9 +212,32 @@ class UsersCsv:
             raise CsvFileError(f"{shown} is a folder, not a CSV file")
         if not stat.S_ISREG(status.st_mode):
             raise CsvFileError(f"{shown} is {special_kind(status.st_mode)}, not a regular file; it is not read")
-        reader = cls(shown, lambda: open(path, "rb"), status.st_size)  # noqa: SIM115 - closed by _text
+        reader = cls(shown, lambda: reader._open_digesting(str(path)), status.st_size)
         reader._read_header()
         return reader
+
+    @classmethod
+    def from_file(cls, source: CsvFile, name: str) -> UsersCsv:
+        """Stream ``source``; ``verify()`` after a pass says whether it still had its digest."""
+        reader = cls.from_path(source.path, name)
+        reader._expected = source.sha256
+        return reader
+
+    def _open_digesting(self, path: str) -> BinaryIO:
+        try:
+            raw = _Digesting(path)
+        except ValueError as kind:
+            raise CsvFileError(f"{self.name} is {kind}, not a regular file; it is not read") from None
+        self._last = raw
+        return io.BufferedReader(raw)  # type: ignore[return-value]
+
+    def verify(self) -> None:
+        """After a whole pass (``rows()``): raise CsvFileError when the bytes read are not the
+        ones planned (the file changed since its digest was taken)."""
+        expected = getattr(self, "_expected", None)
+        last = getattr(self, "_last", None)
+        if expected is not None and (last is None or last.hasher.hexdigest() != expected):
+            raise CsvFileError(f"{self.name} changed since it was planned; make a new plan")
 
     @classmethod
     def from_bytes(cls, content: bytes, name: str) -> UsersCsv:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from engine.config.usercsv import CsvFile
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
@@ -481,9 +482,11 @@ class _UserIdAccess:
 # -- materialising lists and snapshots ---------------------------------------------------------
 
 
-def _attachment(store: StateStore, attachments: Any, digest: str) -> bytes | None:
+def _attachment(store: StateStore, attachments: Any, digest: str) -> bytes | CsvFile | None:
     if isinstance(attachments, Mapping):
         content = attachments.get(digest)
+        if isinstance(content, CsvFile):
+            return content  # a CSV in the repository (plan): streamed, never read whole
         if content is not None:
             return bytes(content)
         return store.attachment(digest)
@@ -554,8 +557,12 @@ def _list_rows(store: StateStore, source: _ListSource, attachments: Any) -> tupl
     if content is None:
         raise MissingContent(f"audience {source.audience_id!r}: the content of its CSV {path} is not in the state; apply first")
     try:
-        reader = UsersCsv.from_bytes(content, str(path))
+        if isinstance(content, CsvFile):
+            reader = UsersCsv.from_file(content, str(path))
+        else:
+            reader = UsersCsv.from_bytes(content, str(path))
         rows = [(user_id, None if text == "{}" else text, opt_out) for user_id, text, opt_out in reader.rows()]
+        reader.verify()  # the rows are those of the content digest they are kept under
     except CsvFileError as problem:
         raise AudienceError(f"audience {source.audience_id!r}: {problem}") from None
     if reader.problem_count:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from engine import templating
 from engine.config.names import REDIRECTION_MAX
+from engine.urlcheck import rendered_url_problem, url_origin  # noqa: F401 - re-exported for callers
 from engine.templating import (
     ALWAYS_AVAILABLE,
     DEFAULT_OUTPUT_LIMIT,
@@ -55,7 +55,6 @@ template cannot hold a batch, or a SIGTERM, for minutes."""
 REASONS = ("missing-variable", "too-long", "render-timeout", "url-invalid", "template-syntax", "render-error")
 
 _MISSING = re.compile(r"has no attribute '([^']*)'|'([^']*)' is undefined")
-_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\s\\]")
 
 
 class RenderError(Exception):
@@ -68,39 +67,6 @@ class RenderError(Exception):
         super().__init__(message)
         self.reason = reason
         self.detail = detail
-
-
-def url_origin(prefix: str) -> tuple[str, str | None, int | None] | None:
-    """(scheme, host, port) of a URL's static part, or None when it cannot be parsed."""
-    try:
-        parts = urlsplit(prefix)
-        return parts.scheme.lower(), parts.hostname, parts.port
-    except ValueError:
-        return None
-
-
-def rendered_url_problem(url: str, origin: tuple[str, str | None, int | None] | None) -> str | None:
-    """Why a rendered redirection may not be sent (it must keep its static part's scheme, host and
-    port, and carry no userinfo, whitespace or control characters), or None."""
-    bad = _URL_FORBIDDEN.search(url)
-    if bad:
-        return f"the rendered URL contains {bad.group()!r} (whitespace, a backslash or a control character)"
-    try:
-        parts = urlsplit(url)
-        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
-    except ValueError as problem:
-        return f"the rendered URL cannot be parsed ({problem})"
-    if "@" in parts.netloc:
-        return f"the rendered URL carries userinfo ({parts.netloc!r})"
-    if origin is None:
-        return "the redirection has no static scheme and host to check against"
-    if scheme != origin[0]:
-        return f"the rendered URL has scheme {scheme or '(none)'!r}, not {origin[0]!r}"
-    if host != origin[1]:
-        return f"the rendered URL goes to host {host or '(none)'!r}, not {origin[1] or '(none)'!r}"
-    if port != origin[2]:
-        return f"the rendered URL uses port {port}, not {origin[2]}"
-    return None
 
 
 class _Text:

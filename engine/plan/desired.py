@@ -18,12 +18,15 @@ unchanged repository is compared with the state without serialising a single bod
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from engine.config.repository import Repository, Resource
+from engine.config.safefile import open_regular
+from engine.config.usercsv import CsvFile, CsvFileError, file_sha256
 from engine.errors import CampaignsError
 from engine.plan.cache import DigestCache
 from engine.state.records import ResourceVersion, content_digest
@@ -45,11 +48,34 @@ def csv_source_path(resource: Resource) -> str | None:
     return posixpath.normpath(posixpath.join(posixpath.dirname(resource.path), source["csv"]))
 
 
+def _csv_path(root: Path, relative: str) -> str:
+    """The CSV's path, refused when it no longer stays inside the repository (validation
+    checked it; this guards against a link swapped in meanwhile)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, relative))
+    if not (real == real_root or real.startswith(real_root + os.sep)):
+        raise CampaignsError(f"the audience file {relative} points outside the repository")
+    return real
+
+
 def read_csv(root: Path, relative: str) -> bytes:
+    """The CSV's bytes, for ``apply`` to store (only a regular file is opened)."""
     try:
-        return (Path(root) / relative).read_bytes()
+        descriptor = open_regular(_csv_path(root, relative))
+    except ValueError as kind:
+        raise CampaignsError(f"the audience file {relative} is {kind}, not a regular file") from None
     except OSError as problem:
         raise CampaignsError(f"cannot read the audience file {relative}: {problem.strerror}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
+
+
+def csv_sha256(root: Path, relative: str) -> str:
+    """The sha256 of the CSV's bytes, streamed: plan never holds a CSV in memory."""
+    try:
+        return file_sha256(_csv_path(root, relative), relative)
+    except CsvFileError as problem:
+        raise CampaignsError(f"the audience file: {problem}") from None
 
 
 def body_of(resource: Resource, root: Path) -> dict[str, Any]:
@@ -59,8 +85,7 @@ def body_of(resource: Resource, root: Path) -> dict[str, Any]:
     if resource.kind == "audience":
         relative = csv_source_path(resource)
         if relative is not None:
-            raw = read_csv(root, relative)
-            return {**resource.data, "csv_digest": hashlib.sha256(raw).hexdigest(), "csv_path": relative}
+            return {**resource.data, "csv_digest": csv_sha256(root, relative), "csv_path": relative}
     return resource.data
 
 
@@ -153,6 +178,16 @@ class Desired:
             return None
         raw = read_csv(self.root, relative)
         return hashlib.sha256(raw).hexdigest(), relative, raw
+
+    def attachment_file(self, address: str) -> tuple[str, str, CsvFile] | None:
+        """``(sha256, path, CsvFile)`` of an audience's CSV file, or None: what plan sizes an
+        audience from, streamed from the file (``attachment`` reads the bytes apply stores)."""
+        resource = self.resources[address]
+        relative = csv_source_path(resource) if resource.kind == "audience" else None
+        if relative is None:
+            return None
+        digest = csv_sha256(self.root, relative)
+        return digest, relative, CsvFile(_csv_path(self.root, relative), digest)
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from engine.clock import now as clock_now
 from engine.config.repository import KINDS, Repository
+from engine.config.usercsv import CsvFile
 from engine.plan import impact_query
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
@@ -388,9 +389,9 @@ def size_request(desired: Desired, tasks: dict[str, dict], also: list[str] | Non
         source = known[rid].data.get("source") or {}
         stack.extend(source.get("include") or [])
         stack.extend(source.get("exclude") or [])
-    attachments: dict[str, bytes] = {}
+    attachments: dict[str, bytes | CsvFile] = {}
     for rid in wanted:
-        found = desired.attachment(f"audience.{rid}")
+        found = desired.attachment_file(f"audience.{rid}")  # streamed when sized, never read whole
         if found is not None:
             attachments[found[0]] = found[2]
     counted = dict(list(tasks.items())[:AUDIENCE_SIZE_LIMIT])

@@ -55,6 +55,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from engine.config.usercsv import CsvFile
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class SizeRequest:
     base_dir: str
     tasks: dict[str, dict[str, Any]]
     audiences: dict[str, dict[str, Any]]
-    attachments: dict[str, bytes]
+    attachments: dict[str, bytes | CsvFile]  # digest -> content, or the file to stream it from
     required: dict[str, list[str]] = field(default_factory=dict)  # task -> attributes its creatives need
     impact: ImpactRequest | None = None  # before sizes, changed audiences, the cap forecast (engine.plan.impact)
 

@@ -15,6 +15,7 @@ from engine import localcache
 from engine.clock import Clock
 from engine.config import yamlload
 from engine.config.discovery import SourceFile, discover
+from engine.config.safefile import open_regular
 from engine.config.repository import Repository, Resource
 from engine.validation import dates_rule, filecheck, rules
 from engine.validation import cache as cache_module
@@ -98,9 +99,11 @@ def _read(root: str, source: SourceFile) -> bytes | Problem:
     buffered ``read(limit)`` would allocate a megabyte for each of twenty thousand files.
     """
     try:
-        descriptor = os.open(os.path.join(root, source.path), os.O_RDONLY)
+        descriptor = open_regular(os.path.join(root, source.path))  # a FIFO put there meanwhile never blocks
     except OSError as bad:
         return Problem(source.path, 1, 1, "yaml-syntax", f"cannot read the file: {bad.strerror}")
+    except ValueError as kind:
+        return Problem(source.path, 1, 1, "yaml-syntax", f"this file is {kind}, not a regular file; it is not read")
     try:
         data = os.read(descriptor, _FIRST_READ)
         if len(data) == _FIRST_READ:

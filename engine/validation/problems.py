@@ -9,7 +9,7 @@ WARNING = "warning"
 
 # code -> what it means; the README's table of rules is checked against this
 CODES: dict[str, str] = {
-    "yaml-syntax": "not parseable YAML (also binary or non-UTF-8 files)",
+    "yaml-syntax": "not parseable YAML (also binary or non-UTF-8 files, FIFOs, sockets, devices, dangling links and link loops)",
     "duplicate-key": "a mapping repeats a key",
     "schema": "any other JSON Schema violation (type, missing field, unknown field, enum)",
     "invalid-id": "a file name, site key, mini program, reference or tester is not a valid id (testers: user ids), or an id is defined twice",
@@ -27,7 +27,7 @@ CODES: dict[str, str] = {
     "url-invalid": "a redirection URL is malformed, too long (2,048; 1,024 through the wallet gateway), or of a scheme not allowed",
     "template-syntax": "a Jinja template does not parse, or reaches for anything the sandbox forbids",
     "variable-unknown": "a creative uses a variable its template does not declare",
-    "path-outside-repo": "a file reference leaves the repository",
+    "path-outside-repo": "a file reference, a symlinked file or folder, or a symlinked platform.yaml leaves the repository",
     "content-too-long": "a creative rendered with the examples exceeds what its channel's provider accepts (gateway messageContent 4,096 characters)",
     "unknown-attribute": "an audience rule names an attribute the user directory does not have",
     "unused": "a template, creative or audience that nothing uses (warning)",

@@ -26,7 +26,8 @@ from engine.config.names import (
     SPAN_MAX_YEARS,
     USER_ID_MAX,
 )
-from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, preview_length
+from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, is_template, preview_length, render, static_prefix
+from engine.urlcheck import rendered_url_problem, url_origin
 from engine.validation.problems import ERROR, WARNING
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
@@ -241,6 +242,7 @@ def check_creatives(catalog: Catalog) -> Iterator[Finding]:
         if template is None:
             continue
         yield from _creative_fields(entry, template_id, template)
+        yield from _rendered_urls(entry, template)
         if through_gateway(catalog.platform, template["channel"]):
             yield from _gateway_redirect_limit(entry, template["channel"])
             finding = content_too_long(entry, template)
@@ -297,6 +299,35 @@ def _creative_fields(entry: Entry, template_id: str, template: dict) -> Iterator
                 f"redirection is {length} characters; template {template_id!r} allows at most {spec['max_length']}",
             )
         yield from _unknown_variables(file, path, "redirection", variables, declared, template_id)
+
+
+def _rendered_urls(entry: Entry, template: dict) -> Iterator[Finding]:
+    """``url-invalid``: a templated redirection that, rendered with the template's examples, would
+    not be sent (another host, userinfo, whitespace...): delivery would fail every user like the
+    examples, so validate does not accept it."""
+    redirection = entry.data.get("redirection")
+    items = redirection if isinstance(redirection, list) else [redirection]
+    examples = {name: variable.get("example") for name, variable in (template.get("variables") or {}).items()}
+    for index, url in enumerate(items):
+        if not isinstance(url, str) or not is_template(url):
+            continue
+        origin = url_origin(static_prefix(url))
+        if origin is None or not origin[0] or not origin[1]:
+            continue  # no written-out scheme and host: the per-file URL check says so
+        try:
+            rendered = render(url, {**examples, "user_id": "u-example"}, limit=_MEASURE_LIMIT)
+        except Exception:  # noqa: BLE001 - a text that does not render is another rule's finding
+            continue
+        problem = rendered_url_problem(rendered or "", origin)
+        if problem is not None:
+            shown = rendered if len(rendered or "") <= 80 else rendered[:77] + "..."
+            yield Finding(
+                entry.source.path,
+                ("redirection",) if not isinstance(redirection, list) else ("redirection", index),
+                "url-invalid",
+                f"rendered with the template's examples ({shown!r}), {problem.replace('the rendered URL', 'the URL')}; "
+                "a user like the examples would not get it (put variables after a '/' or '?', and use |urlencode)",
+            )
 
 
 # --- what the channel's provider accepts (a template without max_length has only these limits) ---

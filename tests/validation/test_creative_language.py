@@ -113,6 +113,16 @@ def test_static_userinfo_ports_and_variable_hosts_are_url_invalid(repo, redirect
 
 
 def test_a_templated_path_after_a_written_out_host_validates(repo):
-    write(repo, "creatives/flash-a.yaml", creative("Half price", redirection="https://shop.example.com{{ user.first_name }}"))
+    write(repo, "creatives/flash-a.yaml", creative("Half price", redirection="https://shop.example.com/{{ user.first_name }}"))
     code, found, _, _ = problems(repo)
     assert code == 0 and found == []
+
+
+def test_a_variable_glued_to_the_host_is_url_invalid_with_the_examples(repo):
+    """Found by the fuzz suite ("validate accepts => a render succeeds"): rendered with the
+    example ``Maria``, ``https://shop.example.com{{ user.first_name }}`` goes to the host
+    ``shop.example.commaria``, so delivery would fail every such user with url-invalid."""
+    write(repo, "creatives/flash-a.yaml", creative("Half price", redirection="https://shop.example.com{{ user.first_name }}"))
+    code, found, _, _ = problems(repo)
+    assert code == 1 and [p["code"] for p in found] == ["url-invalid"]
+    assert "shop.example.commaria" in found[0]["message"]
