@@ -527,19 +527,22 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
     for digest, source in wanted.items():
         if digest in have:
             continue
-        rows, columns = _list_rows(store, source, attachments)
+        listed = _ListedRows(store, source, attachments)  # a missing CSV fails before any write
         with store.writing() as conn:
             _advisory_lock(conn, store, f"audience-list:{digest}")
             if conn.execute(select(meta.c.digest).where(meta.c.digest == digest)).first() is not None:
                 continue  # another process made it meanwhile
             from engine.delivery.directory import bulk_insert
 
-            bulk_insert(conn, dt.audience_lists, ["digest", "user_id", "attributes", "opt_out"], ((digest, *row) for row in rows))
+            # streamed from the file into the table; a bad row or a changed file raises below,
+            # which rolls the whole list back
+            bulk_insert(conn, dt.audience_lists, ["digest", "user_id", "attributes", "opt_out"], ((digest, *row) for row in listed))
+            columns = listed.finish()
             conn.execute(
                 meta.insert().values(
                     digest=digest,
                     kind=source.kind,
-                    size=len(rows),
+                    size=listed.count,
                     columns=json.dumps(columns, ensure_ascii=False),
                     created_at=datetime.now(timezone.utc),
                 )
@@ -547,27 +550,55 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
             _analyze(conn, dt.audience_lists)
 
 
-def _list_rows(store: StateStore, source: _ListSource, attachments: Any) -> tuple[list[tuple], list[str]]:
-    if source.kind == "users":
-        return [(user_id, None, None) for user_id in sorted(set(source.body["source"]["users"]))], []
-    from engine.config.usercsv import CsvFileError, UsersCsv
+class _ListedRows:
+    """The rows of a CSV or ``users:`` list as ``(user_id, attributes JSON or None, opt_out)``,
+    read one at a time (a CSV is never held whole); ``finish`` then checks them."""
 
-    path = source.body.get("csv_path") or source.body["source"]["csv"]
-    content = _attachment(store, attachments, source.digest)
-    if content is None:
-        raise MissingContent(f"audience {source.audience_id!r}: the content of its CSV {path} is not in the state; apply first")
-    try:
-        if isinstance(content, CsvFile):
-            reader = UsersCsv.from_file(content, str(path))
-        else:
-            reader = UsersCsv.from_bytes(content, str(path))
-        rows = [(user_id, None if text == "{}" else text, opt_out) for user_id, text, opt_out in reader.rows()]
-        reader.verify()  # the rows are those of the content digest they are kept under
-    except CsvFileError as problem:
-        raise AudienceError(f"audience {source.audience_id!r}: {problem}") from None
-    if reader.problem_count:
-        raise AudienceError(f"audience {source.audience_id!r}: {reader.rejection('the audience cannot be used')}")
-    return rows, reader.attributes
+    def __init__(self, store: StateStore, source: _ListSource, attachments: Any) -> None:
+        self.source = source
+        self.count = 0
+        self.reader: Any = None
+        if source.kind == "users":
+            return
+        from engine.config.usercsv import CsvFileError, UsersCsv
+
+        path = source.body.get("csv_path") or source.body["source"]["csv"]
+        content = _attachment(store, attachments, source.digest)
+        if content is None:
+            raise MissingContent(f"audience {source.audience_id!r}: the content of its CSV {path} is not in the state; apply first")
+        try:
+            self.reader = UsersCsv.from_file(content, str(path)) if isinstance(content, CsvFile) else UsersCsv.from_bytes(content, str(path))
+        except CsvFileError as problem:
+            raise AudienceError(f"audience {source.audience_id!r}: {problem}") from None
+
+    def __iter__(self) -> Iterator[tuple]:
+        if self.reader is None:
+            for user_id in sorted(set(self.source.body["source"]["users"])):
+                self.count += 1
+                yield user_id, None, None
+            return
+        from engine.config.usercsv import CsvFileError
+
+        try:
+            for user_id, text, opt_out in self.reader.rows():
+                self.count += 1
+                yield user_id, None if text == "{}" else text, opt_out
+        except CsvFileError as problem:
+            raise AudienceError(f"audience {self.source.audience_id!r}: {problem}") from None
+
+    def finish(self) -> list[str]:
+        """The list's attribute columns, once every row was read and found good."""
+        if self.reader is None:
+            return []
+        from engine.config.usercsv import CsvFileError
+
+        try:
+            self.reader.verify()  # the rows are those of the content digest they are kept under
+        except CsvFileError as problem:
+            raise AudienceError(f"audience {self.source.audience_id!r}: {problem}") from None
+        if self.reader.problem_count:
+            raise AudienceError(f"audience {self.source.audience_id!r}: {self.reader.rejection('the audience cannot be used')}")
+        return self.reader.attributes
 
 
 def _ensure_snapshots(
