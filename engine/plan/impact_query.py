@@ -112,10 +112,6 @@ def _size(directory: StateStore, body: dict, audiences: dict, task_id: str | Non
         return sum(int(conn.execute(count).scalar_one()) for count in prepared.counts), None
 
 
-def _no_size(*_args: Any) -> tuple[int | None, str | None]:
-    return None, NO_DIRECTORY
-
-
 def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnswer:
     """Sizes after (``request.tasks``) and, per ``request.impact``, before, of changed
     audiences, and the forecast's counts per distinct set of tasks due on a day."""
@@ -131,10 +127,8 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
     with open_directory(platform, store, request.base_dir) as directory:
         answer = ImpactAnswer(directory=known_attributes(directory) is not None)
         attachments = request.attachments
-        # without a directory nothing can be counted: say so, and never materialise a CSV list
-        size = _size if answer.directory else _no_size
         for task_id, body in list(request.tasks.items())[:AUDIENCE_SIZE_LIMIT]:
-            answer.after[task_id], reason = size(directory, body, request.audiences, task_id, attachments)
+            answer.after[task_id], reason = _size(directory, body, request.audiences, task_id, attachments)
             if reason:
                 answer.reasons[task_id] = reason
         affected = dict(list(impact.affected.items())[:AUDIENCE_SIZE_LIMIT])
@@ -143,24 +137,24 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
         )
         for task_id, body in affected.items():
             stored = stored_tasks.get(task_id)
-            before = size(directory, stored, stored_audiences, task_id, store)[0] if stored is not None else None
-            answer.affected[task_id] = (before, size(directory, body, request.audiences, task_id, attachments)[0])
+            before = _size(directory, stored, stored_audiences, task_id, store)[0] if stored is not None else None
+            answer.affected[task_id] = (before, _size(directory, body, request.audiences, task_id, attachments)[0])
         answer.segments_before = _stored_segments(store, stored_tasks)
         for task_id in impact.before[:AUDIENCE_SIZE_LIMIT]:
             body = stored_tasks.get(task_id)
             if body is not None:
-                answer.before[task_id], reason = size(directory, body, stored_audiences, task_id, store)
+                answer.before[task_id], reason = _size(directory, body, stored_audiences, task_id, store)
                 if reason and task_id not in answer.reasons:
                     answer.reasons[task_id] = reason
         for audience_id, present in list(impact.audiences.items())[:AUDIENCE_SIZE_LIMIT]:
             pseudo = {"audiences": [audience_id]}
             before = after = None
             if audience_id in stored_audiences:
-                before, reason = size(directory, pseudo, stored_audiences, None, store)
+                before, reason = _size(directory, pseudo, stored_audiences, None, store)
                 if reason:
                     answer.reasons[f"audience.{audience_id}"] = reason
             if present:
-                after, reason = size(directory, pseudo, request.audiences, None, attachments)
+                after, reason = _size(directory, pseudo, request.audiences, None, attachments)
                 if reason:
                     answer.reasons[f"audience.{audience_id}"] = reason
             answer.audiences[audience_id] = (before, after)
