@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from delivery_state import SERVICE_DAY, SERVICE_NOW, import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_NOW, service_task, import_users, outbox_lines, platform_body, seed, task_body, write_users
 
 from engine.delivery.ledger import Ledger
 from engine.state import StateStore
@@ -128,13 +128,11 @@ def test_report_of_an_unknown_task(repo: Path) -> None:
 
 def _live_repo(tmp_path: Path, rate: int | None = None) -> Path:
     """A task whose window is open right now, from SERVICE_NOW (the service runs on from it in real time)."""
-    today = SERVICE_DAY
     write_users(tmp_path / "users.csv", 300)
     store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
     try:
         import_users(store, tmp_path / "users.csv")
-        task = task_body(start=(today - dt.timedelta(days=1)).isoformat(), finish=(today + dt.timedelta(days=1)).isoformat(),
-                         windows=[("00:00", "23:59")])
+        task = service_task()
         seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=20, rates={"push": rate} if rate else None),
              tasks={"t1": task})
     finally:

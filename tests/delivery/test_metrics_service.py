@@ -3,7 +3,6 @@ fans out (one process and --workers 2), then stopped with SIGTERM."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_runner import campaigns
-from delivery_state import SERVICE_DAY, SERVICE_NOW, import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_NOW, service_task, import_users, outbox_lines, platform_body, seed, task_body, write_users
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.state import StateStore
@@ -26,13 +25,11 @@ USERS = 300
 
 def _live_repo(tmp_path: Path) -> Path:
     """A task whose window is open now from SERVICE_NOW (the service runs on from it in real time), at 100/s."""
-    today = SERVICE_DAY
     write_users(tmp_path / "users.csv", USERS, opt_out={3: "push"})
     store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
     try:
         import_users(store, tmp_path / "users.csv")
-        task = task_body(start=(today - dt.timedelta(days=1)).isoformat(), finish=(today + dt.timedelta(days=1)).isoformat(),
-                         windows=[("00:00", "23:59")])
+        task = service_task()
         seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=20, rates={"push": 100}), tasks={"t1": task})
     finally:
         store.close()

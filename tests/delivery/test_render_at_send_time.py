@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from delivery_state import SERVICE_DAY, SERVICE_NOW, creative_body, import_users, outbox_lines, platform_body, seed, task_body, template_body
+from delivery_state import SERVICE_NOW, service_task, creative_body, import_users, outbox_lines, platform_body, seed, task_body, template_body
 
 from engine.state import StateStore
 
@@ -210,7 +210,6 @@ def test_sigterm_stops_the_service_while_it_renders_a_slow_batch(tmp_path):
     """A batch of users whose (valid, but heavy) creative takes ~20 ms each to render would hold
     the service for most of a minute; SIGTERM stops it within seconds, the unrendered users stay
     pending for a later run, nobody is sent twice and nothing is left claimed."""
-    import datetime as dt
     import os
     import signal
     import subprocess
@@ -221,15 +220,13 @@ def test_sigterm_stops_the_service_while_it_renders_a_slow_batch(tmp_path):
     heavy = "".join("{% if user.bio | replace('a', 'b') | upper | lower | title | trim == 'x' %}y{% endif %}" for _ in range(16))
     template = template_body("push")
     template["variables"]["bio"] = {"example": "x"}
-    today = SERVICE_DAY
     bio = ("ab cd " * 700)[:4000]
     count = 2000
     write_csv(tmp_path / "users.csv", [{**user(f"u{n:05d}", "Ana"), "bio": bio} for n in range(count)])
     store = StateStore.open(f"sqlite:///{tmp_path}/.campaigns/state.db", tmp_path)
     try:
         import_users(store, tmp_path / "users.csv")
-        task = task_body(start=(today - dt.timedelta(days=1)).isoformat(), finish=(today + dt.timedelta(days=1)).isoformat(),
-                         windows=[("00:00", "23:59")])
+        task = service_task()
         seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=5000), tasks={"t1": task},
              creatives={"cr-a": creative_body(content=heavy)}, templates={"tpl-push": template})
     finally:

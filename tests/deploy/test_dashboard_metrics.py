@@ -4,7 +4,6 @@ from a scrape of the running service after a fan-out with failures, not from a l
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import socket
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from delivery_state import SERVICE_DAY, SERVICE_NOW, import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_NOW, service_task, import_users, outbox_lines, platform_body, seed, task_body, write_users
 from deploy_files import alert_rules, dashboard_targets, label_names, legend_labels, metric_names
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,13 +35,11 @@ def _free_port() -> int:
 def scrape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Sample name -> its label names, from /metrics of a 2-worker service during and after a fan-out."""
     repo = tmp_path_factory.mktemp("metrics-repo")
-    today = SERVICE_DAY
     write_users(repo / "users.csv", USERS, opt_out=OPTED_OUT, missing_name=MISSING_NAME)
     store = StateStore.open(f"sqlite:///{repo}/.campaigns/state.db", repo)
     try:
         import_users(store, repo / "users.csv")
-        task = task_body(start=(today - dt.timedelta(days=1)).isoformat(), finish=(today + dt.timedelta(days=1)).isoformat(),
-                         windows=[("00:00", "23:59")])
+        task = service_task()
         seed(store, platform=platform_body(outbox=".campaigns/outbox", batch_size=10, rates={"push": 40}), tasks={"t1": task})
     finally:
         store.close()

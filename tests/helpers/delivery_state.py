@@ -181,3 +181,13 @@ def outbox_lines(folder: Path, channel: str = "push") -> list[dict[str, Any]]:
     text = path.read_text()
     complete = text[: text.rfind("\n") + 1]  # a line being written right now is not there yet
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def service_task() -> dict[str, Any]:
+    """A push task open all day from the day before SERVICE_DAY to the day after: what a service
+    started with ``--now SERVICE_NOW`` delivers at once."""
+    return task_body(
+        start=(SERVICE_DAY - dt.timedelta(days=1)).isoformat(),
+        finish=(SERVICE_DAY + dt.timedelta(days=1)).isoformat(),
+        windows=[("00:00", "23:59")],
+    )
