@@ -33,6 +33,7 @@ read up to ``REPLY_MAX_BYTES`` and parsed as bounded JSON (``engine.jsonlimits``
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import random
 import threading
@@ -344,6 +345,15 @@ class Gateway:
         ``pace`` spreads the requests at the channel's rate; ``stop`` (checked before each
         request) ends the call early: messages not posted by then are ``provider-unavailable``
         with no attempt, so they stay pending with their ids."""
+        return self.submit(messages, pace=pace, stop=stop).result()
+
+    def submit(
+        self, messages: Sequence[Message], *, pace: Pace | None = None, stop: Callable[[], bool] | None = None
+    ) -> concurrent.futures.Future[list[Delivery]]:
+        """``send`` without waiting: the requests start on the provider's loop thread and the
+        future gives the deliveries. The executor renders the next messages meanwhile, so the
+        gateway is not idle while the executor's own thread works. ``stop`` is called on the
+        loop thread."""
         results: list[Delivery | None] = [None] * len(messages)
         rows: dict[int, dict[str, Any]] = {}
         pending: list[int] = []
@@ -359,14 +369,14 @@ class Gateway:
                 continue
             rows[index] = request_row(message, gateway_channel, content)
             pending.append(index)
-        if pending:
-            size = self.batch_size
-            batches = [pending[start : start + size] for start in range(0, len(pending), size)]
-            loop = self._ensure_loop()
-            future = asyncio.run_coroutine_threadsafe(self._send_all(messages, rows, results, batches, pace, stop), loop)
-            future.result()
-        assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]
+        if not pending:
+            done: concurrent.futures.Future[list[Delivery]] = concurrent.futures.Future()
+            done.set_result(results)  # type: ignore[arg-type]
+            return done
+        size = self.batch_size
+        batches = [pending[start : start + size] for start in range(0, len(pending), size)]
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(self._send_all(messages, rows, results, batches, pace, stop), loop)
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread
@@ -417,13 +427,15 @@ class Gateway:
         batches: list[list[int]],
         pace: Pace | None,
         stop: Callable[[], bool] | None,
-    ) -> None:
+    ) -> list[Delivery]:
         count = len(messages)
         state = _Send(messages, rows, results, [0] * count, [None] * count, pace, stop, asyncio.Semaphore(self.concurrency))
         if len(batches) == 1:
             await self._request(state, batches[0])
         else:
             await asyncio.gather(*(self._request(state, batch) for batch in batches))
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]
 
     async def _pause(self, seconds: float) -> None:
         if self._sleep is not None:
