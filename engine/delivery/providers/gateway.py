@@ -586,7 +586,8 @@ class Gateway:
         headers = self._signer.headers(self.path, body) if self._signer is not None else None
         url = self.url
         try:
-            status, reply_headers, raw = await asyncio.wait_for(self._exchange(body, headers), self._timeout)
+            async with asyncio.timeout(self._timeout):  # the total deadline (no task per request, unlike wait_for)
+                status, reply_headers, raw = await self._exchange(body, headers)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             raise _BatchFailure(
                 f"no complete answer from the gateway {url} within {self._timeout:g} s", retryable=True, struggling=True
