@@ -22,6 +22,7 @@ in real time, so a fan-out that starts a second before a window closes still sto
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import threading
 import time
@@ -64,10 +65,13 @@ STATUS_CHECK_S = 2.0
 """How often a long fan-out re-reads the task's status, so a pause or a new apply stops it."""
 GATEWAY_CHUNK = 100
 """Messages per provider call for providers other than the outbox (a window check before each)."""
-CONCURRENT_ROUNDS = 4
+CONCURRENT_ROUNDS = 16
 """A concurrent provider gets ``concurrency x batch_size x CONCURRENT_ROUNDS`` messages a call:
-enough that its requests overlap, few enough that a window close or pause is seen within a
-few round trips (it also checks before each request)."""
+its requests stay in flight together through the call (each call ends waiting for its slowest
+request, and starts all of them at once). A window close, a stop or a pause is still seen
+before each request: the provider checks ``stop`` and the executor reads the pauses every
+``PAUSE_POLL_S`` while it waits."""
+PAUSE_POLL_S = 0.1
 EXPIRE_BATCH = 5000
 PREFETCH_BATCHES = 3
 """Members read ahead before a claim, in batches: enough that when other executors took the
@@ -799,6 +803,7 @@ class Executor:
         chunk = len(rows) if isinstance(provider, Outbox) else GATEWAY_CHUNK
         bucket = pace = None
         stop_sending: Callable[[], bool] | None = None
+        paused = threading.Event()  # the task was paused (`campaigns pause`) during a provider call
         if concurrency:
             per_request = int(getattr(provider, "batch_size", 20))
             chunk = max(GATEWAY_CHUNK, concurrency * per_request * CONCURRENT_ROUNDS)
@@ -808,8 +813,8 @@ class Executor:
 
             def stop_sending() -> bool:
                 # Called on the provider's own thread before each request: no state access here
-                # (a pause is seen between calls, a few round trips apart).
-                return stop.is_set() or self.clock.epoch() >= window_end
+                # (this thread reads the pauses while it waits for the call, see ``_wait_for``).
+                return stop.is_set() or paused.is_set() or self.clock.epoch() >= window_end
 
         elif run.rate:
             chunk = min(chunk, burst_size(run.rate))
@@ -838,7 +843,7 @@ class Executor:
                     try:
                         render(start + 2 * chunk)  # the next part, while this one is in flight
                     finally:
-                        deliveries = sending.result()
+                        deliveries = self._wait_for(sending, task_id, paused)
                 elif concurrency:
                     deliveries = provider.send(part, pace=pace, stop=stop_sending)  # type: ignore[call-arg]
                 else:
@@ -913,6 +918,16 @@ class Executor:
         )
         if broken is not None:
             raise _ProviderBroken(f"the {channel} provider failed: {broken}")
+
+    def _wait_for(self, sending: concurrent.futures.Future, task_id: str, paused: threading.Event) -> list[Any]:
+        """The deliveries of a submitted provider call; meanwhile a pause of the task is seen
+        within ``PAUSE_POLL_S`` and stops the requests not posted yet (they stay pending)."""
+        while True:
+            try:
+                return sending.result(timeout=PAUSE_POLL_S)
+            except concurrent.futures.TimeoutError:
+                if not paused.is_set() and self.pauses.held(task_id):
+                    paused.set()
 
     def _log_notices(self, provider: Provider) -> None:
         notices = getattr(provider, "notices", None)
