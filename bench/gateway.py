@@ -8,7 +8,9 @@ what ``campaigns run --once`` does) and reports, in the same run:
 
 * msg/s of the pass against its floor min(rate_per_second, concurrency x 20 / latency): the
   most any client could do with that many requests of 20 in flight;
-* the executor's CPU per message (user + system of its process during the pass) and peak RSS;
+* the executor's CPU per message (user + system of its process during the pass) and peak RSS,
+  and the sandbox's own CPU per message (``gw us/msg``, from /proc): a sandbox busy near 100% of
+  a core would be the bottleneck, not the executor;
 * then a run at 0 ms latency (``--fast-concurrency``, no rate limit): the executor's own ceiling.
 
 It checks that the gateway got every user exactly once. Goals (issue 16): >= 0.8x the floor at
@@ -71,6 +73,15 @@ def start_sandbox(latency_ms: float, folder: Path) -> tuple[subprocess.Popen, st
     return process, f"http://127.0.0.1:{port_file.read_text()}"
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; NaN where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def counters(base: str) -> dict:
     with urllib.request.urlopen(f"{base}/_sandbox/stats", timeout=10) as reply:
         return json.loads(reply.read())
@@ -102,10 +113,14 @@ def one_pass(state_url: str, folder: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(label: str, users: int, latency_ms: float, concurrency: int, rate: int | None, base: str, folder: Path) -> tuple[float, float]:
+def measure(
+    label: str, users: int, latency_ms: float, concurrency: int, rate: int | None, base: str, folder: Path, sandbox_pid: int
+) -> tuple[float, float]:
     state_url = prepare(folder, users, f"{base}/v2/platform/message/send", concurrency, rate)
     before = counters(base)
+    sandbox_before = process_cpu(sandbox_pid)
     result = one_pass(state_url, folder)
+    sandbox_cpu = process_cpu(sandbox_pid) - sandbox_before
     after = counters(base)
     delivered = after["delivered"] - before["delivered"]
     ok = result["sent"] == users and delivered == users and after["conflicts"] == before["conflicts"]
@@ -115,8 +130,10 @@ def measure(label: str, users: int, latency_ms: float, concurrency: int, rate: i
     ratio = rate_s / floor if floor != float("inf") else float("nan")
     print(
         f"{label:<22} {concurrency:>4} {rate_s:>10,.0f} {floor if floor != float('inf') else float('nan'):>10,.0f} {ratio:>6.2f}x"
-        f" {result['cpu'] / max(1, result['sent']) * 1e6:>9,.0f} {result['rss_mb']:>8,.0f}  {'ok' if ok else 'CHECK FAILED'}"
-        f"  ({result['sent']:,} sent in {result['elapsed']:.1f} s, {after['max_in_flight']} max in flight at the gateway)",
+        f" {result['cpu'] / max(1, result['sent']) * 1e6:>10,.0f} {sandbox_cpu / max(1, result['sent']) * 1e6:>10,.0f}"
+        f" {result['rss_mb']:>8,.0f}  {'ok' if ok else 'CHECK FAILED'}"
+        f"  ({result['sent']:,} sent in {result['elapsed']:.1f} s, {after['max_in_flight']} max in flight at the gateway,"
+        f" sandbox busy {sandbox_cpu / result['elapsed']:.0%} of a core)",
         flush=True,
     )
     if not ok:
@@ -134,14 +151,14 @@ def main() -> int:
     parser.add_argument("--fast-users", type=int, default=None, help="messages of the 0 ms run (default: --users)")
     args = parser.parse_args()
     print(f"{args.users:,} messages, sandbox gateway in its own process, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
-    print(f"{'run':<22} {'conc':>4} {'msg/s':>10} {'floor':>10} {'ratio':>7} {'cpu us/msg':>9} {'RSS MB':>8}")
+    print(f"{'run':<22} {'conc':>4} {'msg/s':>10} {'floor':>10} {'ratio':>7} {'cpu us/msg':>10} {'gw us/msg':>10} {'RSS MB':>8}")
     goals: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         root = Path(tmp)
         sandbox, base = start_sandbox(args.latency_ms, root)
         try:
             for concurrency in [int(c) for c in args.concurrency.split(",") if c]:
-                _, ratio = measure(f"{args.latency_ms:g} ms latency", args.users, args.latency_ms, concurrency, args.rate, base, root / f"c{concurrency}")
+                _, ratio = measure(f"{args.latency_ms:g} ms latency", args.users, args.latency_ms, concurrency, args.rate, base, root / f"c{concurrency}", sandbox.pid)
                 if concurrency == 8:
                     goals.append(f"concurrency 8: {ratio:.2f}x the floor (goal >= 0.8x): {'ok' if ratio >= 0.8 else 'MISSED'}")
         finally:
@@ -150,7 +167,7 @@ def main() -> int:
         if args.fast_concurrency:
             sandbox, base = start_sandbox(0, root)
             try:
-                rate_s, _ = measure("0 ms latency, no rate", args.fast_users or args.users, 0, args.fast_concurrency, None, base, root / "fast")
+                rate_s, _ = measure("0 ms latency, no rate", args.fast_users or args.users, 0, args.fast_concurrency, None, base, root / "fast", sandbox.pid)
                 goals.append(f"0 ms latency: {rate_s:,.0f} msg/s (goal >= 15,000): {'ok' if rate_s >= 15_000 else 'MISSED'}")
             finally:
                 sandbox.terminate()

@@ -22,6 +22,7 @@ in real time, so a fan-out that starts a second before a window closes still sto
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import threading
 import time
@@ -64,10 +65,13 @@ STATUS_CHECK_S = 2.0
 """How often a long fan-out re-reads the task's status, so a pause or a new apply stops it."""
 GATEWAY_CHUNK = 100
 """Messages per provider call for providers other than the outbox (a window check before each)."""
-CONCURRENT_ROUNDS = 4
+CONCURRENT_ROUNDS = 16
 """A concurrent provider gets ``concurrency x batch_size x CONCURRENT_ROUNDS`` messages a call:
-enough that its requests overlap, few enough that a window close or pause is seen within a
-few round trips (it also checks before each request)."""
+its requests stay in flight together through the call (each call ends waiting for its slowest
+request, and starts all of them at once). A window close, a stop or a pause is still seen
+before each request: the provider checks ``stop`` and the executor reads the pauses every
+``PAUSE_POLL_S`` while it waits."""
+PAUSE_POLL_S = 0.1
 EXPIRE_BATCH = 5000
 PREFETCH_BATCHES = 3
 """Members read ahead before a claim, in batches: enough that when other executors took the
@@ -751,35 +755,44 @@ class Executor:
         positions: list[int] = []
         task_id, channel = run.task_id, run.channel
         by_id, pick = run.by_id, run.creative_for
-        rendered = len(rows)  # a stop (SIGTERM) while rendering leaves the rest pending, for a later run
         stop = self.stop
-        for index, row in enumerate(rows):
-            if not index & 31 and stop.is_set():
-                rendered = index
-                break
-            member = members.get(row.user_id)
-            if member is None:
-                special.append(
-                    Outcome(
-                        row.user_id,
-                        "failed",
-                        0,
-                        "no longer a member of the task's audiences when it was to be sent again",
-                        LEFT_AUDIENCE,
+        progress = [0, len(rows)]  # [next row to render, rows rendered when a stop cut it short]
+
+        def render(upto: int) -> None:
+            """Render rows until ``upto`` messages are in hand (or the rows run out); a stop
+            (SIGTERM) while rendering leaves the rest pending, for a later run."""
+            index = progress[0]
+            total = progress[1]
+            while index < total and len(messages) < upto:
+                row = rows[index]
+                if not index & 31 and stop.is_set():
+                    progress[1] = index
+                    break
+                index += 1
+                member = members.get(row.user_id)
+                if member is None:
+                    special.append(
+                        Outcome(
+                            row.user_id,
+                            "failed",
+                            0,
+                            "no longer a member of the task's audiences when it was to be sent again",
+                            LEFT_AUDIENCE,
+                        )
                     )
-                )
-                continue
-            creative = by_id.get(row.creative) if row.creative else None
-            if creative is None:
-                creative = pick(row.user_id)
-            try:
-                title, content, redirection = creative.render(member.attributes)
-            except RenderError as problem:
-                detail = str(problem) or getattr(problem, "detail", None)  # the whole sentence: creative, field, what
-                special.append(Outcome(row.user_id, "failed", 0, detail, getattr(problem, "reason", MISSING_VARIABLE)))
-                continue
-            messages.append(Message(row.message_id, task_id, key, row.user_id, channel, creative.id, title, content, redirection))
-            positions.append(index)
+                    continue
+                creative = by_id.get(row.creative) if row.creative else None
+                if creative is None:
+                    creative = pick(row.user_id)
+                try:
+                    title, content, redirection = creative.render(member.attributes)
+                except RenderError as problem:
+                    detail = str(problem) or getattr(problem, "detail", None)  # the whole sentence: creative, field, what
+                    special.append(Outcome(row.user_id, "failed", 0, detail, getattr(problem, "reason", MISSING_VARIABLE)))
+                    continue
+                messages.append(Message(row.message_id, task_id, key, row.user_id, channel, creative.id, title, content, redirection))
+                positions.append(index - 1)
+            progress[0] = index
 
         provider = self._provider(channel)
         from engine.delivery.providers import Outbox
@@ -787,9 +800,10 @@ class Executor:
         # A provider with ``concurrency`` (the gateway) keeps that many requests in flight within
         # one call and paces each request itself; the executor hands it a few rounds at a time.
         concurrency = getattr(provider, "concurrency", None)
-        chunk = len(messages) if isinstance(provider, Outbox) else GATEWAY_CHUNK
+        chunk = len(rows) if isinstance(provider, Outbox) else GATEWAY_CHUNK
         bucket = pace = None
         stop_sending: Callable[[], bool] | None = None
+        paused = threading.Event()  # the task was paused (`campaigns pause`) during a provider call
         if concurrency:
             per_request = int(getattr(provider, "batch_size", 20))
             chunk = max(GATEWAY_CHUNK, concurrency * per_request * CONCURRENT_ROUNDS)
@@ -799,16 +813,22 @@ class Executor:
 
             def stop_sending() -> bool:
                 # Called on the provider's own thread before each request: no state access here
-                # (a pause is seen between calls, a few round trips apart).
-                return stop.is_set() or self.clock.epoch() >= window_end
+                # (this thread reads the pauses while it waits for the call, see ``_wait_for``).
+                return stop.is_set() or paused.is_set() or self.clock.epoch() >= window_end
 
         elif run.rate:
             chunk = min(chunk, burst_size(run.rate))
             bucket = TokenBucket(run.rate, chunk, start=claim.pace_start, wait=self.stop.wait)
-        cut = rendered
+        # A concurrent provider gets its part while the next part is rendered (``submit``), so the
+        # gateway is not idle while this thread renders; the others get every message rendered first.
+        chunk = max(chunk, 1)
+        submit = getattr(provider, "submit", None) if concurrency else None
+        render(chunk if submit is not None else len(rows))
+        cut: int | None = None
         broken: CampaignsError | None = None
         tripped = False
-        for start in range(0, len(messages), max(chunk, 1)):
+        start = 0
+        while start < len(messages):
             part = messages[start : start + chunk]
             if bucket is not None and not bucket.take(len(part)):
                 cut = positions[start]
@@ -818,7 +838,13 @@ class Executor:
                 break
             called = time.monotonic()
             try:
-                if concurrency:
+                if submit is not None:
+                    sending = submit(part, pace=pace, stop=stop_sending)
+                    try:
+                        render(start + 2 * chunk)  # the next part, while this one is in flight
+                    finally:
+                        deliveries = self._wait_for(sending, task_id, paused)
+                elif concurrency:
                     deliveries = provider.send(part, pace=pace, stop=stop_sending)  # type: ignore[call-arg]
                 else:
                     deliveries = provider.send(part)
@@ -851,9 +877,12 @@ class Executor:
                 # The provider takes nothing: the rest of the claim waits with the rows it could not take.
                 tripped = True
                 following = start + len(part)
-                if following < len(messages):
-                    cut = positions[following]
+                render(following + 1)
+                cut = positions[following] if following < len(messages) else progress[1]
                 break
+            start += len(part)
+        if cut is None:
+            cut = progress[1]
         if cut < len(rows):  # rows from the cut on stay pending (render failures there too: retried later)
             special = [o for o in special if o.user_id < rows[cut].user_id]
         retry_at = held_back = None
@@ -889,6 +918,16 @@ class Executor:
         )
         if broken is not None:
             raise _ProviderBroken(f"the {channel} provider failed: {broken}")
+
+    def _wait_for(self, sending: concurrent.futures.Future, task_id: str, paused: threading.Event) -> list[Any]:
+        """The deliveries of a submitted provider call; meanwhile a pause of the task is seen
+        within ``PAUSE_POLL_S`` and stops the requests not posted yet (they stay pending)."""
+        while True:
+            try:
+                return sending.result(timeout=PAUSE_POLL_S)
+            except concurrent.futures.TimeoutError:
+                if not paused.is_set() and self.pauses.held(task_id):
+                    paused.set()
 
     def _log_notices(self, provider: Provider) -> None:
         notices = getattr(provider, "notices", None)

@@ -217,6 +217,8 @@ class CreativeText:
     def _check_gateway_content(self, title: Any, content: Any, redirection: Any) -> None:
         from engine.delivery.providers import Message
 
+        if _json_bound(title, content, redirection) <= GATEWAY_CONTENT_MAX:
+            return  # short enough however it is escaped: no need to build the JSON text here
         text = self._message_content(Message("", "", "", "", self.channel or "push", self.id, title, content, redirection))
         if len(text) > GATEWAY_CONTENT_MAX:
             raise self._fail(
@@ -224,6 +226,24 @@ class CreativeText:
                 "too-long",
                 f"the gateway messageContent is {len(text):,} characters as JSON; the gateway takes at most {GATEWAY_CONTENT_MAX:,}",
             )
+
+
+_JSON_OVERHEAD = 96
+"""More than the keys, quotes and punctuation of ``messageContent`` around its texts
+(``{"title":,"content":,"inbox":"miniprogram","redirections":[]}`` is 60 characters)."""
+
+
+def _json_bound(title: Any, content: Any, redirection: Any) -> int:
+    """An upper bound of the ``messageContent`` length: JSON writes a character as at most six
+    (``\\uXXXX``), plus three per list item. Large when a value is not text (then it is measured)."""
+    total = _JSON_OVERHEAD
+    for value in (title, content, *(redirection if isinstance(redirection, list) else ())):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return GATEWAY_CONTENT_MAX + 1
+        total += 6 * len(value) + 3
+    return total
 
 
 def uses_gateway(channel: str, platform: Platform) -> bool:

@@ -33,6 +33,7 @@ read up to ``REPLY_MAX_BYTES`` and parsed as bounded JSON (``engine.jsonlimits``
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import random
 import threading
@@ -43,11 +44,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from engine import jsonlimits
 from engine.delivery.pacing import MIN_PACE_FACTOR, Pace
 from engine.errors import CampaignsError
 
+from . import aionet
 from .base import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, TOO_LONG, Delivery, Message, wrong_channel
 from .signing import Signer, Verifier
 
@@ -89,7 +92,10 @@ def message_content(message: Message) -> str:
         body["inbox"] = inbox
     if isinstance(message.redirection, list) and len(message.redirection) > 1:
         body["redirections"] = message.redirection
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(body).decode()  # the same compact UTF-8 text as json.dumps, ten times faster
+    except (orjson.JSONEncodeError, TypeError):  # a lone surrogate or a value orjson does not take
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def request_row(message: Message, gateway_channel: str, content: str) -> dict[str, Any]:
@@ -104,6 +110,15 @@ def request_row(message: Message, gateway_channel: str, content: str) -> dict[st
     if url is not None:
         row["redirectUrl"] = url
     return row
+
+
+def request_body(rows: list[dict[str, Any]]) -> bytes:
+    """The request's JSON body (UTF-8). orjson, a tenth of json's CPU per request; a text
+    orjson refuses (a lone surrogate, which UTF-8 cannot carry) goes with json's ASCII escapes."""
+    try:
+        return orjson.dumps({"messages": rows})
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps({"messages": rows}, separators=(",", ":")).encode("ascii")
 
 
 def _refusal(message: Message, gateway_channel: str, content: str) -> Delivery | None:
@@ -330,6 +345,15 @@ class Gateway:
         ``pace`` spreads the requests at the channel's rate; ``stop`` (checked before each
         request) ends the call early: messages not posted by then are ``provider-unavailable``
         with no attempt, so they stay pending with their ids."""
+        return self.submit(messages, pace=pace, stop=stop).result()
+
+    def submit(
+        self, messages: Sequence[Message], *, pace: Pace | None = None, stop: Callable[[], bool] | None = None
+    ) -> concurrent.futures.Future[list[Delivery]]:
+        """``send`` without waiting: the requests start on the provider's loop thread and the
+        future gives the deliveries. The executor renders the next messages meanwhile, so the
+        gateway is not idle while the executor's own thread works. ``stop`` is called on the
+        loop thread."""
         results: list[Delivery | None] = [None] * len(messages)
         rows: dict[int, dict[str, Any]] = {}
         pending: list[int] = []
@@ -345,14 +369,14 @@ class Gateway:
                 continue
             rows[index] = request_row(message, gateway_channel, content)
             pending.append(index)
-        if pending:
-            size = self.batch_size
-            batches = [pending[start : start + size] for start in range(0, len(pending), size)]
-            loop = self._ensure_loop()
-            future = asyncio.run_coroutine_threadsafe(self._send_all(messages, rows, results, batches, pace, stop), loop)
-            future.result()
-        assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]
+        if not pending:
+            done: concurrent.futures.Future[list[Delivery]] = concurrent.futures.Future()
+            done.set_result(results)  # type: ignore[arg-type]
+            return done
+        size = self.batch_size
+        batches = [pending[start : start + size] for start in range(0, len(pending), size)]
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(self._send_all(messages, rows, results, batches, pace, stop), loop)
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread
@@ -382,10 +406,12 @@ class Gateway:
             thread.start()
 
             async def make_client() -> httpx.AsyncClient:
+                limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
                 return httpx.AsyncClient(
                     timeout=httpx.Timeout(self._timeout),
                     headers=self._headers,
-                    limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+                    limits=limits,
+                    transport=aionet.transport(self.url, limits),
                 )
 
             self._client = asyncio.run_coroutine_threadsafe(make_client(), loop).result()
@@ -401,13 +427,15 @@ class Gateway:
         batches: list[list[int]],
         pace: Pace | None,
         stop: Callable[[], bool] | None,
-    ) -> None:
+    ) -> list[Delivery]:
         count = len(messages)
         state = _Send(messages, rows, results, [0] * count, [None] * count, pace, stop, asyncio.Semaphore(self.concurrency))
         if len(batches) == 1:
             await self._request(state, batches[0])
         else:
             await asyncio.gather(*(self._request(state, batch) for batch in batches))
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]
 
     async def _pause(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -554,12 +582,12 @@ class Gateway:
 
     async def _post(self, rows: list[dict[str, Any]]) -> SendReply:
         """POST one request; its parsed ``S`` reply, or ``_BatchFailure``."""
-        # ASCII escapes: any str can be sent, even one with a lone surrogate that UTF-8 refuses.
-        body = json.dumps({"messages": rows}, separators=(",", ":")).encode("ascii")
+        body = request_body(rows)
         headers = self._signer.headers(self.path, body) if self._signer is not None else None
         url = self.url
         try:
-            status, reply_headers, raw = await asyncio.wait_for(self._exchange(body, headers), self._timeout)
+            async with asyncio.timeout(self._timeout):  # the total deadline (no task per request, unlike wait_for)
+                status, reply_headers, raw = await self._exchange(body, headers)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             raise _BatchFailure(
                 f"no complete answer from the gateway {url} within {self._timeout:g} s", retryable=True, struggling=True

@@ -6,12 +6,14 @@ requests in flight (nothing lost, no user given two different ids)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,11 @@ from delivery_gateway import seed_users_and_task, wait_for
 from delivery_state import platform_body
 from sandbox_gateway import SandboxGateway
 
+from engine.apply.emergency import pause
+from engine.clock import Clock
+from engine.delivery.executor import Executor
 from engine.delivery.ledger import Ledger
+from engine.delivery.report import task_report
 from engine.state import StateStore
 
 NOW = "2026-12-01T09:30:00+08:00"
@@ -201,3 +207,33 @@ def test_kill_9_with_concurrent_requests_in_flight_loses_nothing_and_gives_no_us
     assert len(rows) == len(users) and {row["status"] for row in rows} == {"sent"}, f"seed {seed}"
     repeats = sandbox.stats.messages - len(users)
     print(f"seed {seed}: {kills_in_flight} kills with requests in flight, {repeats} re-sends of a recorded id")
+
+
+def test_a_pause_during_a_provider_call_stops_its_requests_not_posted_yet(state, tmp_path: Path, sandbox: SandboxGateway) -> None:
+    """One provider call carries 16 rounds of requests (2 x 20 x 16 = 640 messages, 0.8 s at
+    50 ms a round trip): a `campaigns pause` in the middle of it is not left for its end."""
+    store, url = state
+    sandbox.latency = 0.05
+    users = 2000
+    seed_users_and_task(store, tmp_path, users, signed_platform(sandbox, concurrency=2, batch_size=users))
+    finished: dict[str, object] = {}
+
+    def run() -> None:
+        with StateStore.open(url, tmp_path) as own, Executor(own, tmp_path, clock=Clock(dt.datetime.fromisoformat(NOW))) as executor:
+            finished["summary"] = executor.run_pass()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: sandbox.stats.requests >= 4)
+        with StateStore.open(url, tmp_path) as other:
+            pause(other, ["t1"], reason="wrong price in the title", by="alice")
+        paused_at = time.monotonic()
+    finally:
+        thread.join(60)
+    late = [arrival - paused_at for arrival in sandbox.arrivals if arrival > paused_at + 0.5]
+    assert not late, f"{len(late)} requests posted more than 0.5 s after the pause"
+    delivered = sandbox.delivered_count
+    assert 0 < delivered < users
+    totals = task_report(store, "t1").totals
+    assert totals["sent"] == delivered and totals["pending"] == users - delivered  # the rest waits for a resume
