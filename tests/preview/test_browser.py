@@ -22,6 +22,13 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+def _browser_environment() -> dict[str, str]:
+    """The browser keeps the machine's real clock: under scripts/pytest-at-date (libfaketime
+    preloaded) Chromium's timers stall. It only shows a page the engine wrote at the moved
+    instant, so nothing the tests check depends on the browser's clock."""
+    return {name: value for name, value in os.environ.items() if name != "LD_PRELOAD" and not name.startswith("FAKETIME")}
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -30,7 +37,7 @@ def browser():
             pytest.fail(f"{reason}; CI=true: the browser tests must run, not skip")
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, env=_browser_environment())
         try:
             yield chromium
         finally:
