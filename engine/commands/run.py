@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from engine.clock import Clock
 from engine.commands.common import parse_now, repo_option, state_option
 from engine.errors import CampaignsError, UsageError
 from engine.terminal import is_terminal
@@ -276,7 +277,7 @@ def _run(
     configured = _preflight(repo, state_url, tasks)
     if workers is None:
         workers = configured
-    serving = _metrics_server(metrics_addr, repo, state_url, log_mode) if metrics_addr is not None else None
+    serving = _metrics_server(metrics_addr, repo, state_url, log_mode, start) if metrics_addr is not None else None
     loop = _Loop()
 
     def one(label: str | None = None) -> None:
@@ -319,7 +320,7 @@ def pids_alive_or_starting(pids: list[int], workers: int) -> str | None:
     return pids_alive(pids)
 
 
-def _metrics_server(addr: str, repo: Path, state_url: str | None, log_mode: str) -> tuple[Any, Any]:
+def _metrics_server(addr: str, repo: Path, state_url: str | None, log_mode: str, start: dt.datetime | None) -> tuple[Any, Any]:
     """The bound (not yet serving) metrics server and the clean-up of its multiprocess directory.
     prometheus_client is imported only here, after its multiprocess directory is set."""
     from engine.delivery import metrics_setup
@@ -336,7 +337,7 @@ def _metrics_server(addr: str, repo: Path, state_url: str | None, log_mode: str)
     url = resolve_state_url(repo, state_url)
     probe = StateProbe(lambda: StateStore.open(url, base_dir=repo, create=False))
     try:
-        server = MetricsServer(host, port, Health(probe, lambda: "the executor loop is starting"))
+        server = MetricsServer(host, port, Health(probe, lambda: "the executor loop is starting"), clock=Clock(start))
     except OSError as problem:
         clean_up()
         raise UsageError(f"--metrics-addr {addr}: cannot listen there: {problem.strerror or problem}") from None
@@ -384,7 +385,6 @@ def _run_one(
     metrics: bool = False,
 ) -> None:
     from engine.commands.common import open_store
-    from engine.clock import Clock
     from engine.delivery.executor import Executor, PassSummary
 
     stop = threading.Event()

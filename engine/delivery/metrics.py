@@ -32,6 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from engine.clock import Clock
+
 if TYPE_CHECKING:
     from engine.state import StateStore
 
@@ -113,8 +115,9 @@ class ExecutorMetrics:
 class StateCollector:
     """``campaigns_occurrence_pending`` and ``campaigns_executor_behind``, read from the state."""
 
-    def __init__(self, state: StateProbe) -> None:
+    def __init__(self, state: StateProbe, clock: Clock | None = None) -> None:
         self.state = state
+        self.clock = clock or Clock()  # the executor's clock: with --now, the same moved instant
         self._cached: tuple[float, list[Any]] | None = None
         self._lock = threading.Lock()
 
@@ -139,7 +142,7 @@ class StateCollector:
             "1 when a due occurrence is still pending past its last window (as `campaigns status` reports), else 0.",
         )
         try:
-            values, late = self.state.read(_pending_and_behind)
+            values, late = self.state.read(lambda store: _pending_and_behind(store, self.clock))
         except Exception:  # noqa: BLE001 - an unreachable state shows in /healthz; the scrape still answers
             return [pending]
         for (task, occurrence), count in sorted(values.items()):
@@ -148,12 +151,10 @@ class StateCollector:
         return [pending, behind]
 
 
-def _pending_and_behind(store: StateStore) -> tuple[dict[tuple[str, str], int], bool]:
+def _pending_and_behind(store: StateStore, clock: Clock) -> tuple[dict[tuple[str, str], int], bool]:
     from engine.delivery.ledger import Ledger
     from engine.delivery.report import executor_behind, task_report
-    from engine.clock import Clock
 
-    clock = Clock()
     tasks = sorted({task for (task, _key), item in Ledger(store).progress().items() if item.status != "closed"})
     running = sorted(task for task, state in store.task_states().items() if state.status == "running")
     values: dict[tuple[str, str], int] = {}
@@ -238,10 +239,10 @@ def pids_alive(pids: Sequence[int]) -> str | None:
 class MetricsServer:
     """``/metrics`` and ``/healthz`` on ``host:port``, in a daemon thread of the serving process."""
 
-    def __init__(self, host: str, port: int, health: Health) -> None:
+    def __init__(self, host: str, port: int, health: Health, clock: Clock | None = None) -> None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        registry.register(StateCollector(health.state))  # type: ignore[arg-type]
+        registry.register(StateCollector(health.state, clock))  # type: ignore[arg-type]
         self.registry = registry
         self.health = health
         handler = _handler(self)
