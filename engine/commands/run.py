@@ -220,18 +220,7 @@ def _install_stop(stop: threading.Event, as_json: bool = True) -> None:
     "(200 while the loop runs and the state answers, else 503), covering every worker. "
     "Port 0 picks a free port (logged at start-up).",
 )
-def run(
-    repo: Path,
-    state_url: str | None,
-    once: bool,
-    now_text: str | None,
-    interval: float | None,
-    batch_size: int | None,
-    workers: int | None,
-    tasks: tuple[str, ...],
-    log_mode: str,
-    metrics_addr: str | None,
-) -> None:
+def run(**options: Any) -> None:
     """Deliver the notifications of running tasks: the executor service.
 
     It polls the state every interval and sends, inside the windows of open occurrences, to
@@ -243,16 +232,16 @@ def run(
     one on, errors included; a mistake on the command line is a plain one-line error.
     """
     try:
-        _run(repo, state_url, once, now_text, interval, batch_size, workers, tasks, log_mode, metrics_addr)
+        _run(**options)
     except UsageError:
         raise
     except CampaignsError as problem:
-        if not json_logs(log_mode):
+        if not json_logs(options["log_mode"]):
             raise
         click.echo(log_line({"event": "error", "level": "error", "message": str(problem)}), err=True)
         sys.exit(problem.exit_code)
     except Exception as bug:  # a bug: still one JSON line off a terminal (CAMPAIGNS_DEBUG=1: the traceback)
-        if not json_logs(log_mode) or os.environ.get("CAMPAIGNS_DEBUG"):
+        if not json_logs(options["log_mode"]) or os.environ.get("CAMPAIGNS_DEBUG"):
             raise
         message = f"internal error: {type(bug).__name__}: {bug} (a bug in campaigns; CAMPAIGNS_DEBUG=1 shows the traceback)"
         click.echo(log_line({"event": "error", "level": "error", "message": message}), err=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import templating
 from engine.config.names import REDIRECTION_MAX
-from engine.urlcheck import rendered_url_problem, url_origin  # noqa: F401 - re-exported for callers
+from engine.urlcheck import rendered_url_problem, url_origin
 from engine.templating import (
     ALWAYS_AVAILABLE,
     DEFAULT_OUTPUT_LIMIT,
