@@ -39,14 +39,17 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import heapq
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from engine.config.usercsv import CsvFile
 from engine.errors import CampaignsError
+from engine.state.dialect import Dialect, JsonAttribute
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Connection, Select
@@ -54,7 +57,6 @@ if TYPE_CHECKING:
     from engine.state import StateStore
 
 USER_ID = "user_id"
-_NUMBER_TYPES_SQLITE = ("integer", "real")
 
 
 class AudienceError(CampaignsError):
@@ -187,7 +189,7 @@ class _Compiler:
 
     def __init__(
         self,
-        dialect: str,
+        dialect: Dialect,
         bodies: Mapping[str, Mapping[str, Any]],
         known: set[str] | None,
         snapshots: Mapping[str, tuple[str, str]] | None = None,
@@ -277,11 +279,7 @@ class _Compiler:
 
     def as_text(self, column: Any) -> Any:
         """An attributes column as JSON text (psycopg's jsonb-to-dict costs twice json.loads)."""
-        if self.dialect == "postgresql":
-            from sqlalchemy import Text, cast
-
-            return cast(column, Text)
-        return column
+        return self.dialect.as_text(column)
 
     def combine(self, included: list[_Pred | _Ids], excluded: list[_Pred | _Ids]) -> _Pred | _Ids:
         from sqlalchemy import and_, except_, not_, or_, union
@@ -350,7 +348,7 @@ class _Compiler:
         operator, operand = condition.operator
         if name != USER_ID and name not in (self.known or set()):
             raise AudienceError(f"audience {audience_id!r}: {unknown_attribute_message(name, self.known or set())}")
-        access = _UserIdAccess(self.users) if name == USER_ID else self.access(name)
+        access = JsonAttribute.text_column(self.users.c.user_id) if name == USER_ID else self.access(name)
 
         def equal(value: Any) -> Any:
             kind, typed = _operand(value, text_only=name == USER_ID)
@@ -386,10 +384,8 @@ class _Compiler:
             raise AudienceError(f"audience {audience_id!r}: unknown operator {operator!r}")
         return and_(check, compare)
 
-    def access(self, name: str) -> Any:
-        if self.dialect == "postgresql":
-            return _PostgresAccess(self.users, name)
-        return _SqliteAccess(self.users, name)
+    def access(self, name: str) -> JsonAttribute:
+        return self.dialect.attribute(self.users.c.attributes, name)
 
 
 def _combine_splits(included: list[_Split], excluded: list[_Split]) -> _Split:
@@ -434,51 +430,6 @@ def _operand(value: Any, *, text_only: bool = False) -> tuple[str, Any]:
     return "text", text
 
 
-class _SqliteAccess:
-    """One attribute of ``campaigns_users.attributes`` (JSON text) on SQLite."""
-
-    def __init__(self, users: Any, name: str) -> None:
-        from sqlalchemy import func
-
-        path = f"$.{name}"  # name matches [A-Za-z][A-Za-z0-9_]*; the path is a bound parameter
-        kind = func.coalesce(func.json_type(users.c.attributes, path), "")
-        value = func.json_extract(users.c.attributes, path)
-        self.exists = func.json_type(users.c.attributes, path).is_not(None)
-        self.is_number = kind.in_(_NUMBER_TYPES_SQLITE)
-        self.is_text = kind == "text"
-        self.number = value
-        self.text = value
-
-
-class _PostgresAccess:
-    """One attribute of ``campaigns_users.attributes`` (JSONB) on PostgreSQL."""
-
-    def __init__(self, users: Any, name: str) -> None:
-        from sqlalchemy import Float, case, cast, func, type_coerce
-        from sqlalchemy.dialects.postgresql import JSONB
-
-        document = type_coerce(users.c.attributes, JSONB())
-        node = document[name]
-        kind = func.coalesce(func.jsonb_typeof(node), "")
-        self.exists = func.jsonb_typeof(node).is_not(None)
-        self.is_number = kind == "number"
-        self.is_text = kind == "string"
-        # CASE: the cast runs only on numbers, whatever order the planner evaluates conditions in
-        self.number = case((func.jsonb_typeof(node) == "number", cast(document[name].astext, Float)))
-        self.text = document[name].astext.collate("C")
-
-
-class _UserIdAccess:
-    def __init__(self, users: Any) -> None:
-        from sqlalchemy import false, true
-
-        self.exists = true()
-        self.is_number = false()
-        self.is_text = true()
-        self.number = users.c.user_id
-        self.text = users.c.user_id
-
-
 # -- materialising lists and snapshots ---------------------------------------------------------
 
 
@@ -493,25 +444,6 @@ def _attachment(store: StateStore, attachments: Any, digest: str) -> bytes | Csv
     return (attachments if attachments is not None else store).attachment(digest)
 
 
-def _advisory_lock(conn: Connection, store: StateStore, purpose: str) -> None:
-    """Serialise writers of one cached item on PostgreSQL (SQLite's BEGIN IMMEDIATE does)."""
-    if conn.dialect.name != "postgresql":
-        return
-    from sqlalchemy import func, select
-
-    from engine.state.locking import advisory_key
-
-    key = advisory_key(purpose, str(store.location.url.database), str(store.location.schema))
-    conn.execute(select(func.pg_advisory_xact_lock(key)))
-
-
-def _analyze(conn: Connection, table: Any) -> None:
-    """Fresh PostgreSQL statistics after a bulk write: without them the planner takes a new
-    snapshot for a dozen rows and joins it to the directory by a nested loop."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ANALYZE {table.name}")
-
-
 def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: Any) -> None:
     """Parse each CSV / ``users:`` list once per content digest into the lists table."""
     if not sources:
@@ -521,6 +453,7 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
     from engine.delivery import directory_tables as dt
 
     meta = dt.audience_list_meta
+    dialect = Dialect.for_store(store)
     wanted = {source.digest: source for source in sources}
     with store.reading() as conn:
         have = set(conn.execute(select(meta.c.digest).where(meta.c.digest.in_(sorted(wanted)))).scalars())
@@ -529,14 +462,12 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
             continue
         listed = _ListedRows(store, source, attachments)  # a missing CSV fails before any write
         with store.writing() as conn:
-            _advisory_lock(conn, store, f"audience-list:{digest}")
+            dialect.lock_transaction(conn, f"audience-list:{digest}")  # one writer per cached item
             if conn.execute(select(meta.c.digest).where(meta.c.digest == digest)).first() is not None:
                 continue  # another process made it meanwhile
-            from engine.delivery.directory import bulk_insert
-
             # streamed from the file into the table; a bad row or a changed file raises below,
             # which rolls the whole list back
-            bulk_insert(conn, dt.audience_lists, ["digest", "user_id", "attributes", "opt_out"], ((digest, *row) for row in listed))
+            dialect.bulk_copy(conn, dt.audience_lists, ("digest", "user_id", "attributes", "opt_out"), ((digest, *row) for row in listed))
             columns = listed.finish()
             conn.execute(
                 meta.insert().values(
@@ -547,7 +478,7 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
                     created_at=datetime.now(timezone.utc),
                 )
             )
-            _analyze(conn, dt.audience_lists)
+            dialect.analyze(conn, dt.audience_lists)
 
 
 class _ListedRows:
@@ -611,9 +542,10 @@ def _ensure_snapshots(
     from engine.state import content_digest
 
     meta = dt.snapshot_meta
+    dialect = Dialect.for_store(store)
     for audience_id, body in audiences:
         with store.writing() as conn:
-            _advisory_lock(conn, store, f"audience-snapshot:{task_id}:{audience_id}")
+            dialect.lock_transaction(conn, f"audience-snapshot:{task_id}:{audience_id}")
             taken = conn.execute(
                 select(meta.c.size).where(meta.c.task_id == task_id, meta.c.audience_id == audience_id)
             ).first()
@@ -637,7 +569,7 @@ def _ensure_snapshots(
                     taken_at=datetime.now(timezone.utc),
                 )
             )
-            _analyze(conn, dt.snapshots)
+            dialect.analyze(conn, dt.snapshots)
 
 
 def _snapshots_taken(store: StateStore, task_id: str) -> set[str]:
@@ -694,7 +626,7 @@ def _prepare(
     from engine.delivery.directory import known_attributes
 
     top = _task_audiences(task_body)
-    compiler = _Compiler(store.backend, audience_bodies, known_attributes(store))
+    compiler = _Compiler(Dialect.for_store(store), audience_bodies, known_attributes(store))
 
     lists: list[_ListSource] = []
     overlay_digests: list[str] = []
@@ -805,27 +737,12 @@ def task_members(
 def _stream(store: StateStore, prepared: _Query, batch_size: int) -> Iterator[list[Member]]:
     build = _member_builder(prepared.overlays)
     with store.reading() as conn:
-        if conn.dialect.name == "postgresql":
-            # a cursor is planned for its first rows (an index scan: random heap reads); every row
-            # is read here, so let the planner pick the plan that is fastest for all of them
-            conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-            results = [
-                conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
-                for query in prepared.selects
-            ]
-            sources = [_partitions(result) for result in results]
-        else:
-            conn.exec_driver_sql("SELECT 1")  # begin: every cursor below reads one snapshot
-            results = [_sqlite_cursor(conn, query) for query in prepared.selects]
-            sources = [_fetchmany(cursor, batch_size) for cursor in results]
+        sources, results = prepared.compiler.dialect.streams(conn, prepared.selects, batch_size)
         try:
             if len(sources) == 1:
                 for rows in sources[0]:
                     yield [build(row) for row in rows]
                 return
-            import heapq
-            from operator import itemgetter
-
             merged = heapq.merge(*[_flatten(source) for source in sources], key=itemgetter(0))
             batch: list[Member] = []
             for row in merged:
@@ -840,34 +757,9 @@ def _stream(store: StateStore, prepared: _Query, batch_size: int) -> Iterator[li
                 result.close()
 
 
-def _partitions(result: Any) -> Iterator[Sequence[Any]]:
-    yield from result.partitions()
-
-
-def _fetchmany(cursor: Any, size: int) -> Iterator[Sequence[Any]]:
-    while True:
-        rows = cursor.fetchmany(size)
-        if not rows:
-            return
-        yield rows
-
-
 def _flatten(source: Iterator[Sequence[Any]]) -> Iterator[Any]:
     for rows in source:
         yield from rows
-
-
-def _sqlite_cursor(conn: Connection, query: Any) -> Any:
-    """The query on a DBAPI cursor of ``conn``: SQLite rows as plain tuples save a third of the
-    per-member cost of Row objects. SQL and parameters come from SQLAlchemy's compiler."""
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    args = tuple(params[name] for name in compiled.positiontup)
-    if not all(value is None or type(value) in (str, int, float) for value in args):  # pragma: no cover
-        raise TypeError(f"unexpected parameter types in a membership query: {args!r}")
-    cursor = conn.connection.driver_connection.cursor()
-    cursor.execute(compiled.string, args)
-    return cursor
 
 
 def _member_builder(overlays: int) -> Callable[[Sequence[Any]], Member]:
@@ -934,7 +826,7 @@ def check_task_audiences(
     from engine.delivery.directory import known_attributes
 
     top = _task_audiences(task_body)
-    compiler = _Compiler(store.backend, audience_bodies, known_attributes(store))
+    compiler = _Compiler(Dialect.for_store(store), audience_bodies, known_attributes(store))
     if task_id is not None:
         taken = _snapshots_taken(store, task_id)
         compiler.snapshots = {a: (task_id, a) for a in top if a in taken and compiler.body(a, ()).get("refresh") == "once"}
