@@ -116,7 +116,7 @@ def import_users(
     """
     from sqlalchemy import delete, func, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
     from engine.state.dialect import Dialect
 
     started = time.perf_counter()
@@ -187,7 +187,7 @@ def _replace_unless_shrinking(
     ``--allow-shrink`` load directly."""
     from sqlalchemy import delete, text
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     users = dt.users.name
     stage = dialect.stage_table(conn, dt.users, _STAGE)
@@ -212,7 +212,7 @@ def _replace_unless_shrinking(
 def _remember_attributes(conn: Connection, names: list[str], replace: bool) -> None:
     from sqlalchemy import delete, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     a = dt.user_attributes
     if replace:
@@ -233,7 +233,7 @@ def known_attributes(store: StateStore) -> set[str] | None:
     or None when no directory was ever imported."""
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     with store.reading() as conn:
         if conn.execute(select(dt.user_imports.c.id).limit(1)).first() is None:
@@ -255,7 +255,7 @@ def lookup_users(store: StateStore, user_ids: Iterable[str]) -> dict[str, dict[s
     ids not in the directory are absent."""
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     wanted = sorted(set(user_ids))
     found: dict[str, dict[str, Any]] = {}
@@ -282,7 +282,7 @@ def directory_info(store: StateStore) -> DirectoryInfo | None:
     """Size, attribute names and last import of the directory (None: never imported)."""
     from sqlalchemy import func, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     i = dt.user_imports
     with store.reading() as conn:

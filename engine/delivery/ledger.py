@@ -1,7 +1,7 @@
 """The delivery ledger: what was decided for every (task, occurrence, user), and the claim
 protocol that lets several executors share an occurrence without sending anything twice.
 
-Protocol (tables in ``engine.delivery.ledger_tables``)::
+Protocol (tables in ``engine.state.ledger_tables``)::
 
     claim   one transaction, the occurrence's progress row locked (PostgreSQL ``FOR UPDATE``;
             SQLite ``BEGIN IMMEDIATE``): take the next members after ``last_user`` from the
@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, func, select
 
 from engine.delivery import ledger_sql as q
-from engine.delivery import ledger_tables as lt
+from engine.state import ledger_tables as lt
 from engine.delivery.pacing import reserve_slot
 from engine.state.dialect import Dialect
 

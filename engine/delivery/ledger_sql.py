@@ -4,7 +4,7 @@ PostgreSQL only). The names say which step of the claim protocol uses them."""
 
 from __future__ import annotations
 
-from engine.delivery.ledger_tables import deliveries
+from engine.state.ledger_tables import deliveries
 
 DELIVERY_COLUMNS = ("task_id", "occurrence", "user_id", "message_id", "status", "creative", "cap_key", "attempts", "at", "error")
 """The columns a claim writes, in the order of its rows (``bulk_copy``)."""
