@@ -45,7 +45,8 @@ def undeliverable(store: StateStore, base_dir: Path | str, *, env: Mapping[str, 
     from pydantic import ValidationError
 
     from engine.config.models import Platform
-    from engine.delivery.audiences import AudienceError, check_task_audiences
+    from engine.delivery.audience_rules import AudienceError
+    from engine.delivery.audiences import check_task_audiences
     from engine.delivery.directory import DirectoryError, directory_store
     from engine.delivery.executor import task_run
     from engine.delivery.providers import describe_provider

@@ -97,7 +97,8 @@ def _stored_segments(store: StateStore, stored_tasks: dict[str, dict]) -> dict[s
 
 
 def _size(directory: StateStore, body: dict, audiences: dict, task_id: str | None, attachments: Any) -> tuple[int | None, str | None]:
-    from engine.delivery.audiences import MissingContent, _prepare
+    from engine.delivery.audience_rules import MissingContent
+    from engine.delivery.audiences import _prepare
     from engine.delivery.directory import NoDirectory
 
     try:

@@ -51,7 +51,7 @@ def directory_attributes(root: Path, platform: dict[str, Any] | None, state_opti
 
 
 def attribute_findings(catalog, known: frozenset[str]) -> Iterator:
-    from engine.delivery.audiences import audience_attribute_problems
+    from engine.delivery.audience_rules import audience_attribute_problems
     from engine.validation.rules import Finding
 
     for entry in catalog.valid("audience"):
