@@ -420,7 +420,7 @@ def _member_builder(overlays: int) -> Callable[[Sequence[Any]], Member]:
     return build_overlaid
 
 
-def checktask_audiences(
+def check_task_audiences(
     store: StateStore, task_id: str | None, task_body: Mapping[str, Any], audience_bodies: Mapping[str, Mapping[str, Any]]
 ) -> None:
     """Raise ``AudienceError`` (``NoDirectory`` among them) when the task's audiences cannot be

@@ -64,6 +64,12 @@ class Dialect:
         self.schema = schema
         self._translated: dict[str, str] = {}
 
+    @property
+    def parses_json_per_call(self) -> bool:
+        """SQLite parses a JSON document again at every ``json_*`` call (PostgreSQL's JSONB is
+        parsed once), so queries reading many attributes of a row extract them once first."""
+        return not self.postgres
+
     @classmethod
     def for_store(cls, store: StateStore) -> Dialect:
         location = store.location
