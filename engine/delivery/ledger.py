@@ -40,15 +40,12 @@ read the ledger's failed rows, in key order and in chunks (``failures``).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
@@ -56,7 +53,7 @@ from sqlalchemy import Connection, func, select
 from engine.delivery import ledger_sql as q
 from engine.state import ledger_tables as lt
 from engine.delivery.pacing import reserve_slot
-from engine.state.dialect import Dialect
+from engine.state.dialect import Dialect, ProcessLocks, WriteQueue
 
 if TYPE_CHECKING:
     from engine.state import StateStore
@@ -234,41 +231,13 @@ class Presence:
     def __init__(self, store: StateStore, executor: str) -> None:
         self.store = store
         self.executor = executor
-        self.dialect = Dialect.for_store(store)
-        self._conn_cm = None
-        self._fd: int | None = None
-        self._dir: Path | None = None
-        if not self.dialect.postgres:
-            assert store.location.path is not None
-            self._dir = store.location.path.with_name(store.location.path.name + ".executors")
+        self._locks = ProcessLocks(store, "executors", "executor:")
 
     def hold(self) -> None:
-        if self.dialect.postgres:
-            self._conn_cm = self.store.reading()
-            conn = self._conn_cm.__enter__()
-            self.dialect.lock_session(conn, _presence(self.executor))
-            return
-        assert self._dir is not None
-        self._dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._dir / self.executor, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd = fd
+        self._locks.hold(self.executor)
 
     def release(self) -> None:
-        if self._conn_cm is not None:
-            try:
-                self._conn_cm.__exit__(None, None, None)  # closing the session drops the lock
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
-            self._conn_cm = None
-        if self._fd is not None:
-            assert self._dir is not None
-            try:
-                os.unlink(self._dir / self.executor)
-            except OSError:
-                pass
-            os.close(self._fd)
-            self._fd = None
+        self._locks.release()
 
     def alive(self, executors: Iterable[str]) -> set[str]:
         """Which of ``executors`` hold their lock right now (this one always counts as alive)."""
@@ -277,30 +246,7 @@ class Presence:
         others = sorted(wanted - living)
         if not others:
             return living
-        if self.dialect.postgres:
-            with self.store.reading() as conn:
-                living.update(other for other in others if self.dialect.held_by_a_session(conn, _presence(other)))
-                conn.commit()
-            return living
-        assert self._dir is not None
-        for other in others:
-            try:
-                fd = os.open(self._dir / other, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
-                continue  # no file: it exited (or never ran here)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                living.add(other)
-            else:
-                try:  # its process is gone and its id is never used again: tidy up
-                    os.unlink(self._dir / other)
-                except OSError:
-                    pass
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-        return living
+        return living | self._locks.held(others)
 
 
 # --- the ledger -----------------------------------------------------------------------------
@@ -313,34 +259,12 @@ class Ledger:
         self.store = store
         self.executor = executor or uuid.uuid4().hex
         self.dialect = Dialect.for_store(store)
-        self._lock_fd: int | None = None
-        self._lock_path: Path | None = None
-        if not self.dialect.postgres and store.location.path is not None:
-            self._lock_path = store.location.path.with_name(store.location.path.name + ".ledger-lock")
+        self._queue = WriteQueue(store, "ledger-lock")  # on SQLite, executors queue for writes
+        self._write = self._queue.writing
         self._run = self.dialect.run
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction. On SQLite, executors queue for it on an ``flock`` first: SQLite's
-        own busy handler polls with sleeps of up to 100 ms, which idles the database between
-        two executors' short transactions; the kernel wakes the next one at once."""
-        if self._lock_path is None:
-            with self.store.writing() as conn:
-                yield conn
-            return
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            with self.store.writing() as conn:
-                yield conn
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._queue.close()
 
     # -- executors --------------------------------------------------------------------------
 
@@ -778,11 +702,6 @@ class Ledger:
                 counts = found.setdefault((task, occurrence), Counts())
                 setattr(counts, status, getattr(counts, status) + count)
         return found
-
-
-def _presence(executor: str) -> str:
-    """The advisory lock an executor holds for its lifetime on PostgreSQL."""
-    return f"executor:{executor}"
 
 
 def _progress(row: Any) -> Progress:

@@ -20,9 +20,12 @@ need that the two databases spell differently is here, and only here:
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -266,6 +269,116 @@ class Dialect:
     def attribute(self, column: Any, name: str) -> JsonAttribute:
         """One attribute of a JSON document column (see ``JsonAttribute``)."""
         return _PostgresAttribute(column, name) if self.postgres else _SqliteAttribute(column, name)
+
+
+class ProcessLocks:
+    """Named locks that die with the process holding them (a ``kill -9`` included), within one
+    state: PostgreSQL session advisory locks (``purpose`` + name, scoped by database and schema)
+    on a connection kept open; SQLite ``flock`` on ``<database>.<folder>/<name>``. This process
+    holds at most one of them."""
+
+    def __init__(self, store: StateStore, folder: str, purpose: str) -> None:
+        self.store = store
+        self.dialect = Dialect.for_store(store)
+        self.purpose = purpose
+        self._conn_cm: Any = None
+        self._fd: int | None = None
+        self._name: str | None = None
+        self._dir = None
+        if not self.dialect.postgres:
+            assert store.location.path is not None
+            self._dir = store.location.path.with_name(store.location.path.name + "." + folder)
+
+    def hold(self, name: str) -> None:
+        self._name = name
+        if self.dialect.postgres:
+            self._conn_cm = self.store.reading()
+            self.dialect.lock_session(self._conn_cm.__enter__(), self.purpose + name)
+            return
+        assert self._dir is not None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._dir / name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._conn_cm is not None:
+            try:
+                self._conn_cm.__exit__(None, None, None)  # closing the session drops the lock
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+            self._conn_cm = None
+        if self._fd is not None:
+            assert self._dir is not None and self._name is not None
+            try:
+                os.unlink(self._dir / self._name)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+    def held(self, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` some other process holds right now. On SQLite the file of a lock
+        nobody holds is removed (its process is gone and a name is never used again)."""
+        living: set[str] = set()
+        if self.dialect.postgres:
+            with self.store.reading() as conn:
+                living.update(name for name in names if self.dialect.held_by_a_session(conn, self.purpose + name))
+                conn.commit()
+            return living
+        assert self._dir is not None
+        for name in names:
+            try:
+                fd = os.open(self._dir / name, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue  # no file: it exited (or never ran here)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                living.add(name)
+            else:
+                try:
+                    os.unlink(self._dir / name)
+                except OSError:
+                    pass
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        return living
+
+
+class WriteQueue:
+    """Write transactions of one state, queued for on SQLite: writers wait on an ``flock`` of
+    ``<database>.<suffix>`` first, because SQLite's own busy handler polls with sleeps of up to
+    100 ms, which idles the database between two processes' short transactions; the kernel
+    wakes the next one at once. PostgreSQL: the store's transaction as it is (row locks queue)."""
+
+    def __init__(self, store: StateStore, suffix: str) -> None:
+        self.store = store
+        self._fd: int | None = None
+        self._path = None
+        if not Dialect.for_store(store).postgres and store.location.path is not None:
+            self._path = store.location.path.with_name(store.location.path.name + "." + suffix)
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        if self._path is None:
+            with self.store.writing() as conn:
+                yield conn
+            return
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            with self.store.writing() as conn:
+                yield conn
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class JsonAttribute:
