@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from engine.commands.common import parse_now, repo_option, state_option
-from engine.delivery.service import json_logs, log_line, run_service
+from engine.delivery.service import ServiceOptions, json_logs, log_line, run_service
 from engine.errors import CampaignsError, UsageError
 
 
@@ -197,9 +198,21 @@ def run(**options: Any) -> None:
         sys.exit(1)
 
 
-def _run(now_text: str | None, log_mode: str, **options: Any) -> None:
+def _run(
+    repo: Path,
+    state_url: str | None,
+    once: bool,
+    now_text: str | None,
+    interval: float | None,
+    batch_size: int | None,
+    workers: int | None,
+    tasks: tuple[str, ...],
+    log_mode: str,
+    metrics_addr: str | None,
+) -> None:
     start = parse_now(now_text) if now_text else None
-    run_service(start=start, log_mode=log_mode, reporters=_reporter, **options)
+    options = ServiceOptions(repo, state_url, once, start, interval, batch_size, tasks, log_mode, _reporter)
+    run_service(options, workers=workers, metrics_addr=metrics_addr)
 
 
 def _reporter(log_mode: str) -> Any:

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,35 +88,38 @@ def install_stop(stop: threading.Event, as_json: bool = True) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_service(
-    repo: Path,
-    state_url: str | None,
-    *,
-    once: bool,
-    start: dt.datetime | None,
-    interval: float | None,
-    batch_size: int | None,
-    workers: int | None,
-    tasks: tuple[str, ...],
-    log_mode: str,
-    metrics_addr: str | None,
-    reporters: Reporters,
-) -> None:
+@dataclass(frozen=True)
+class ServiceOptions:
+    """What every process of the service runs with (``campaigns run``'s options)."""
+
+    repo: Path
+    state_url: str | None
+    once: bool  # one pass, then exit
+    start: dt.datetime | None  # the clock's first instant (None: now)
+    interval: float | None  # seconds between passes (None: platform.yaml's)
+    batch_size: int | None
+    tasks: tuple[str, ...]  # only these tasks (empty: all)
+    log_mode: str  # auto | json | progress | quiet
+    reporters: Reporters
+
+
+def run_service(options: ServiceOptions, *, workers: int | None, metrics_addr: str | None) -> None:
     """``campaigns run``: one pass (``once``) or the service until SIGTERM / SIGINT, in this
-    process or in ``workers`` forked ones, from ``start`` (None: now) on. Exits the process
-    with the workers' code when it supervises them."""
+    process or in ``workers`` forked ones. Exits the process with the workers' code when it
+    supervises them."""
+    repo, state_url, once, log_mode = options.repo, options.state_url, options.once, options.log_mode
     if metrics_addr is not None and once:
         raise UsageError("--metrics-addr serves metrics while the service runs; it does not work with --once")
-    configured = _preflight(repo, state_url, tasks)
+    configured = _preflight(repo, state_url, options.tasks)
     if workers is None:
         workers = configured
-    serving = _metrics_server(metrics_addr, repo, state_url, log_mode, start) if metrics_addr is not None else None
+    serving = _metrics_server(metrics_addr, repo, state_url, log_mode, options.start) if metrics_addr is not None else None
     loop = _Loop()
 
     def one(label: str | None = None) -> None:
         if serving is not None and label is not None:
             serving[0].httpd.socket.close()  # the parent serves; a worker does not hold the port
-        serve(repo, state_url, once, start, interval, batch_size, tasks, log_mode, reporters, label, loop, serving is not None)
+        serve(options, label, loop, serving is not None)
 
     try:
         if workers > 1:
@@ -195,21 +199,10 @@ def _preflight(repo: Path, state_url: str | None, tasks: tuple[str, ...]) -> int
     return int(executor.get("workers", 1))
 
 
-def serve(
-    repo: Path,
-    state_url: str | None,
-    once: bool,
-    start: dt.datetime | None,
-    interval: float | None,
-    batch_size: int | None,
-    tasks: tuple[str, ...],
-    log_mode: str,
-    reporters: Reporters,
-    label: str | None = None,
-    loop: _Loop | None = None,
-    metrics: bool = False,
-) -> None:
-    """The service loop in this process (``label``: which worker it is)."""
+def serve(options: ServiceOptions, label: str | None = None, loop: _Loop | None = None, metrics: bool = False) -> None:
+    """The service loop in this process (``label``: which worker it is; ``metrics``: count for
+    the metrics the parent serves)."""
+    once, start, log_mode, repo = options.once, options.start, options.log_mode, options.repo
     stop = threading.Event()
     worker = label is not None
     install_stop(stop, as_json=worker or json_logs(log_mode))
@@ -222,12 +215,12 @@ def serve(
         _stop_with_parent(stop)
     if log_mode == "auto":
         log_mode = "progress" if is_terminal(sys.stderr) and not worker else "json"
-    reporter = reporters(log_mode)
+    reporter = options.reporters(log_mode)
     clock = Clock(start)
     errors = 0
-    with StateStore.open(resolve_state_url(repo, state_url), base_dir=repo, create=False) as store, _entered(reporter):
+    with StateStore.open(resolve_state_url(repo, options.state_url), base_dir=repo, create=False) as store, _entered(reporter):
         executor = Executor(
-            store, repo, clock=clock, batch_size=batch_size, stop=stop, reporter=reporter, tasks=tasks or None,
+            store, repo, clock=clock, batch_size=options.batch_size, stop=stop, reporter=reporter, tasks=options.tasks or None,
             observer=observer,
         )
         with executor:
@@ -252,7 +245,7 @@ def serve(
                 errors = len(summary.errors)
                 if once:
                     break
-                wait = interval if interval is not None else _poll_interval(executor)
+                wait = options.interval if options.interval is not None else _poll_interval(executor)
                 if stop.wait(wait):
                     break
             if loop is not None:
