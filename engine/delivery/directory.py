@@ -29,7 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, text
 
 from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's CSV rules
     CsvFileError,
@@ -41,12 +43,10 @@ from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's
 )
 from engine.config.settings import resolve_state_url
 from engine.errors import CampaignsError
-
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
-    from engine.state import StateStore
-    from engine.state.dialect import Dialect
+from engine.state import StateStore
+from engine.state import directory_tables as dt
+from engine.state.dialect import Dialect
+from engine.state.url import parse_state_url
 
 _SQLITE_IMPORT_CACHE_KIB = 65_536  # page cache while importing: random-order ids touch the whole b-tree
 
@@ -114,11 +114,6 @@ def import_users(
     (``replace`` would remove more than half of the users, an empty or truncated export most
     likely, and ``allow_shrink`` is not given; nothing written).
     """
-    from sqlalchemy import delete, func, select
-
-    from engine.state import directory_tables as dt
-    from engine.state.dialect import Dialect
-
     started = time.perf_counter()
     try:
         source = UsersCsv.from_path(csv_path)
@@ -185,10 +180,6 @@ def _replace_unless_shrinking(
     refuse (ShrinkRefused, the transaction rolls back) when that is more than half of them,
     else swap the staged users in. Only this case pays for the staging; a first import and
     ``--allow-shrink`` load directly."""
-    from sqlalchemy import delete, text
-
-    from engine.state import directory_tables as dt
-
     users = dt.users.name
     stage = dialect.stage_table(conn, dt.users, _STAGE)
     dialect.bulk_copy(conn, stage, _USER_COLUMNS, source.rows(progress))
@@ -210,10 +201,6 @@ def _replace_unless_shrinking(
 
 
 def _remember_attributes(conn: Connection, names: list[str], replace: bool) -> None:
-    from sqlalchemy import delete, select
-
-    from engine.state import directory_tables as dt
-
     a = dt.user_attributes
     if replace:
         conn.execute(delete(a))
@@ -231,10 +218,6 @@ def _remember_attributes(conn: Connection, names: list[str], replace: bool) -> N
 def known_attributes(store: StateStore) -> set[str] | None:
     """Attribute names the directory has (every column imported since the last ``--replace``),
     or None when no directory was ever imported."""
-    from sqlalchemy import select
-
-    from engine.state import directory_tables as dt
-
     with store.reading() as conn:
         if conn.execute(select(dt.user_imports.c.id).limit(1)).first() is None:
             return None
@@ -253,10 +236,6 @@ def decode_attributes(value: Any) -> dict[str, Any]:
 def lookup_users(store: StateStore, user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """user_id -> attributes (with ``user_id`` itself) of the given users found in the directory;
     ids not in the directory are absent."""
-    from sqlalchemy import select
-
-    from engine.state import directory_tables as dt
-
     wanted = sorted(set(user_ids))
     found: dict[str, dict[str, Any]] = {}
     u = dt.users
@@ -280,10 +259,6 @@ class DirectoryInfo:
 
 def directory_info(store: StateStore) -> DirectoryInfo | None:
     """Size, attribute names and last import of the directory (None: never imported)."""
-    from sqlalchemy import func, select
-
-    from engine.state import directory_tables as dt
-
     i = dt.user_imports
     with store.reading() as conn:
         last = conn.execute(select(i.c.imported_at, i.c.source).order_by(i.c.id.desc()).limit(1)).first()
@@ -326,9 +301,6 @@ def directory_store(platform_model: Any, state_store: StateStore, base_dir: Path
     closes it when it is not ``state_store`` -- or use ``open_directory``)."""
     if user_directory_url(platform_model) is None:
         return state_store
-    from engine.state import StateStore
-    from engine.state.url import parse_state_url
-
     url = locate(platform_model, base_dir)
     if parse_state_url(url, Path(base_dir)).display == state_store.display_url:
         return state_store

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from engine.clock import Clock
 from engine.config.models import Platform, Task
+from engine.config.names import CHANNELS
 from engine.delivery.audiences import audience_size, task_members
 from engine.delivery.directory import directory_store
 from engine.delivery.ids import creative_index, message_id
@@ -437,8 +438,6 @@ class Executor:
         )
         providers: dict[str, str] = {}
         if platform is not None:
-            from engine.config.names import CHANNELS
-
             for channel in CHANNELS:
                 try:
                     providers[channel] = describe_provider(channel, platform, self.base_dir)
