@@ -1,7 +1,8 @@
 """The delivery ledger: what was decided for every (task, occurrence, user), and the claim
 protocol that lets several executors share an occurrence without sending anything twice.
 
-Protocol (tables in ``engine.state.ledger_tables``)::
+Protocol (tables in ``engine.state.ledger_tables``, statements in ``engine.delivery.ledger_sql``,
+run through ``engine.state.dialect``)::
 
     claim   one transaction, the occurrence's progress row locked (PostgreSQL ``FOR UPDATE``;
             SQLite ``BEGIN IMMEDIATE``): take the next members after ``last_user`` from the
