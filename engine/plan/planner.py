@@ -1,15 +1,8 @@
 """Compare a repository with the state and decide every change, status and blocker.
 
-The lifecycle (design notes, "Task lifecycle"), for a task whose file is present:
-
-- ``status: active``  -> ``running``. Needs a passing pilot test of exactly its current content
-  (``needs-pilot-test``) unless it already ran with this very content (running, or paused and
-  resumed unchanged), and every template of its creatives approved (``template-not-approved``).
-- ``status: paused``  -> ``paused`` if it ever ran (running or paused); otherwise ``draft``, or
-  ``testing`` once a pilot test of its content passed (a task already ``testing`` stays so while
-  its content does not change).
-- file deleted        -> ``completed``; the stored task and its history are kept, and a completed
-  task whose file stays deleted is a no-op from then on.
+The lifecycle rules (the status a task ends in, when it needs a pilot test) are
+``engine.plan.lifecycle``; a deleted task file completes the task (the stored task and its history
+are kept, and a completed task whose file stays deleted is a no-op from then on).
 
 Every change needs approval (``needs-approval``) unless the plan is made with evidence (apply).
 
@@ -24,9 +17,9 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from engine.clock import now as clock_now
-from engine.config.repository import KINDS, Repository
+from engine.config.repository import Repository
 from engine.config.usercsv import CsvFile
-from engine.plan import impact_query
+from engine.plan import impact_query, lifecycle
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
 from engine.plan.impact import DEFAULT_FORECAST_DAYS
@@ -50,7 +43,6 @@ if TYPE_CHECKING:
     from engine.state import StateStore
 
 PREVIEW_COUNT = 5
-_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 
 APPROVAL_MESSAGE = (
     "every change needs approval: apply from the merged pull request's workflow "
@@ -66,22 +58,6 @@ def _split(address: str) -> tuple[str, str]:
 
 
 _order = change_order
-
-
-def target_status(want: str, before: str | None, content_changed: bool, tested: bool) -> str:
-    """The status a task present in the repository ends in (see the module docstring)."""
-    if want == "active":
-        return "running"
-    if before in ("running", "paused"):
-        return "paused"
-    if before == "testing" and not content_changed:
-        return "testing"
-    return "testing" if tested else "draft"
-
-
-def needs_test(want: str, before: str | None, content_changed: bool) -> bool:
-    """Whether reaching the target needs a passing pilot test of the current content."""
-    return want == "active" and not (before in ("running", "paused") and not content_changed)
 
 
 class Planner:
@@ -130,13 +106,13 @@ class Planner:
         for address in stored.keys() - digests.keys():
             kind, rid = _split(address)
             state = states.get(rid) if kind == "task" else None
-            if state is not None and state.status == "completed":
+            if state is not None and state.status == lifecycle.COMPLETED:
                 unchanged[address] = stored[address]
-                statuses[address] = StatusChange("completed", "completed")
+                statuses[address] = StatusChange(lifecycle.COMPLETED, lifecycle.COMPLETED)
                 continue
             change = Change(address, kind, rid, "delete", before_digest=stored[address])
             if kind == "task":
-                change.status = StatusChange(state.status if state else None, "completed")
+                change.status = StatusChange(state.status if state else None, lifecycle.COMPLETED)
                 change.content_digest = state.content_digest if state else None
                 change.notes.append("the task file was deleted: the task is completed and kept in the state")
             actionable[address] = change
@@ -190,9 +166,8 @@ class Planner:
             if change is None and previous is not None:
                 status = previous.status
                 data = resource.data
-                settled = status == "running" if data.get("status", "active") == "active" else status in ("paused", "testing")
                 if (
-                    settled
+                    lifecycle.settled(data.get("status", "active"), status)
                     and not (changed_creatives and any(c in changed_creatives for c in data["creatives"]))
                     and not (
                         changed_templates
@@ -221,22 +196,18 @@ class Planner:
         want = desired.resources[change.address].data.get("status", "active")
         components = desired.task_components(task_id)
         moved = [address for address in components if address in changed]
-        if previous is not None and before != "completed" and not moved:
+        if previous is not None and before != lifecycle.COMPLETED and not moved:
             content_changed = False  # nothing it is made of changed since the last apply
             content = previous.content_digest
         else:
             content = desired.task_content_digest(task_id)
             content_changed = previous is None or previous.content_digest != content
-        testing_needed = needs_test(want, before, content_changed)
-        if want == "paused":  # draft or testing depends on a pilot test, unless it ran or stays testing
-            check = before not in ("running", "paused") and not (before == "testing" and not content_changed)
-        else:
-            check = testing_needed
+        testing_needed = lifecycle.needs_test(want, before, content_changed)
         tested = False
-        if check:
+        if lifecycle.pilot_test_matters(want, before, content_changed):
             content = desired.task_content_digest(task_id)
             tested = content in snapshot.passing.get(task_id, ())
-        after = target_status(want, before, content_changed, tested)
+        after = lifecycle.target_status(want, before, content_changed, tested)
         status = StatusChange(before, after)
         if change.action == "no-op" and not status.changes and not content_changed:
             change.status = status
