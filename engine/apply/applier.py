@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 from engine.apply.approval import ApprovalRefused, Evidence, stored_policy
 from engine.clock import Clock
 from engine.errors import CampaignsError
-from engine.plan.model import NEEDS_APPROVAL, Change, Plan
-from engine.plan.planner import Planner, make_planner
+from engine.plan import fastpath
+from engine.plan.model import NEEDS_APPROVAL, Blocker, Change, Plan
+from engine.plan.planner import APPROVAL_MESSAGE, Planner, make_planner
 from engine.plan.source import LocalSource
 from engine.state import control
 from engine.state.records import Approval, TaskStateWrite
@@ -223,8 +224,6 @@ def apply(
     The applied repository is remembered for ``engine.plan.fastpath``. Approval is judged by the
     policy already applied in the state, read under the lock (``approval.stored_policy``), never
     by the repository's own ``platform.yaml``: a change to the policy governs the merges after it."""
-    from engine.plan import fastpath
-
     with store.lock("apply", timeout=lock_timeout):
         if on_locked:
             on_locked()
@@ -247,8 +246,7 @@ def apply(
         except ApprovalRefused as refused:
             problem = str(refused)
         if approval is None:
-            for change in plan.actionable:
-                change.blockers.append(_approval_blocker())
+            plan = plan.with_blocker(Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE))
         if plan.blockers() or problem:
             refused = refusal(plan, problem)
             _remember_failure(store, evidence, approval, refused, now, plan.serial)
@@ -290,9 +288,3 @@ def _remember_failure(
     except CampaignsError:  # the refusal is what the user must see; the drift record is a courtesy
         pass
 
-
-def _approval_blocker():
-    from engine.plan.model import Blocker
-    from engine.plan.planner import APPROVAL_MESSAGE
-
-    return Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE)

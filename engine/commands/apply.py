@@ -52,11 +52,11 @@ def apply(
     from engine.apply.applier import ApplyRefused
     from engine.apply.applier import apply as run_apply
     from engine.apply.approval import Evidence
-    from engine.plan import model
+    from engine.plan import planfile
     from engine.validation.filecheck import gc_paused
 
     evidence = Evidence.from_options(str(event) if event else None, approved_by, reason)
-    saved = model.load(plan_file) if plan_file is not None else None
+    saved = planfile.load(plan_file) if plan_file is not None else None
     with gc_paused():  # builds many objects and no cycles worth collecting
         repository = load_repo(repo, state_url, use_cache=False)  # apply trusts no cache
         with open_store(repo, state_url, platform=repository.platform.data) as store:

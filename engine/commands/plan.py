@@ -85,7 +85,7 @@ def plan(
     3 blockers that would refuse the apply after the merge (--fail-on-blockers), 1 error.
     """
     from engine.config.settings import resolve_state_url
-    from engine.plan import fastpath, model, render
+    from engine.plan import fastpath, planfile, render
     from engine.plan.planner import compute_plan
     from engine.plan.source import ForkedSource, LocalSource, can_fork
     from engine.validation.filecheck import gc_paused
@@ -116,7 +116,7 @@ def plan(
             if store is not None:
                 store.close()
         if out is not None:
-            model.save(result, out)
+            planfile.save(result, out)
         colour = use_color(sys.stdout, flag=color) and output_format == "text"
         click.echo(render.render(result, output_format, color=colour), nl=False, color=colour)
     if out is not None:

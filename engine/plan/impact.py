@@ -1,7 +1,7 @@
 """What a change will do (SPEC section 5): audience sizes, warnings, SMS cost and the cap forecast.
 
 The planner asks the state side (``engine.plan.impact_query``, through the same ``details``
-request as the field differences) for counts, then fills the plan value with them. The shape,
+request as the field differences) for counts, then fills the changes being decided (``ChangeDraft``) with them. The shape,
 which ``campaigns preview`` and the JSON plan read:
 
 - a task change: ``audience_size = {"before": int|None, "after": int|None}`` (``before`` None
@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.plan.model import Change, PlanWarning
+from engine.plan.model import ChangeDraft, PlanWarning
 
 if TYPE_CHECKING:
     from engine.plan.desired import Desired
@@ -129,7 +129,7 @@ def reached_audiences(desired: Desired, task_id: str) -> set[str]:
 
 
 def build_request(
-    actionable: list[Change], forecast: ForecastPlan, desired: Desired, running: Iterable[str]
+    actionable: list[ChangeDraft], forecast: ForecastPlan, desired: Desired, running: Iterable[str]
 ) -> ImpactRequest:
     from engine.plan.impact_query import ImpactRequest
 
@@ -164,7 +164,7 @@ def _sized(before: int | None, after: int | None, reason: str | None) -> dict[st
 
 
 def apply_answer(
-    actionable: list[Change],
+    actionable: list[ChangeDraft],
     answer: ImpactAnswer | None,
     forecast: ForecastPlan,
     desired: Desired,
@@ -236,7 +236,7 @@ def _no_directory_note() -> str:
 
 
 def _task(
-    change: Change,
+    change: ChangeDraft,
     answer: ImpactAnswer | None,
     desired: Desired,
     task_capped: dict[str, list[tuple[dt.date, int, int | None]]],
@@ -296,7 +296,7 @@ def size_warnings(before: int | None, after: int | None, *, running: bool, task:
     return found
 
 
-def _sms_cost(change: Change, desired: Desired, before: int | None, after: int | None, stored: list[int] | None) -> None:
+def _sms_cost(change: ChangeDraft, desired: Desired, before: int | None, after: int | None, stored: list[int] | None) -> None:
     """``sms_cost: {"before", "after", "currency"}``: what the task's SMS cost, users split evenly
     over its creatives (mean segments x price x audience), under the stored and the new definition."""
     from engine import sms
@@ -321,7 +321,7 @@ def _sms_cost(change: Change, desired: Desired, before: int | None, after: int |
     change.sms_cost = {"before": expected(stored, before), "after": after_cost, "currency": currency}
 
 
-def _sms(change: Change, desired: Desired, audience: int | None) -> None:
+def _sms(change: ChangeDraft, desired: Desired, audience: int | None) -> None:
     from engine import sms
 
     repository = desired.repository

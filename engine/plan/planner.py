@@ -28,7 +28,7 @@ from engine.plan.model import (
     NEEDS_PILOT_TEST,
     TEMPLATE_NOT_APPROVED,
     Blocker,
-    Change,
+    ChangeDraft,
     OccurrenceView,
     Plan,
     PlanWarning,
@@ -91,7 +91,7 @@ class Planner:
         digests = desired.digests
         stored = snapshot.digests
         states = snapshot.task_states
-        actionable: dict[str, Change] = {}
+        actionable: dict[str, ChangeDraft] = {}
         unchanged: dict[str, str] = {}  # address -> digest
         for address, digest in digests.items():
             before = stored.get(address)
@@ -100,7 +100,7 @@ class Planner:
                 continue
             kind, rid = _split(address)
             action = "create" if before is None else "update"
-            actionable[address] = Change(address, kind, rid, action, before_digest=before, after_digest=digest)
+            actionable[address] = ChangeDraft(address, kind, rid, action, before_digest=before, after_digest=digest)
         changed = set(actionable)
         statuses: dict[str, StatusChange] = {}  # tasks that stay as they are: address -> no-op status
         for address in stored.keys() - digests.keys():
@@ -110,7 +110,7 @@ class Planner:
                 unchanged[address] = stored[address]
                 statuses[address] = StatusChange(lifecycle.COMPLETED, lifecycle.COMPLETED)
                 continue
-            change = Change(address, kind, rid, "delete", before_digest=stored[address])
+            change = ChangeDraft(address, kind, rid, "delete", before_digest=stored[address])
             if kind == "task":
                 change.status = StatusChange(state.status if state else None, lifecycle.COMPLETED)
                 change.content_digest = state.content_digest if state else None
@@ -129,7 +129,7 @@ class Planner:
             repository_digest=desired.repository.digest,
             created_at=utc_iso(self.now),
             state=snapshot.display,
-            changes=ordered,
+            changes=[change.freeze() for change in ordered],
             approved=self.approved,
             noops=noops,
             drift=snapshot.drift,
@@ -137,7 +137,7 @@ class Planner:
             impact_notes=self.impact_notes,
         )
 
-    def _running(self, actionable: dict[str, Change], statuses: dict[str, StatusChange]) -> set[str]:
+    def _running(self, actionable: dict[str, ChangeDraft], statuses: dict[str, StatusChange]) -> set[str]:
         """Tasks running after this plan (running, or planned to run), less emergency pauses."""
         held = {entry.get("task") for entry in self.snapshot.drift if entry.get("kind") == "emergency-pause"}
         running = {address[5:] for address, status in statuses.items() if address.startswith("task.") and status.after == "running"}
@@ -148,7 +148,7 @@ class Planner:
 
     def _tasks(
         self,
-        actionable: dict[str, Change],
+        actionable: dict[str, ChangeDraft],
         unchanged: dict[str, str],
         statuses: dict[str, StatusChange],
         changed: set[str],
@@ -181,7 +181,7 @@ class Planner:
                     continue
             if change is None:
                 digest = unchanged[address]
-                change = Change(address, "task", task_id, "no-op", before_digest=digest, after_digest=digest)
+                change = ChangeDraft(address, "task", task_id, "no-op", before_digest=digest, after_digest=digest)
             self._task(change, task_id, changed)
             if change.is_change:
                 actionable[address] = change
@@ -189,7 +189,7 @@ class Planner:
             else:
                 statuses[address] = change.status  # type: ignore[assignment]
 
-    def _task(self, change: Change, task_id: str, changed: set[str]) -> None:
+    def _task(self, change: ChangeDraft, task_id: str, changed: set[str]) -> None:
         desired, snapshot = self.desired, self.snapshot
         previous = snapshot.task_states.get(task_id)
         before = previous.status if previous is not None else None
@@ -241,7 +241,7 @@ class Planner:
 
     # -- details of the changes only -------------------------------------------------------
 
-    def _details(self, actionable: list[Change], running: set[str]) -> None:
+    def _details(self, actionable: list[ChangeDraft], running: set[str]) -> None:
         from engine.plan import impact
 
         desired = self.desired
@@ -296,7 +296,7 @@ class Planner:
         if request is not None and request.required:
             self._attribute_warnings(actionable, self.source.attribute_gaps(request))  # type: ignore[union-attr]
 
-    def _attribute_warnings(self, actionable: list[Change], gaps: dict[str, list]) -> None:
+    def _attribute_warnings(self, actionable: list[ChangeDraft], gaps: dict[str, list]) -> None:
         """``missing-attribute``: members of a task's audiences lack what its creatives print."""
         from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
 

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.plan.model import NEEDS_APPROVAL, Change, Plan, dumps
+from engine.plan.model import NEEDS_APPROVAL, Change, Plan
+from engine.plan.planfile import dumps
 from engine.plan.render_impact import campaign_summaries, forecast_markdown, forecast_text, impact_lines
 
 MARKDOWN_MARKER = "<!-- campaigns-plan -->"
