@@ -98,27 +98,3 @@ class Repository:
             for path, digest in sorted(resource.attachments.items()):
                 hasher.update(f"{path}\0{digest}\n".encode())
         return hasher.hexdigest()
-
-
-class InvalidRepository(CampaignsError):
-    """The repository does not validate; ``problems`` says why."""
-
-    def __init__(self, problems: list) -> None:
-        errors = [problem for problem in problems if problem.is_error]
-        super().__init__(f"the repository does not validate ({len(errors)} error{'s' if len(errors) != 1 else ''})")
-        self.problems = problems
-
-
-def load_repository(root: Path | str, *, use_cache: bool = True, state: str | None = None, files=None) -> Repository:
-    """Load and validate the repository at ``root``; raise InvalidRepository if it has errors.
-
-    ``state`` is the ``--state`` URL, if given: it locates the user directory whose attributes
-    audience rules are checked against. ``files``: the repository's files already read with
-    ``engine.validation.pipeline.read_files``.
-    """
-    from engine.validation.pipeline import validate_repository
-
-    result = validate_repository(Path(root), use_cache=use_cache, state=state, files=files)
-    if result.has_errors or result.repository is None:
-        raise InvalidRepository(result.problems)
-    return result.repository

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock
-from engine.validation.problems import WARNING
+from engine.problems import WARNING
 
 if TYPE_CHECKING:
     from engine.validation.rules import Catalog, Finding

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from engine.config import yamlload
 from engine.config.names import REDIRECTION_MAX
 from engine.templating import analyze, is_template, static_prefix
-from engine.validation.problems import ERROR
+from engine.problems import ERROR
 from engine.validation.rules import date_range_problems
 
 # (line, column, code, severity, message)

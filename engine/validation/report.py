@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.validation.problems import Problem
+from engine.problems import Problem
 
 
 def _plural(count: int, word: str) -> str:

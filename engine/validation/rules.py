@@ -28,7 +28,7 @@ from engine.config.names import (
 )
 from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, is_template, preview_length, render, static_prefix
 from engine.urlcheck import rendered_url_problem, url_origin
-from engine.validation.problems import ERROR, WARNING
+from engine.problems import ERROR, WARNING
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
 
