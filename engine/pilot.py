@@ -105,6 +105,19 @@ class PilotSend:
     error: str | None = None
     reason: str | None = None  # why it failed, as the ledger would say (missing-variable, too-long, ...)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tester": self.tester,
+            "creative": self.creative,
+            "message_id": self.message_id,
+            "profile": self.profile,
+            "passed": self.passed,
+            "title": self.title,
+            "content": self.content,
+            "redirection": self.redirection,
+            "error": self.error,
+        }
+
     def detail(self) -> str:
         if self.passed:
             return f"creative {self.creative}: sent as {self.message_id} ({self.profile})"
@@ -123,6 +136,18 @@ class PilotOutcome:
     @property
     def passed(self) -> bool:
         return self.run.passed
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``campaigns test --format json`` prints."""
+        return {
+            "task": self.task_id,
+            "channel": self.channel,
+            "content_digest": self.content_digest,
+            "run_id": self.run.run_id,
+            "passed": self.passed,
+            "warnings": [{"code": code, "message": message} for code, message in self.warnings],
+            "messages": [send.to_json() for send in self.sends],
+        }
 
 
 def audience_warnings(repository: Repository, store: StateStore, task_id: str) -> list[tuple[str, str]]:

@@ -49,6 +49,7 @@ import pickle
 import signal
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +57,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from engine.config.usercsv import CsvFile
+from engine.delivery.attribute_gaps import SAMPLE_MEMBERS, attribute_gaps
+from engine.delivery.directory import known_attributes, open_directory
 from engine.errors import CampaignsError
+from engine.plan.diff import field_diffs
+from engine.plan.impact_query import ImpactAnswer, ImpactRequest, impact_from_directory
+from engine.plan.model import FieldDiff
 
 if TYPE_CHECKING:
-    from engine.plan.impact_query import ImpactAnswer, ImpactRequest
-    from engine.plan.model import FieldDiff
     from engine.state import StateStore, TaskState
 
 AUDIENCE_SIZE_LIMIT = 200  # tasks per plan whose audience is counted (each count is a query)
@@ -114,15 +118,13 @@ class StateSnapshot:
 
 
 def _drift(store: StateStore) -> list[dict[str, Any]]:
-    from engine.plan.drift import read_drift
+    from engine.plan.drift import read_drift  # SQLAlchemy (0.3 s): only the process that reads the state
 
     return read_drift(store)
 
 
 def _directory_attributes(store: StateStore) -> tuple[str, ...] | None:
     """What the ``unknown-attribute`` rule checks against, for the no-op fast path to compare."""
-    from engine.delivery.directory import known_attributes
-
     known = known_attributes(store)
     return tuple(sorted(known)) if known is not None else None
 
@@ -167,25 +169,17 @@ class StateSource(Protocol):
 
 
 def diffs_against_state(store: StateStore, bodies: dict[str, dict[str, Any]]) -> dict[str, list[FieldDiff]]:
-    from engine.plan.diff import field_diffs
-
     stored = store.resources(list(bodies))
     return {address: field_diffs(stored[address].body, body) for address, body in bodies.items() if address in stored}
 
 
 def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, int | None] | ImpactAnswer:
-    """Audience sizes by the user-directory package, when it is installed (else none); the
-    whole ``ImpactAnswer`` when the request asks for the impact."""
+    """Audience sizes from the user directory; the whole ``ImpactAnswer`` when the request asks
+    for the impact."""
     if request.impact is not None:
-        from engine.plan.impact_query import impact_from_directory
-
         return impact_from_directory(store, request)
-    try:
-        from engine.delivery.audiences import audience_size
-        from engine.delivery.directory import open_directory
-    except ImportError:
-        return {}
-    from engine.config.models import Platform
+    from engine.config.models import Platform  # pydantic (0.17 s): a no-op plan never needs it
+    from engine.delivery.audiences import audience_size  # 13 ms, only where the state is read
 
     sizes: dict[str, int | None] = {}
     platform = Platform.model_validate(request.platform)
@@ -203,12 +197,7 @@ def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, i
 def gaps_from_directory(store: StateStore, request: SizeRequest) -> dict[str, list[list[Any]]]:
     """Missing attributes per task (``engine.delivery.attribute_gaps``), sampling more thinly
     when many tasks are asked about, so a plan reads at most about GAP_MEMBERS_PER_PLAN members."""
-    try:
-        from engine.delivery.attribute_gaps import SAMPLE_MEMBERS, attribute_gaps
-        from engine.delivery.directory import open_directory
-    except ImportError:
-        return {}
-    from engine.config.models import Platform
+    from engine.config.models import Platform  # pydantic (0.17 s): a no-op plan never needs it
 
     wanted = {task_id: names for task_id, names in request.required.items() if names and task_id in request.tasks}
     if not wanted:
@@ -331,18 +320,8 @@ def _failure(problem: BaseException) -> tuple[str, str, bool]:
 
 def _warm_up(base_dir: str) -> None:
     """Import what the answers need while the parent is still loading the repository."""
-    for module in (
-        "deepdiff",
-        "engine.plan.diff",
-        "engine.config.models",
-        "engine.delivery.audiences",
-        "engine.delivery.directory",
-        "engine.state.directory_tables",
-    ):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
+    for module in ("deepdiff", "engine.config.models", "engine.delivery.audiences", "engine.state.directory_tables"):
+        __import__(module)
     try:  # the first validation of a model builds its validators
         from engine.config.models import Platform
         from engine.config.settings import read_platform
@@ -371,7 +350,7 @@ def _work(store: StateStore, kind: str, argument: Any) -> Any:
 def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -> None:
     """The child: open the state, send the snapshot, then answer each request until EOF."""
     try:
-        from engine.state import StateStore
+        from engine.state import StateStore  # SQLAlchemy: imported here, in the child, on its own core
 
         store = StateStore.open(url, base_dir, create=create, missing_ok=not create)
     except BaseException as problem:  # noqa: BLE001 - everything goes back to the parent
@@ -386,8 +365,6 @@ def _serve(url: str, base_dir: str, create: bool, requests: int, replies: int) -
         # The snapshot waits in the pipe until the parent has loaded the repository; meanwhile
         # (the write blocks without the GIL) import what the answers will need. No request can
         # arrive before the parent has read the snapshot (rule 1), so none is missed meanwhile.
-        import threading
-
         sender = threading.Thread(target=_send_quietly, args=(replies, ("ok", wire)), daemon=True)
         sender.start()
         _warm_up(base_dir)
