@@ -7,6 +7,7 @@ ever built from a repository that validates; :func:`load_repository` raises
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from engine.config.models import MODELS
 from engine.errors import CampaignsError
 
 KINDS = ("platform", "template", "audience", "creative", "campaign", "task")
@@ -38,8 +40,6 @@ class Resource:
     @cached_property
     def model(self) -> Any:
         """The typed, immutable pydantic model (built on first use)."""
-        from engine.config.models import MODELS
-
         return MODELS[self.kind].model_validate(self.data)
 
 
@@ -78,8 +78,6 @@ class Repository:
         try:
             return self.tasks[task_id]
         except KeyError:
-            import difflib
-
             hint = difflib.get_close_matches(task_id, list(self.tasks), n=1)
             raise CampaignsError(
                 f"no task {task_id!r} in {self.root}" + (f"; did you mean {hint[0]!r}?" if hint else "")

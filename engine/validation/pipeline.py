@@ -70,6 +70,7 @@ def _check_all(pending: list[tuple[bytes, str]], progress: Progress | None) -> l
             if progress:
                 progress(len(results), len(pending))
         return results
+    # Only a cold check of a large repository forks workers (9 ms of imports the rest skip).
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
