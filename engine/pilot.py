@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.config.names import USER_ID_PATTERN
+from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+from engine.delivery.directory import lookup_users, open_directory
+from engine.delivery.providers import Message, open_provider
+from engine.delivery.render import RenderError, creative_text
 from engine.errors import CampaignsError, UsageError
+from engine.plan.desired import Desired
+from engine.plan.planner import required_by, size_request
+from engine.plan.source import gaps_from_directory
+from engine.state import PilotResult
 
 if TYPE_CHECKING:
     from engine.config.repository import Repository
@@ -80,11 +88,7 @@ def check_testers_known(repository: Repository, task_id: str, testers: Sequence[
 
 def directory_attributes(repository: Repository, store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Testers' attributes from the user directory (``platform.yaml`` ``user_directory``, else the
-    state), when the directory package is installed; testers it does not know are absent."""
-    try:
-        from engine.delivery.directory import lookup_users, open_directory
-    except ImportError:
-        return {}
+    state); testers it does not know are absent."""
     with open_directory(repository.platform.model, store, repository.root) as directory:
         found = lookup_users(directory, list(testers))
     return {user_id: dict(attributes) for user_id, attributes in (found or {}).items()}
@@ -153,11 +157,6 @@ class PilotOutcome:
 def audience_warnings(repository: Repository, store: StateStore, task_id: str) -> list[tuple[str, str]]:
     """``missing-attribute`` warnings for the task's audiences, as ``plan`` gives them: members
     the directory knows without an attribute a creative prints without a default."""
-    from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
-    from engine.plan.desired import Desired
-    from engine.plan.planner import required_by, size_request
-    from engine.plan.source import gaps_from_directory
-
     desired = Desired(repository)
     request = size_request(desired, {task_id: desired.body(f"task.{task_id}")})
     if not request.required:
@@ -179,11 +178,6 @@ def run_pilot_test(
     env: Mapping[str, str] = os.environ,
 ) -> PilotOutcome:
     """Render, send and record a pilot test of ``task_id``'s current content."""
-    from engine.delivery.providers import Message, open_provider
-    from engine.delivery.render import RenderError, creative_text
-    from engine.plan.desired import Desired
-    from engine.state import PilotResult
-
     task = repository.task(task_id)
     chosen = choose_testers(repository, task_id, testers)
     desired = Desired(repository)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine import sms
+from engine.config.models import Platform
 from engine.delivery.directory import NoDirectory, known_attributes, open_directory
-from engine.delivery.forecast import combinations, tally
+from engine.delivery import forecast
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
@@ -116,7 +117,6 @@ def _size(directory: StateStore, body: dict, audiences: dict, task_id: str | Non
 def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnswer:
     """Sizes after (``request.tasks``) and, per ``request.impact``, before, of changed
     audiences, and the forecast's counts per distinct set of tasks due on a day."""
-    from engine.config.models import Platform  # pydantic (0.17 s): a no-op plan never needs it
     from engine.delivery.audiences import task_membership  # as in _size
     from engine.plan.source import AUDIENCE_SIZE_LIMIT  # engine.plan.source imports this module
 
@@ -167,10 +167,10 @@ def impact_from_directory(store: StateStore, request: SizeRequest) -> ImpactAnsw
                 answer.skipped[task_id] = str(problem)
         order = list(memberships)
         number = {task: index for index, task in enumerate(order)}
-        combos = combinations(directory, [memberships[t] for t in order])  # one query, every day
+        combos = forecast.combinations(directory, [memberships[t] for t in order])  # one query, every day
         for site, tasks in impact.day_sets:
             due = tuple(t for t in tasks if t in memberships)
-            counted = tally(combos, [number[t] for t in due], impact.caps.get(site))
+            counted = forecast.tally(combos, [number[t] for t in due], impact.caps.get(site))
             by_task = dict(zip(due, counted.capped_by_task))
             answer.sets[tasks] = (
                 counted.messages,

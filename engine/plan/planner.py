@@ -17,9 +17,11 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from engine.clock import now as clock_now
+from engine.config.models import Schedule
 from engine.config.repository import Repository
 from engine.config.usercsv import CsvFile
-from engine.plan import impact_query, lifecycle
+from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+from engine.plan import fastpath, impact, impact_query, lifecycle
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
 from engine.plan.impact import DEFAULT_FORECAST_DAYS
@@ -37,7 +39,9 @@ from engine.plan.model import (
     change_order,
 )
 from engine.plan.source import AUDIENCE_SIZE_LIMIT, LocalSource, SizeRequest, StateSnapshot, StateSource
+from engine.schedule.occurrences import preview
 from engine.state.records import utc_iso
+from engine.templating import creative_texts, required_attributes
 
 if TYPE_CHECKING:
     from engine.state import StateStore
@@ -242,8 +246,6 @@ class Planner:
     # -- details of the changes only -------------------------------------------------------
 
     def _details(self, actionable: list[ChangeDraft], running: set[str]) -> None:
-        from engine.plan import impact
-
         desired = self.desired
         updated: dict[str, dict] = {}
         tasks: dict[str, dict] = {}
@@ -298,8 +300,6 @@ class Planner:
 
     def _attribute_warnings(self, actionable: list[ChangeDraft], gaps: dict[str, list]) -> None:
         """``missing-attribute``: members of a task's audiences lack what its creatives print."""
-        from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
-
         for change in actionable:
             if change.kind != "task" or change.id not in gaps:
                 continue
@@ -315,9 +315,6 @@ class Planner:
         return size_request(self.desired, tasks)
 
     def _preview(self, task_id: str) -> SchedulePreview:
-        from engine.config.models import Schedule
-        from engine.schedule.occurrences import preview
-
         resource = self.desired.resources[f"task.{task_id}"]
         timezone = self.desired.repository.site_timezone(task_id)
         found = preview(Schedule.model_validate(resource.data["schedule"]), timezone, self.now, PREVIEW_COUNT)
@@ -333,8 +330,6 @@ class Planner:
 
 def required_by(desired: Desired, task_id: str) -> dict[str, list[str]]:
     """attribute -> the task's creatives that need it (print it without a default)."""
-    from engine.templating import creative_texts, required_attributes
-
     found: dict[str, list[str]] = {}
     for creative_id in desired.task_creatives(task_id):
         for name in required_attributes(creative_texts(desired.repository.creatives[creative_id].data)):
@@ -417,7 +412,5 @@ def compute_plan(
     plan = planner.plan()
     planner.desired.cache.save()
     if not plan.has_changes:
-        from engine.plan import fastpath
-
         fastpath.remember(planner.desired, planner.snapshot)
     return plan

@@ -56,8 +56,10 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from engine.config.models import Platform
+from engine.config.settings import read_platform
 from engine.config.usercsv import CsvFile
-from engine.delivery.attribute_gaps import SAMPLE_MEMBERS, attribute_gaps
+from engine.delivery import attribute_gaps
 from engine.delivery.directory import known_attributes, open_directory
 from engine.errors import CampaignsError
 from engine.plan.diff import field_diffs
@@ -178,7 +180,6 @@ def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, i
     for the impact."""
     if request.impact is not None:
         return impact_from_directory(store, request)
-    from engine.config.models import Platform  # pydantic (0.17 s): a no-op plan never needs it
     from engine.delivery.audiences import audience_size  # 13 ms, only where the state is read
 
     sizes: dict[str, int | None] = {}
@@ -197,18 +198,17 @@ def sizes_from_directory(store: StateStore, request: SizeRequest) -> dict[str, i
 def gaps_from_directory(store: StateStore, request: SizeRequest) -> dict[str, list[list[Any]]]:
     """Missing attributes per task (``engine.delivery.attribute_gaps``), sampling more thinly
     when many tasks are asked about, so a plan reads at most about GAP_MEMBERS_PER_PLAN members."""
-    from engine.config.models import Platform  # pydantic (0.17 s): a no-op plan never needs it
 
     wanted = {task_id: names for task_id, names in request.required.items() if names and task_id in request.tasks}
     if not wanted:
         return {}
-    sample = max(1000, min(SAMPLE_MEMBERS, GAP_MEMBERS_PER_PLAN // len(wanted)))
+    sample = max(1000, min(attribute_gaps.SAMPLE_MEMBERS, GAP_MEMBERS_PER_PLAN // len(wanted)))
     gaps: dict[str, list[list[Any]]] = {}
     platform = Platform.model_validate(request.platform)
     with open_directory(platform, store, request.base_dir) as directory:
         for task_id, names in list(wanted.items())[:AUDIENCE_SIZE_LIMIT]:
             try:
-                found = attribute_gaps(
+                found = attribute_gaps.attribute_gaps(
                     directory, task_id, request.tasks[task_id], request.audiences, names,
                     attachments=request.attachments, sample=sample,
                 )
@@ -320,12 +320,9 @@ def _failure(problem: BaseException) -> tuple[str, str, bool]:
 
 def _warm_up(base_dir: str) -> None:
     """Import what the answers need while the parent is still loading the repository."""
-    for module in ("deepdiff", "engine.config.models", "engine.delivery.audiences", "engine.state.directory_tables"):
+    for module in ("deepdiff", "engine.delivery.audiences", "engine.state.directory_tables"):
         __import__(module)
     try:  # the first validation of a model builds its validators
-        from engine.config.models import Platform
-        from engine.config.settings import read_platform
-
         Platform.model_validate(read_platform(Path(base_dir)) or {})
     except Exception:  # noqa: BLE001 - only a warm-up; the real request reports real problems
         pass
