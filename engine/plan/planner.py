@@ -61,9 +61,6 @@ def _split(address: str) -> tuple[str, str]:
     return kind, rid
 
 
-_order = change_order
-
-
 class Planner:
     """Builds one plan. Holds the desired state so ``apply`` can store exactly what was planned."""
 
@@ -123,7 +120,7 @@ class Planner:
 
         self._tasks(actionable, unchanged, statuses, changed)
 
-        ordered = sorted(actionable.values(), key=_order)
+        ordered = sorted(actionable.values(), key=change_order)
         if ordered:
             self._details(ordered, self._running(actionable, statuses))
         noops = [(address, digest, statuses.get(address)) for address, digest in unchanged.items()]
@@ -303,16 +300,10 @@ class Planner:
         for change in actionable:
             if change.kind != "task" or change.id not in gaps:
                 continue
-            users = self._required_by(change.id)
+            users = required_by(self.desired, change.id)
             for wire in gaps[change.id]:
                 gap = AttributeGap.from_wire(wire)
                 change.warnings.append(PlanWarning(MISSING_ATTRIBUTE, gap.describe(users.get(gap.attribute, ()))))
-
-    def _required_by(self, task_id: str) -> dict[str, list[str]]:
-        return required_by(self.desired, task_id)
-
-    def _size_request(self, tasks: dict[str, dict]) -> SizeRequest:
-        return size_request(self.desired, tasks)
 
     def _preview(self, task_id: str) -> SchedulePreview:
         resource = self.desired.resources[f"task.{task_id}"]
