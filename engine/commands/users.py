@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine.commands.common import repo_option
+from engine.commands.common import format_option, repo_option
 from engine.terminal import console, is_terminal
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def _with_progress_bar(run: Any, file: Path) -> Any:
 @users.command("info")
 @repo_option
 @state_option
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 def info(repo: Path, state: str | None, output_format: str) -> None:
     """How many users the directory has, their attributes, and the last import."""
     import json
