@@ -9,3 +9,7 @@ class CampaignsError(Exception):
 
 class UsageError(CampaignsError):
     """Bad arguments or a bad reference on the command line (unknown task, reversed range, ...)."""
+
+
+class DirectoryError(CampaignsError):
+    """The user directory cannot be read or changed as asked (or platform.yaml names it wrongly)."""

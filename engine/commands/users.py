@@ -35,8 +35,7 @@ def users() -> None:
 @contextmanager
 def _directory(repo: Path, state: str | None) -> Iterator[StateStore]:
     """The store holding the directory: platform.yaml ``user_directory`` if set, else the state."""
-    from engine.config.settings import read_platform
-    from engine.delivery.directory import locate
+    from engine.config.settings import locate, read_platform
     from engine.state import StateStore
 
     platform = read_platform(repo)

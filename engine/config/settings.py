@@ -20,7 +20,7 @@ from typing import Any
 from engine.config import yamlload
 from engine.config.discovery import unreadable_platform
 from engine.config.safefile import open_regular
-from engine.errors import UsageError
+from engine.errors import DirectoryError, UsageError
 
 DEFAULT_STATE_URL = "sqlite:///.campaigns/state.db"
 STATE_ENV = "CAMPAIGNS_STATE"
@@ -90,3 +90,26 @@ def resolve_state_url(
     if platform is None:
         platform = read_platform(repo)
     return state_url_from_platform(platform, str(Path(repo) / PLATFORM_FILE)) or DEFAULT_STATE_URL
+
+
+def user_directory_url(platform: Any) -> str | None:
+    """The ``user_directory`` setting of a Platform model or of platform data (None: the state)."""
+    if platform is None:
+        return None
+    value = platform.get("user_directory") if isinstance(platform, Mapping) else getattr(platform, "user_directory", None)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DirectoryError("platform.yaml: 'user_directory' must be a database URL (sqlite:/// or postgresql://)")
+    return value.strip()
+
+
+def locate(platform: Any, repo: Path | str, *, state_option: str | None = None) -> str:
+    """Where the user directory is: the URL of the database that holds it. ``platform.yaml``'s
+    ``user_directory`` (a Platform model or platform data) when it names one, else the state's
+    URL (``--state``, ``$CAMPAIGNS_STATE``, platform.yaml ``state``, the default)."""
+    url = user_directory_url(platform)
+    if url is not None:
+        return url
+    data = platform if isinstance(platform, Mapping) else None  # None: read from platform.yaml
+    return resolve_state_url(Path(repo), state_option, platform=data)

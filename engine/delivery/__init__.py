@@ -8,7 +8,7 @@
 
 Modules, by what they know:
 
-- who: ``directory`` (the user directory: import, read, ``locate`` where it lives),
+- who: ``directory`` (the user directory: import, read; where it lives is ``engine.config.settings.locate``),
   ``audience_rules`` (pure rules validation shares, no SQLAlchemy), ``audience_compiler``
   (audiences as SQL, one compiled form), ``audiences`` (cached lists, ``refresh: once``
   snapshots, members streamed in ``user_id`` order), ``stream``, ``attribute_gaps``, ``forecast``;

@@ -29,7 +29,7 @@ at delivery. ``refresh`` of an audience reached through ``include`` is not separ
 audience that includes it. ``refresh: auto`` re-evaluates at every call.
 
 Which store: every function takes the store that holds the **directory**
-(``engine.delivery.directory.directory_store``, found by ``directory.locate``); the cached CSV members and the snapshots live
+(``engine.delivery.directory.directory_store``, found by ``engine.config.settings.locate``); the cached CSV members and the snapshots live
 next to the directory so they join it in SQL. CSV contents are read with ``.attachment(digest)``
 of ``attachments`` (the state store, when the directory is in another database, or a mapping
 ``digest -> bytes`` such as the plan's repository files), falling back to ``store``.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,18 +41,14 @@ from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's
     parse_numeral,
     parse_opt_out,
 )
-from engine.config.settings import resolve_state_url
-from engine.errors import CampaignsError
+from engine.config.settings import locate, user_directory_url
+from engine.errors import DirectoryError
 from engine.state import StateStore
 from engine.state import directory_tables as dt
 from engine.state.dialect import Dialect
 from engine.state.url import parse_state_url
 
 _SQLITE_IMPORT_CACHE_KIB = 65_536  # page cache while importing: random-order ids touch the whole b-tree
-
-
-class DirectoryError(CampaignsError):
-    """The user directory cannot be read or changed as asked."""
 
 
 class NoDirectory(DirectoryError):
@@ -270,29 +266,6 @@ def directory_info(store: StateStore) -> DirectoryInfo | None:
 
 
 # -- where the directory lives ---------------------------------------------------------------------
-
-
-def user_directory_url(platform: Any) -> str | None:
-    """The ``user_directory`` setting of a Platform model or of platform data (None: the state)."""
-    if platform is None:
-        return None
-    value = platform.get("user_directory") if isinstance(platform, Mapping) else getattr(platform, "user_directory", None)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise DirectoryError("platform.yaml: 'user_directory' must be a database URL (sqlite:/// or postgresql://)")
-    return value.strip()
-
-
-def locate(platform: Any, repo: Path | str, *, state_option: str | None = None) -> str:
-    """Where the user directory is: the URL of the database that holds it. ``platform.yaml``'s
-    ``user_directory`` (a Platform model or platform data) when it names one, else the state's
-    URL (``--state``, ``$CAMPAIGNS_STATE``, platform.yaml ``state``, the default)."""
-    url = user_directory_url(platform)
-    if url is not None:
-        return url
-    data = platform if isinstance(platform, Mapping) else None  # None: read from platform.yaml
-    return resolve_state_url(Path(repo), state_option, platform=data)
 
 
 def directory_store(platform_model: Any, state_store: StateStore, base_dir: Path | str) -> StateStore:

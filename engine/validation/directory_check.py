@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.config.settings import resolve_state_url
+from engine.config.settings import locate
 from engine.delivery.audience_rules import audience_attribute_problems
 from engine.errors import CampaignsError
 from engine.problems import WARNING
@@ -28,12 +28,13 @@ def _sqlite_file(url: str, root: Path) -> Path | None:
 
 def directory_attributes(root: Path, platform: dict[str, Any] | None, state_option: str | None) -> tuple[frozenset[str] | None, str | None]:
     """``(attribute names, None)``; ``(None, None)`` without a directory; ``(None, why)`` when it cannot be read."""
+    value = (platform or {}).get("user_directory")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        return None, None  # the schema check reports the setting itself
     try:
-        url = (platform or {}).get("user_directory") or resolve_state_url(root, state_option, platform=platform or {})
+        url = locate(platform or {}, root, state_option=state_option)
     except CampaignsError as problem:
         return None, str(problem)
-    if not isinstance(url, str):
-        return None, None
     sqlite_file = _sqlite_file(url, root)
     if sqlite_file is not None and not sqlite_file.is_file():
         return None, None
