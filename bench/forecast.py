@@ -132,7 +132,7 @@ def write_repo(root: Path, tasks: int = 20, sms: int = 5) -> None:
 
 PREPARE = r"""
 import sys, time
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.delivery.directory import import_users
 from engine.plan.desired import Desired
 from engine.state import PilotResult, StateStore
@@ -149,7 +149,7 @@ with StateStore.open(url, root) as store:
 FLOOR = r"""
 import sys, time
 from engine.config.models import Platform
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.delivery.audiences import task_membership
 from engine.delivery.forecast import count_day, count_floor
 from engine.plan.desired import Desired

@@ -71,7 +71,7 @@ def run(
 
 PILOT = r"""
 import sys
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.plan.desired import Desired
 from engine.state import PilotResult, StateStore
 

@@ -51,7 +51,7 @@ def main() -> None:
     options = parser.parse_args()
 
     from engine.clock import parse_instant
-    from engine.config.repository import load_repository
+    from engine.validation.pipeline import load_repository
     from engine.preview import preview
     from engine.preview.render import to_html
     from engine.state import StateStore

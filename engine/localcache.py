@@ -34,6 +34,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 import engine
 
 CACHE_DIR_ENV = "CAMPAIGNS_CACHE_DIR"
@@ -53,8 +55,6 @@ def cache_home() -> Path:
     configured = os.environ.get(CACHE_DIR_ENV)
     if configured:
         return Path(configured).expanduser().absolute()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("campaigns"))
 
 
@@ -63,8 +63,6 @@ def key_file() -> Path:
     configured = os.environ.get(KEY_FILE_ENV)
     if configured:
         return Path(configured).expanduser().absolute()
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("campaigns")) / "cache.key"
 
 

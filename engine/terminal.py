@@ -62,7 +62,7 @@ def console(stream: IO[Any] | None = None, *, stderr: bool = False, **options: A
     """A rich Console for ``stream`` (stdout, or stderr with ``stderr=True``) that colours only
     when :func:`use_color` says so: without colour it emits no ANSI style at all (rich's own
     NO_COLOR handling keeps bold and reverse)."""
-    from rich.console import Console
+    from rich.console import Console  # 17 ms: imported by the commands that draw, not by validate
 
     target = stream if stream is not None else (sys.stderr if stderr else sys.stdout)
     colour = use_color(target)

@@ -54,7 +54,7 @@ def _example_files() -> list[tuple[str, bytes]]:
 def _saved_plan() -> bytes | None:
     """A saved plan of the example against an empty state (the shape ``apply PLAN`` reads)."""
     from fuzz import targets
-    from engine.config.repository import load_repository
+    from engine.validation.pipeline import load_repository
     from engine.plan import model
     from engine.plan.planner import compute_plan
     from engine.state.store import StateStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from repo_factory import PROJECT
 
-from engine.validation.problems import CODES
+from engine.problems import CODES
 
 README = (PROJECT / "README.md").read_text(encoding="utf-8")
 

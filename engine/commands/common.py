@@ -88,7 +88,7 @@ def load_repo(repo: Path, state_url: str | None = None, files: Any = None, *, us
     ``state_url`` (``--state``) locates the user directory that audience rules are checked against;
     ``files``: the repository's files if the caller has read them already; ``use_cache=False``
     (apply) validates every file without reading a cached result."""
-    from engine.config.repository import InvalidRepository, load_repository
+    from engine.validation.pipeline import InvalidRepository, load_repository
 
     try:
         return load_repository(repo, state=state_url, files=files, use_cache=use_cache)

@@ -28,7 +28,7 @@ from pathlib import Path
 from engine.config.names import ID_PATTERN
 from engine.config.safefile import special_kind
 from engine.errors import CampaignsError
-from engine.validation.problems import ERROR, WARNING, Problem
+from engine.problems import ERROR, WARNING, Problem
 
 FLAT_FOLDERS = {"templates": "template", "audiences": "audience", "creatives": "creative"}
 CAMPAIGNS = "campaigns"

@@ -7,6 +7,7 @@ ever built from a repository that validates; :func:`load_repository` raises
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from engine.config.models import MODELS
 from engine.errors import CampaignsError
 
 KINDS = ("platform", "template", "audience", "creative", "campaign", "task")
@@ -38,8 +40,6 @@ class Resource:
     @cached_property
     def model(self) -> Any:
         """The typed, immutable pydantic model (built on first use)."""
-        from engine.config.models import MODELS
-
         return MODELS[self.kind].model_validate(self.data)
 
 
@@ -78,8 +78,6 @@ class Repository:
         try:
             return self.tasks[task_id]
         except KeyError:
-            import difflib
-
             hint = difflib.get_close_matches(task_id, list(self.tasks), n=1)
             raise CampaignsError(
                 f"no task {task_id!r} in {self.root}" + (f"; did you mean {hint[0]!r}?" if hint else "")
@@ -98,27 +96,3 @@ class Repository:
             for path, digest in sorted(resource.attachments.items()):
                 hasher.update(f"{path}\0{digest}\n".encode())
         return hasher.hexdigest()
-
-
-class InvalidRepository(CampaignsError):
-    """The repository does not validate; ``problems`` says why."""
-
-    def __init__(self, problems: list) -> None:
-        errors = [problem for problem in problems if problem.is_error]
-        super().__init__(f"the repository does not validate ({len(errors)} error{'s' if len(errors) != 1 else ''})")
-        self.problems = problems
-
-
-def load_repository(root: Path | str, *, use_cache: bool = True, state: str | None = None, files=None) -> Repository:
-    """Load and validate the repository at ``root``; raise InvalidRepository if it has errors.
-
-    ``state`` is the ``--state`` URL, if given: it locates the user directory whose attributes
-    audience rules are checked against. ``files``: the repository's files already read with
-    ``engine.validation.pipeline.read_files``.
-    """
-    from engine.validation.pipeline import validate_repository
-
-    result = validate_repository(Path(root), use_cache=use_cache, state=state, files=files)
-    if result.has_errors or result.repository is None:
-        raise InvalidRepository(result.problems)
-    return result.repository

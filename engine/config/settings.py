@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.config import yamlload
 from engine.config.discovery import unreadable_platform
 from engine.config.safefile import open_regular
 from engine.errors import UsageError
@@ -31,8 +32,6 @@ def read_platform(repo: Path) -> dict[str, Any] | None:
 
     Raises UsageError when the file exists but cannot be read or parsed.
     """
-    from engine.config import yamlload
-
     path = Path(repo) / PLATFORM_FILE
     if not os.path.lexists(path):
         return None

@@ -192,7 +192,7 @@ class _Compiler:
         known: set[str] | None,
         snapshots: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
-        from engine.delivery import directory_tables as dt
+        from engine.state import directory_tables as dt
 
         self.dialect = dialect
         self.bodies = bodies
@@ -518,7 +518,7 @@ def _ensure_lists(store: StateStore, sources: list[_ListSource], attachments: An
         return
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     meta = dt.audience_list_meta
     wanted = {source.digest: source for source in sources}
@@ -607,7 +607,7 @@ def _ensure_snapshots(
     """Take the missing ``refresh: once`` snapshots of a task (each in its own transaction)."""
     from sqlalchemy import func, literal, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
     from engine.state import content_digest
 
     meta = dt.snapshot_meta
@@ -643,7 +643,7 @@ def _ensure_snapshots(
 def _snapshots_taken(store: StateStore, task_id: str) -> set[str]:
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     meta = dt.snapshot_meta
     with store.reading() as conn:
@@ -1011,7 +1011,7 @@ def snapshot_info(store: StateStore, task_id: str) -> dict[str, tuple[int, datet
     """audience id -> (members, taken at) of the task's ``refresh: once`` snapshots."""
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     meta = dt.snapshot_meta
     with store.reading() as conn:

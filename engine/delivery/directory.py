@@ -114,7 +114,7 @@ def import_users(
     """
     from sqlalchemy import func, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     started = time.perf_counter()
     try:
@@ -178,7 +178,7 @@ def _replace_unless_shrinking(
     refuse (ShrinkRefused, the transaction rolls back) when that is more than half of them,
     else swap the staged users in. Only this case pays for the staging; a first import and
     ``--allow-shrink`` load directly."""
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     users = dt.users.name
     if conn.dialect.name == "postgresql":
@@ -231,7 +231,7 @@ def _load_sqlite(conn: Connection, rows: Iterable[tuple[str, str, str | None]], 
     from sqlalchemy import delete
     from sqlalchemy.dialects.sqlite import insert
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     u = dt.users
     if replace:
@@ -265,7 +265,7 @@ def _load_postgresql(conn: Connection, rows: Iterable[tuple[str, str, str | None
     from sqlalchemy import column, delete, select, table
     from sqlalchemy.dialects.postgresql import insert
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     u = dt.users
     raw = conn.connection.driver_connection
@@ -302,7 +302,7 @@ def _load_postgresql(conn: Connection, rows: Iterable[tuple[str, str, str | None
 def _remember_attributes(conn: Connection, names: list[str], replace: bool) -> None:
     from sqlalchemy import delete, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     a = dt.user_attributes
     if replace:
@@ -323,7 +323,7 @@ def known_attributes(store: StateStore) -> set[str] | None:
     or None when no directory was ever imported."""
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     with store.reading() as conn:
         if conn.execute(select(dt.user_imports.c.id).limit(1)).first() is None:
@@ -345,7 +345,7 @@ def lookup_users(store: StateStore, user_ids: Iterable[str]) -> dict[str, dict[s
     ids not in the directory are absent."""
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     wanted = sorted(set(user_ids))
     found: dict[str, dict[str, Any]] = {}
@@ -372,7 +372,7 @@ def directory_info(store: StateStore) -> DirectoryInfo | None:
     """Size, attribute names and last import of the directory (None: never imported)."""
     from sqlalchemy import func, select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     i = dt.user_imports
     with store.reading() as conn:

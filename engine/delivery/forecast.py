@@ -102,7 +102,7 @@ def combinations(store: StateStore, memberships: Sequence[Membership]) -> dict[t
     each task's ids tagged with its bit, summed per user, grouped the same way."""
     from sqlalchemy import BigInteger, func, literal, select, union_all
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     combos: dict[tuple[int, ...], int] = {}
     if not memberships:
@@ -169,7 +169,7 @@ def _extracted(predicates: list[Any]) -> tuple[Any, list[Any], Any]:
     from sqlalchemy.sql.functions import Function
     from sqlalchemy.sql.visitors import iterate, replacement_traverse
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     users = dt.users
     keys: dict[tuple[str, str], Any] = {}
@@ -228,7 +228,7 @@ def count_floor(store: StateStore, memberships: Sequence[Membership]) -> int:
     database can do to read them, the floor that ``bench/forecast.py`` prints next to the forecast."""
     from sqlalchemy import func, select, union_all
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     u = dt.users
     parts = [select(u.c.user_id).where(m.directory) for m in memberships]

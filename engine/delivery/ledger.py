@@ -1,7 +1,7 @@
 """The delivery ledger: what was decided for every (task, occurrence, user), and the claim
 protocol that lets several executors share an occurrence without sending anything twice.
 
-Protocol (tables in ``engine.delivery.ledger_tables``)::
+Protocol (tables in ``engine.state.ledger_tables``)::
 
     claim   one transaction, the occurrence's progress row locked (PostgreSQL ``FOR UPDATE``;
             SQLite ``BEGIN IMMEDIATE``): take the next members after ``last_user`` from the
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.delivery import ledger_tables as lt
+from engine.state import ledger_tables as lt
 from engine.delivery.pacing import reserve_slot
 
 if TYPE_CHECKING:

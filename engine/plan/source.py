@@ -337,7 +337,7 @@ def _warm_up(base_dir: str) -> None:
         "engine.config.models",
         "engine.delivery.audiences",
         "engine.delivery.directory",
-        "engine.delivery.directory_tables",
+        "engine.state.directory_tables",
     ):
         try:
             __import__(module)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, MetaData, func, inspect, select, text
 
+from engine.state import control, directory_tables, ledger_tables
 from engine.state import tables as t
 from engine.state.errors import NotAStateDatabase, SchemaTooNew, StateNotFound
 
@@ -55,20 +56,14 @@ def _v2_attachments(conn: Connection) -> None:
 
 
 def _v3_directory(conn: Connection) -> None:
-    # The user directory and audience tables belong to engine.delivery; imported here, not at
-    # module load, so opening a state does not import the delivery package until it migrates.
-    from engine.delivery import directory_tables
-
+    # The user directory and audience tables (see engine.state.directory_tables).
     metadata = MetaData()
     directory_tables.v3_tables(metadata)
     metadata.create_all(conn)
 
 
 def _v4_ledger(conn: Connection) -> None:
-    # The delivery ledger's tables belong to engine.delivery (see ledger_tables); imported here,
-    # not at module load, for the same reason as version 3.
-    from engine.delivery import ledger_tables
-
+    # The delivery ledger's tables (see engine.state.ledger_tables).
     metadata = MetaData()
     ledger_tables.v4_tables(metadata)
     metadata.create_all(conn)
@@ -76,15 +71,11 @@ def _v4_ledger(conn: Connection) -> None:
 
 def _v5_reasons(conn: Connection) -> None:
     # Columns and a table added to the delivery ledger (see ledger_tables.v5_migrate).
-    from engine.delivery import ledger_tables
-
     ledger_tables.v5_migrate(conn)
 
 
 def _v6_control(conn: Connection) -> None:
     # Emergency pauses, the control log and failed applies (see engine.state.control).
-    from engine.state import control
-
     metadata = MetaData()
     control.v6_tables(metadata)
     metadata.create_all(conn)

@@ -14,7 +14,9 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock
-from engine.validation.problems import WARNING
+from engine.config.models import Schedule
+from engine.schedule.occurrences import has_occurrences, site_zone
+from engine.problems import WARNING
 
 if TYPE_CHECKING:
     from engine.validation.rules import Catalog, Finding
@@ -24,8 +26,6 @@ CODE = "dates-past"
 
 def site_dates(platform: Mapping[str, Any] | None, clock: Clock | None = None) -> dict[str, dt.date]:
     """Today's date in each site's time zone (sites whose zone is unknown are left out)."""
-    from engine.schedule.occurrences import site_zone
-
     sites = (platform or {}).get("sites")
     if not isinstance(sites, Mapping):
         return {}
@@ -56,9 +56,6 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def _ever_delivers(schedule: Mapping[str, Any]) -> bool:
-    from engine.config.models import Schedule
-    from engine.schedule.occurrences import has_occurrences
-
     try:
         return has_occurrences(Schedule.model_validate(schedule))
     except ValueError:

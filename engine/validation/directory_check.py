@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.validation.problems import WARNING
+from engine.problems import WARNING
 
 
 def _sqlite_file(url: str, root: Path) -> Path | None:

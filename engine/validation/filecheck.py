@@ -8,17 +8,23 @@ returns plain data (marshal-able): ``(digest, data, problems, facts)``.
 from __future__ import annotations
 
 import gc
+import difflib
 import hashlib
 import os
 import re
+import zoneinfo
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
 from engine.config import yamlload
+from engine.config.models import MODELS, Schedule
 from engine.config.names import REDIRECTION_MAX
 from engine.templating import analyze, is_template, static_prefix
-from engine.validation.problems import ERROR
+from engine.problems import ERROR
+from engine.schedule.occurrences import has_occurrences
 from engine.validation.rules import date_range_problems
 
 # (line, column, code, severity, message)
@@ -145,9 +151,6 @@ def _check_task(data: dict, found: _Findings, model: Any = None) -> None:
 
 
 def _check_occurrences(schedule: Any, found: _Findings) -> None:
-    from engine.config.models import Schedule
-    from engine.schedule.occurrences import has_occurrences
-
     if isinstance(schedule, dict):
         schedule = Schedule.model_validate(schedule)
     if not has_occurrences(schedule):
@@ -195,15 +198,11 @@ def _check_creative(data: dict, found: _Findings) -> dict:
 
 
 def _check_platform(data: dict, found: _Findings) -> None:
-    import zoneinfo
-
     for site_id, site in data["sites"].items():
         zone = site["timezone"]
         try:
             zoneinfo.ZoneInfo(zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            import difflib
-
             hint = difflib.get_close_matches(zone, sorted(zoneinfo.available_timezones()), n=1)
             found.add(
                 ("sites", site_id, "timezone"),
@@ -221,10 +220,6 @@ def _strict_model(kind: str, data: Any) -> Any:
     needs no jsonschema pass; anything else goes to jsonschema, which has the final word and
     locates every problem. pydantic-core is about forty times faster on our documents.
     """
-    from pydantic import ValidationError
-
-    from engine.config.models import MODELS
-
     try:
         return MODELS[kind].model_validate(data, strict=True)
     except ValidationError:

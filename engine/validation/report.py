@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from engine.validation.problems import Problem
+import click
+
+from engine.problems import Problem
 
 
 def _plural(count: int, word: str) -> str:
@@ -21,8 +23,6 @@ def summary(problems: list[Problem], files: int) -> str:
 
 def as_text(problems: list[Problem], files: int, *, color: bool = False) -> str:
     """``file:line:col: code: message``, one per line, then a summary line."""
-    import click
-
     lines = []
     for problem in problems:
         code = problem.code

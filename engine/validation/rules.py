@@ -7,6 +7,7 @@ pipeline turns into a line and column.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import os
 import re
@@ -27,8 +28,9 @@ from engine.config.names import (
     USER_ID_MAX,
 )
 from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, is_template, preview_length, render, static_prefix
+from engine.validation.cache import content_digest
 from engine.urlcheck import rendered_url_problem, url_origin
-from engine.validation.problems import ERROR, WARNING
+from engine.problems import ERROR, WARNING
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
 
@@ -121,8 +123,6 @@ def date_range_problems(start: str | dt.date, finish: str | dt.date) -> list[tup
 
 
 def _missing(kind: str, rid: str, known: list[str]) -> str:
-    import difflib
-
     hint = difflib.get_close_matches(rid, known, n=1)
     return f"{kind} {rid!r} does not exist" + (f"; did you mean {hint[0]!r}?" if hint else "")
 
@@ -374,8 +374,6 @@ def content_too_long(entry: Entry, template: dict[str, Any]) -> Finding | None:
     """``content-too-long``: the creative, rendered with the template's examples, makes a gateway
     ``messageContent`` over 4,096 characters. None when it fits, or when a field does not render
     (template-syntax and variable-unknown report that)."""
-    from engine.templating import render
-
     creative = entry.data
     user = {name: variable["example"] for name, variable in (template.get("variables") or {}).items()}
     user.setdefault("user_id", "u" * USER_ID_MAX)  # the longest id a user can have
@@ -459,8 +457,6 @@ def _check_csv(file: str, reference: str, root: str, real_root: str) -> tuple[li
     """An audience's CSV, streamed (never read whole): where it is, its header (``schema`` at the
     audience's ``source.csv``) and every row as ``users import`` checks it (``csv-invalid`` at
     the CSV's own line). Returns the findings and, when the file was read, its attachment."""
-    from engine.validation.cache import content_digest
-
     path = ("source", "csv")
     if os.path.isabs(reference):
         return [Finding(file, path, "path-outside-repo", f"{reference!r} is an absolute path; give a path relative to the audience file")], {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from engine.validation.problems import WARNING
+from engine.problems import WARNING
 from engine.validation.rules import Catalog, Finding
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from planrepo import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, apply_now, p
 
 from engine.apply.applier import ApplyRefused, StalePlan, apply
 from engine.apply.approval import Evidence
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.plan import model
 from engine.state import StateStore
 

@@ -465,7 +465,7 @@ def test_the_shipped_example_audiences(state_store: StateStore, tmp_path: Path) 
 
     from repo_factory import example_repo
 
-    from engine.config.repository import load_repository
+    from engine.validation.pipeline import load_repository
 
     spec = importlib.util.spec_from_file_location("audiences_oracle", Path(__file__).with_name("test_audiences_oracle.py"))
     assert spec is not None and spec.loader is not None

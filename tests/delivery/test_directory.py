@@ -32,7 +32,7 @@ def write_csv(folder: Path, text: str, name: str = "users.csv", *, encoding: str
 def all_users(store: StateStore) -> dict[str, dict]:
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     with store.reading() as conn:
         ids = list(conn.execute(select(dt.users.c.user_id)).scalars())
@@ -42,7 +42,7 @@ def all_users(store: StateStore) -> dict[str, dict]:
 def opt_outs(store: StateStore) -> dict[str, str | None]:
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     with store.reading() as conn:
         return dict(conn.execute(select(dt.users.c.user_id, dt.users.c.opt_out)).all())
@@ -325,7 +325,7 @@ def test_lookup_users_handles_many_ids_and_unknown_ones(state_store: StateStore,
 def test_the_import_history_records_each_import(state_store: StateStore, tmp_path: Path) -> None:
     from sqlalchemy import select
 
-    from engine.delivery import directory_tables as dt
+    from engine.state import directory_tables as dt
 
     import_users(state_store, write_csv(tmp_path, "user_id,city\nu1,Manila\n"))
     # u1 goes, all of the directory: a shrink, allowed

@@ -56,7 +56,7 @@ def run_once(root: Path, url: str) -> tuple[str, list[dict], dict[str, dict]]:
     try:
         from sqlalchemy import select
 
-        from engine.delivery import ledger_tables as lt
+        from engine.state import ledger_tables as lt
 
         with store.reading() as conn:
             rows = {row.user_id: row._asdict() for row in conn.execute(select(lt.deliveries))}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.apply.applier import apply
 from engine.apply.approval import Evidence
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.plan.desired import Desired
 from engine.plan.planner import compute_plan
 from engine.state import PilotResult, StateStore

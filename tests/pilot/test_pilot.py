@@ -8,7 +8,7 @@ import json
 import pytest
 from planrepo import SmallRepo, apply_now, copy_example
 
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.delivery.providers import MESSAGE_ID_MAX
 from engine.errors import UsageError
 from engine.pilot import choose_testers, run_pilot_test

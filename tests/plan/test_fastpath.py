@@ -7,7 +7,7 @@ import os
 import pytest
 from planrepo import SmallRepo, apply_now, record_pass
 
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.plan import fastpath
 from engine.plan.planner import compute_plan
 from engine.plan.source import LocalSource

@@ -9,7 +9,7 @@ import pytest
 from planrepo import SmallRepo, apply_now, copy_example, plan_of, record_fail, record_pass
 
 from engine.config.models import Schedule
-from engine.config.repository import load_repository
+from engine.validation.pipeline import load_repository
 from engine.plan.desired import Desired
 from engine.schedule.occurrences import preview
 from engine.state import StateStore

@@ -10,7 +10,7 @@ from repo_factory import edit, example_repo, task_yaml, write
 
 from engine.clock import Clock
 from engine.validation.pipeline import validate_repository
-from engine.validation.problems import CODES
+from engine.problems import CODES
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def test_github_format_is_workflow_annotations(repo):
 
 
 def test_github_annotation_escapes_newlines_percent_and_separators():
-    from engine.validation.problems import Problem
+    from engine.problems import Problem
     from engine.validation.report import as_github
 
     text = as_github([Problem("creatives/a,b:c.yaml", 2, 3, "schema", "100% wrong\nsecond line")])
