@@ -34,20 +34,17 @@ class Clock:
     """The real clock, a clock shifted to start at ``start`` (it then advances in real time), or
     (``Clock.fixed``) a frozen instant."""
 
-    __slots__ = ("_offset", "_frozen", "simulated")
+    __slots__ = ("_offset", "_frozen")
 
     def __init__(self, start: dt.datetime | None = None) -> None:
         self._frozen: float | None = None
         self._offset = 0.0 if start is None else _aware(start, "simulated start").timestamp() - time.time()
-        self.simulated = start is not None
-        """True unless this is the machine's own clock."""
 
     @classmethod
     def fixed(cls, instant: dt.datetime) -> Clock:
         """A clock that always says ``instant``."""
         clock = cls()
         clock._frozen = _aware(instant, "fixed instant").timestamp()
-        clock.simulated = True
         return clock
 
     @classmethod
@@ -68,7 +65,7 @@ class Clock:
     def __repr__(self) -> str:
         if self._frozen is not None:
             return f"Clock.fixed({self.now().isoformat()})"
-        return f"Clock({self.now().isoformat()})" if self.simulated else "Clock()"
+        return f"Clock({self.now().isoformat()})" if self._offset else "Clock()"
 
 
 SYSTEM = Clock()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-from repo_factory import example_repo  # noqa: E402
+from repos import example_repo  # noqa: E402
 
 NOW = "2026-11-28T09:00:00+08:00"
 

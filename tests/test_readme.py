@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repo_factory import PROJECT
+from repos import PROJECT
 
 from engine.problems import CODES
 

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from repo_factory import PROJECT
+from repos import PROJECT
 
 UNIT = PROJECT / "deploy" / "campaigns-executor.service"
 SYSTEM_UNITS = next((p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()), None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from repo_factory import PROJECT
+from repos import PROJECT
 
 WORKFLOWS = PROJECT / ".github" / "workflows"
 

@@ -2,9 +2,11 @@
 
 The JSON Schemas in ``schemas/`` are generated from these models
 (``python -m engine.config.schemas --write``); a test fails when a committed
-schema drifts from its model. Validation runs the generated schema with
-``jsonschema`` (so every problem is located); the models then give the rest of
-the engine typed, immutable objects.
+schema drifts from its model. Validation checks a file with these models first,
+in strict mode; only a file they refuse goes through the generated schema with
+``jsonschema``, which locates every problem (the models accept nothing the
+schema refuses: tests/config/test_schemas.py). The models then give
+the rest of the engine typed, immutable objects.
 """
 
 from __future__ import annotations

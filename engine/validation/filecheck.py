@@ -216,7 +216,7 @@ def _strict_model(kind: str, data: Any) -> Any:
     """The fast path: strict pydantic-core validation of the loaded data.
 
     The models are built so that whatever they accept the generated JSON Schema accepts too
-    (tests/validation/test_schema_agreement.py holds them to it), so a document they accept
+    (tests/config/test_schemas.py holds them to it), so a document they accept
     needs no jsonschema pass; anything else goes to jsonschema, which has the final word and
     locates every problem. pydantic-core is about forty times faster on our documents.
     """

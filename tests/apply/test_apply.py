@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from planrepo import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, apply_now, plan_of, record_pass
+from repos import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, apply_now, plan_of, record_pass
 
 from engine.apply.applier import ApplyRefused, StalePlan, apply
 from engine.apply.approval import Evidence

@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from planrepo import MERGED, MERGED_BY_AUTHOR, UNMERGED
+from repos import MERGED, MERGED_BY_AUTHOR, UNMERGED
 
 from engine.apply.approval import ApprovalPolicy, ApprovalRefused, Evidence, approval_from_event, read_event
 from engine.errors import UsageError

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from planrepo import MERGED, PLATFORM, SmallRepo, record_pass
+from repos import MERGED, PLATFORM, SmallRepo, record_pass
 
 from engine.state import StateStore
 

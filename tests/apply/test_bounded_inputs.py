@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from planrepo import MERGED, SmallRepo, record_pass
+from repos import MERGED, SmallRepo, record_pass
 
 from engine.apply.approval import EVENT_MAX_BYTES
 from engine.plan.model import PLAN_MAX_BYTES

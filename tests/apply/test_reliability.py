@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from planrepo import SmallRepo, record_pass
+from repos import SmallRepo, record_pass
 
 from engine.state import StateStore
 

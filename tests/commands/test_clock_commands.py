@@ -9,7 +9,7 @@ import json
 import pytest
 import time_machine
 from cli_runner import campaigns
-from planrepo import SmallRepo, apply_now, record_pass
+from repos import SmallRepo, apply_now, record_pass
 
 from engine.clock import Clock
 from engine.state import StateStore

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pty_run import ANSI, SGR, on_terminal
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
+from repos import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine import terminal
 

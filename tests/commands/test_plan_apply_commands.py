@@ -6,7 +6,7 @@ import json
 
 import pytest
 from cli_runner import campaigns
-from planrepo import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, record_pass
+from repos import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, record_pass
 
 from engine.state import StateStore
 

@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from planrepo import SmallRepo
-from planrepo import campaigns as campaigns_process
+from repos import SmallRepo, campaigns as campaigns_process
 from sqlalchemy.engine import make_url
 
 READERS = [

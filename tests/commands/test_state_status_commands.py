@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from cli_runner import campaigns
-from planrepo import MERGED, SmallRepo, record_pass
+from repos import MERGED, SmallRepo, record_pass
 
 from engine.config.settings import DEFAULT_STATE_URL, resolve_state_url
 from engine.errors import UsageError

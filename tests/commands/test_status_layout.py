@@ -11,7 +11,7 @@ import time_machine
 from cli_runner import campaigns
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from planrepo import SmallRepo, record_pass
+from repos import SmallRepo, record_pass
 
 from engine import texttable
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from planrepo import SmallRepo, record_pass
+from repos import SmallRepo, record_pass
 
 from engine.state import StateStore
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns, campaigns_process
-from repo_factory import example_repo
+from repos import example_repo
 
 from engine.delivery.directory import known_attributes, lookup_users
 from engine.state import StateStore

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import example_repo
+from repos import example_repo
 
 from engine.delivery.directory import lookup_users
 from engine.state import StateStore

@@ -7,13 +7,13 @@ import json
 
 import pytest
 from cli_runner import campaigns_process
-from planrepo import EXAMPLE_ACTIVE, MERGED, copy_example
+from repos import EXAMPLE_ACTIVE, MERGED, example_repo
 
 pytestmark = pytest.mark.slow
 
 
 def test_whole_flow_on_the_shipped_example(tmp_path, state_url):
-    root = copy_example(tmp_path / "example")
+    root = example_repo(tmp_path / "example")
     env = {"CAMPAIGNS_STATE": state_url, "GITHUB_EVENT_PATH": ""}
 
     def sh(*args: str):

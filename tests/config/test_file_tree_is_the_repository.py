@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from bounded_run import campaigns_bounded
 from cli_runner import campaigns
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo
+from repos import EXAMPLE_LIVE_NOW, example_repo
 
 SECRET = "outside-the-repository-secret"
 

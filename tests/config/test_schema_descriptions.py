@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from repo_factory import PROJECT
+from repos import PROJECT
 
 from engine.config.models import MODELS
 

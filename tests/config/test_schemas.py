@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from repo_factory import PROJECT
+from repos import PROJECT
 
 from engine.config import yamlload
 from engine.config.models import MODELS

@@ -9,7 +9,7 @@ import pytest
 from cli_runner import campaigns
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
+from repos import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine.config import yamlload
 

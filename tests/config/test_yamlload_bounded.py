@@ -10,7 +10,7 @@ import pytest
 from bounded_run import campaigns_bounded
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
+from repos import EXAMPLE_LIVE_NOW, example_repo, write
 from yaml.nodes import MappingNode
 
 from engine.config import yamlload

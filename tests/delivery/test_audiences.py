@@ -463,7 +463,7 @@ def test_the_shipped_example_audiences(state_store: StateStore, tmp_path: Path) 
     the example CSVs evaluated in Python."""
     import importlib.util
 
-    from repo_factory import example_repo
+    from repos import example_repo
 
     from engine.validation.pipeline import load_repository
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns_process
-from planrepo import FIXTURES, SmallRepo
+from repos import FIXTURES, SmallRepo
 
 WINDOW = "2027-01-04T09:30:00+08:00"  # inside the first window of the first occurrence
 AFTER_WINDOWS = "2027-01-04T22:00:00+08:00"  # the occurrence's last window closed

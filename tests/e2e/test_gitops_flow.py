@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns_process
-from repo_factory import PROJECT
+from repos import PROJECT
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "github"
 FIRST_WINDOW = "2026-12-01T09:30:00+08:00"  # inside the first window of the task's first occurrence

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns, campaigns_process
-from planrepo import EXAMPLE_ACTIVE, MERGED, copy_example
+from repos import EXAMPLE_ACTIVE, MERGED, example_repo
 
 from engine import localcache
 from engine.validation import cache as validation_cache
@@ -43,7 +43,7 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = copy_example(tmp_path / "repo")
+    root = example_repo(tmp_path / "repo")
     (root / ".gitignore").write_text(".campaigns/\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "marketer@example.com")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from repo_factory import PROJECT
+from repos import PROJECT
 
 DEPLOY = PROJECT / "deploy"
 DASHBOARD = DEPLOY / "grafana-dashboard.json"

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from cli_runner import campaigns
-from repo_factory import edit, example_repo
+from repos import edit, example_repo
 
 NOW = "2026-11-20T00:00:00+08:00"
 SCRIPT = "<script>window.__pwned = 1</script>"
@@ -59,7 +59,7 @@ CHANNEL_CREATIVES = {
 
 def many_tasks(root: Path, total: int = 200) -> Path:
     """The example with tasks added (every channel, a month each) until it has ``total`` tasks."""
-    from repo_factory import task_yaml, write
+    from repos import task_yaml, write
 
     example_repo(root)
     write(root, "campaigns/bulk/campaign.yaml", "name: Bulk\ndescription: Many tasks for the preview's speed test.\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from planrepo import SmallRepo, apply_now, copy_example
+from repos import SmallRepo, apply_now, example_repo
 
 from engine.validation.pipeline import load_repository
 from engine.delivery.providers import MESSAGE_ID_MAX
@@ -28,7 +28,7 @@ def pilot(root, url, task_id, testers=()):
 
 
 def test_pilot_test_on_the_example_before_any_apply(tmp_path, state_url):
-    root = copy_example(tmp_path / "example")
+    root = example_repo(tmp_path / "example")
     outcome = pilot(root, state_url, "flash-sale-push")
     assert outcome.passed
     assert outcome.content_digest == Desired(load_repository(root)).task_content_digest("flash-sale-push")
@@ -54,7 +54,7 @@ def test_pilot_test_on_the_example_before_any_apply(tmp_path, state_url):
 def test_every_pilot_test_run_sends_new_message_ids(tmp_path, state_url):
     from cli_runner import campaigns as run_command
 
-    root = copy_example(tmp_path / "example")
+    root = example_repo(tmp_path / "example")
     runs = []
     for _ in range(2):
         result = run_command("test", "flash-sale-sms", "--format", "json", "--state", state_url, "--repo", str(root))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from planrepo import SmallRepo, apply_now, record_pass
+from repos import SmallRepo, apply_now, record_pass
 
 from engine.validation.pipeline import load_repository
 from engine.plan import fastpath

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
-from planrepo import SmallRepo, plan_of
+from repos import SmallRepo, plan_of
 
 from engine.delivery.directory import import_users
 from engine.state import StateStore

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from planrepo import SmallRepo, apply_now, campaigns, record_pass
+from repos import SmallRepo, apply_now, campaigns, record_pass
 
 from engine.errors import CampaignsError
 from engine.plan import source as source_module

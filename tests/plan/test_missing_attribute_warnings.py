@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from planrepo import SmallRepo
+from repos import SmallRepo
 
 from engine.delivery.directory import import_users
 from engine.state import StateStore

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from repo_factory import example_repo
+from repos import example_repo
 
 from engine.config.usercsv import CsvFile, CsvFileError, UsersCsv, file_sha256
 from engine.plan.desired import csv_sha256

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from planrepo import SmallRepo, apply_now, copy_example, plan_of, record_fail, record_pass
+from repos import SmallRepo, apply_now, example_repo, plan_of, record_fail, record_pass
 
 from engine.config.models import Schedule
 from engine.validation.pipeline import load_repository
@@ -287,7 +287,7 @@ def test_no_previews_or_diffs_for_unchanged_resources(repo, state_url):
 
 
 def test_shipped_example_plans_every_resource(tmp_path, state_url):
-    root = copy_example(tmp_path / "example")
+    root = example_repo(tmp_path / "example")
     repository = load_repository(root)
     plan = plan_of(root, state_url, now=NOW)
     assert plan.summary()["create"] == sum(1 for _ in repository.resources())

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from planrepo import SmallRepo, apply_now, plan_of, record_pass
+from repos import SmallRepo, apply_now, plan_of, record_pass
 
 from engine.plan import model, render
 from engine.plan.model import (

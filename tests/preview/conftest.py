@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from preview_repo import hostile
-from repo_factory import example_repo
+from repos import example_repo
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from cli_runner import campaigns
 from playwright.sync_api import expect, sync_playwright
 from preview_repo import NOW, hostile, many_tasks
-from repo_factory import example_repo
+from repos import example_repo
 
 CHROMIUM = os.environ.get("CAMPAIGNS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LOAD_BUDGET = 2.0  # seconds for a page of 200 tasks (issue 15)

@@ -8,8 +8,7 @@ from html.parser import HTMLParser
 
 from cli_runner import campaigns
 from preview_repo import NOW
-from planrepo import record_pass
-from repo_factory import edit
+from repos import edit, record_pass
 
 from engine.preview.render import to_html
 

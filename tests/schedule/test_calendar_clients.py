@@ -16,7 +16,7 @@ import icalendar
 import pytest
 import vobject
 from click.testing import CliRunner
-from repo_factory import PROJECT, example_repo
+from repos import PROJECT, example_repo
 from schedule_oracle import schedule
 
 from engine.cli import cli

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns_process
-from repo_factory import example_repo, write
+from repos import example_repo, write
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bounded_run import campaigns_bounded
 from cli_runner import campaigns
-from repo_factory import example_repo, write
+from repos import example_repo, write
 
 TASK = "campaigns/december-flash-sale/flash-sale-push.yaml"
 START_LINE, FINISH_LINE = 7, 8

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import example_repo, write
+from repos import example_repo, write
 
 
 @pytest.fixture

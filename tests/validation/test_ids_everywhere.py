@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import example_repo, write
+from repos import example_repo, write
 
 TASK = "campaigns/december-flash-sale/flash-sale-push.yaml"
 

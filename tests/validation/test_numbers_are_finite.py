@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import example_repo, write
+from repos import example_repo, write
 
 HOSTILE = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan", "400 digits": "1" * 400, "2**53+1": str(2**53 + 1)}
 

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from repo_factory import edit, example_repo, task_yaml, write
+from repos import edit, example_repo, task_yaml, write
 
 from engine.clock import Clock
 from engine.validation.pipeline import validate_repository

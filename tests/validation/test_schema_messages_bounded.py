@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from bounded_run import campaigns_bounded
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
+from repos import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine.config.schemas import repeated_items, validator_for
 from engine.validation.schema_check import MESSAGE_MAX, bounded, schema_findings

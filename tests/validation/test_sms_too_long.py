@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
+from repos import EXAMPLE_LIVE_NOW, example_repo, write
 
 NOW = EXAMPLE_LIVE_NOW
 CREATIVE = "creatives/flash-sms.yaml"

@@ -11,7 +11,7 @@ import pytest
 from cli_runner import campaigns
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from repo_factory import example_repo, write
+from repos import example_repo, write
 
 from engine.delivery.providers.base import Message
 from engine.delivery.providers.gateway import CONTENT_MAX, message_content

@@ -12,7 +12,7 @@ import yaml
 from cli_runner import campaigns, campaigns_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from repo_factory import EXAMPLE_LIVE_NOW, example_repo, write
+from repos import EXAMPLE_LIVE_NOW, example_repo, write
 
 from engine import localcache
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from repo_factory import PROJECT, example_repo, write
+from repos import PROJECT, example_repo, write
 
 from engine import localcache
 

@@ -1,6 +1,8 @@
-"""Repositories and shortcuts shared by the plan, apply, pilot and command tests.
+"""Campaigns repositories for tests, and shortcuts to plan, pilot-test and apply them.
 
-Imported by the conftest.py of tests/plan, tests/apply, tests/pilot and tests/commands.
+Two ways to get a repository: :func:`example_repo` copies the shipped example (then ``write`` /
+``edit`` change it), :class:`SmallRepo` writes a hand-made one file by file. Test modules import
+this file by name (``tests/helpers`` is on pytest's ``pythonpath``).
 """
 
 from __future__ import annotations
@@ -9,10 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from engine.apply.applier import apply
 from engine.apply.approval import Evidence
+from engine.config.yamlload import load
 from engine.validation.pipeline import load_repository
 from engine.plan.desired import Desired
 from engine.plan.planner import compute_plan
@@ -23,7 +30,8 @@ FIXTURES = PROJECT / "tests" / "fixtures" / "github"
 MERGED = FIXTURES / "pull_request.closed.merged.json"
 UNMERGED = FIXTURES / "pull_request.closed.unmerged.json"
 MERGED_BY_AUTHOR = FIXTURES / "pull_request.closed.merged-by-author.json"
-EXAMPLE_PARTS = ("platform.yaml", "templates", "audiences", "creatives", "campaigns")
+EXAMPLE_PARTS = ("platform.yaml", "templates", "audiences", "creatives", "campaigns", "schemas")
+EXAMPLE_LIVE_NOW = "2026-12-01T00:00:00Z"  # before the example's tasks end: validate gives no dates-past warnings
 EXAMPLE_ACTIVE = ("flash-sale-push", "flash-sale-sms", "weekly-points-inbox")
 
 PLATFORM = """\
@@ -80,16 +88,53 @@ status: {status}
 """
 
 
-def copy_example(dest: Path) -> Path:
-    """The shipped example repository, copied to ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
+def example_repo(target: Path) -> Path:
+    """A copy of the shipped example repository at ``target`` (created)."""
+    target.mkdir(parents=True, exist_ok=True)
     for part in EXAMPLE_PARTS:
         source = PROJECT / part
         if source.is_dir():
-            shutil.copytree(source, dest / part)
+            shutil.copytree(source, target / part)
         else:
-            shutil.copy2(source, dest / part)
-    return dest
+            shutil.copy2(source, target / part)
+    return target
+
+
+def write(root: Path, path: str, text: str) -> Path:
+    """Write a file (creating folders); returns its path."""
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def edit(root: Path, path: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """Load a YAML file, let ``change`` mutate the data, write it back (comments are lost)."""
+    target = root / path
+    data = load(target.read_bytes())
+    change(data)
+    target.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def task_yaml(
+    *,
+    name: str = "Test task",
+    channel: str = "push",
+    windows: str = '[{start: "09:00", finish: "11:30"}]',
+    recurrence: str = "{type: daily, every: 1}",
+    start: str = "2026-12-01",
+    finish: str = "2026-12-31",
+    audiences: str = "[new-users-ph]",
+    creatives: str = "[flash-a]",
+    extra: str = "",
+) -> str:
+    """A task file for the example's site ``ph`` (each part replaceable)."""
+    return (
+        f"name: {name}\nsite: ph\nmini_program: shop\nchannel: {channel}\n"
+        f"schedule:\n  start_date: {start}\n  finish_date: {finish}\n  windows: {windows}\n"
+        f"  recurrence: {recurrence}\n{extra}"
+        f"audiences: {audiences}\ncreatives: {creatives}\n"
+    )
 
 
 class SmallRepo:
