@@ -153,7 +153,7 @@ class _Connection(asyncio.Protocol):
             del self.buffer[:4]
             lines = head.split("\r\n")
             status_line = lines[0].split(" ", 2)
-            if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
+            if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not _number(status_line[1]) or len(status_line[1]) != 3:
                 raise NetworkError(f"not an HTTP/1.x reply: {lines[0][:80]!r}")
             status = int(status_line[1])
             headers = Headers()
@@ -179,7 +179,9 @@ class _Connection(asyncio.Protocol):
                 try:
                     length = int(line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
-                    raise NetworkError(f"a chunk size that is not hexadecimal: {line[:40]!r}") from None
+                    length = -1
+                if length < 0:
+                    raise NetworkError(f"a chunk size that is not hexadecimal: {line[:40]!r}")
                 if length == 0:
                     while await self._line():  # trailers, up to the empty line
                         pass
@@ -192,7 +194,7 @@ class _Connection(asyncio.Protocol):
                     raise NetworkError("a chunk of the reply does not end with CRLF")
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not _number(declared):
                 raise NetworkError(f"a Content-Length that is not a number: {declared[:40]!r}")
             length = int(declared)
             if length > max_bytes:
@@ -212,6 +214,11 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes superscripts, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _lost(error: BaseException | None) -> str:

@@ -410,7 +410,7 @@ class Gateway:
             thread.start()
 
             async def make_client() -> aionet.Client | httpx.AsyncClient:
-                if _plain_http(self.url):
+                if plain_http(self.url):
                     return aionet.Client(self.url, self.concurrency, self._headers)
                 limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
                 return httpx.AsyncClient(timeout=httpx.Timeout(self._timeout), headers=self._headers, limits=limits)
@@ -656,7 +656,7 @@ class Gateway:
             return response.status_code, response.headers, b"".join(chunks)
 
 
-def _plain_http(url: str) -> bool:
+def plain_http(url: str) -> bool:
     """An ``http://`` gateway reached directly (no proxy in the environment): ``aionet.Client``;
     otherwise httpx, for TLS and proxies."""
     parts = urlsplit(url)
