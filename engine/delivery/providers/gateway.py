@@ -217,10 +217,14 @@ def parse_send_reply(body: bytes, *, max_bytes: int = REPLY_MAX_BYTES, max_depth
         message_id = row.get("messageId")
         if not isinstance(message_id, str) or message_id in results:
             continue
+        success, retry = row.get("success") is True, row.get("retry") is True
+        if len(row) == 1 + ("success" in row) + ("retry" in row):  # the usual row: messageId, success, retry and no words
+            results[message_id] = MessageResult(success, retry)
+            continue
         reason = row.get("resultMessage") or row.get("error") or row.get("message") or row.get("reason")
         detail = f": {reason}" if isinstance(reason, str) and reason else ""
         row_code = row.get("resultCode") or row.get("errorCode") or row.get("code")
-        results[message_id] = MessageResult(row.get("success") is True, row.get("retry") is True, detail, _text(row_code))
+        results[message_id] = MessageResult(success, retry, detail, _text(row_code))
     return parsed
 
 
