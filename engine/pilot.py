@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.config.names import USER_ID_PATTERN
+from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+from engine.delivery.directory import lookup_users, open_directory
+from engine.delivery.providers import Message, open_provider
+from engine.delivery.render import RenderError, creative_text
 from engine.errors import CampaignsError, UsageError
+from engine.plan.desired import Desired
+from engine.plan.planner import required_by, size_request
+from engine.plan.source import gaps_from_directory
+from engine.state import PilotResult
 
 if TYPE_CHECKING:
     from engine.config.repository import Repository
@@ -80,11 +88,7 @@ def check_testers_known(repository: Repository, task_id: str, testers: Sequence[
 
 def directory_attributes(repository: Repository, store: StateStore, testers: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Testers' attributes from the user directory (``platform.yaml`` ``user_directory``, else the
-    state), when the directory package is installed; testers it does not know are absent."""
-    try:
-        from engine.delivery.directory import lookup_users, open_directory
-    except ImportError:
-        return {}
+    state); testers it does not know are absent."""
     with open_directory(repository.platform.model, store, repository.root) as directory:
         found = lookup_users(directory, list(testers))
     return {user_id: dict(attributes) for user_id, attributes in (found or {}).items()}
@@ -105,6 +109,19 @@ class PilotSend:
     error: str | None = None
     reason: str | None = None  # why it failed, as the ledger would say (missing-variable, too-long, ...)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tester": self.tester,
+            "creative": self.creative,
+            "message_id": self.message_id,
+            "profile": self.profile,
+            "passed": self.passed,
+            "title": self.title,
+            "content": self.content,
+            "redirection": self.redirection,
+            "error": self.error,
+        }
+
     def detail(self) -> str:
         if self.passed:
             return f"creative {self.creative}: sent as {self.message_id} ({self.profile})"
@@ -124,15 +141,22 @@ class PilotOutcome:
     def passed(self) -> bool:
         return self.run.passed
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``campaigns test --format json`` prints."""
+        return {
+            "task": self.task_id,
+            "channel": self.channel,
+            "content_digest": self.content_digest,
+            "run_id": self.run.run_id,
+            "passed": self.passed,
+            "warnings": [{"code": code, "message": message} for code, message in self.warnings],
+            "messages": [send.to_json() for send in self.sends],
+        }
+
 
 def audience_warnings(repository: Repository, store: StateStore, task_id: str) -> list[tuple[str, str]]:
     """``missing-attribute`` warnings for the task's audiences, as ``plan`` gives them: members
     the directory knows without an attribute a creative prints without a default."""
-    from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
-    from engine.plan.desired import Desired
-    from engine.plan.planner import required_by, size_request
-    from engine.plan.source import gaps_from_directory
-
     desired = Desired(repository)
     request = size_request(desired, {task_id: desired.body(f"task.{task_id}")})
     if not request.required:
@@ -154,11 +178,6 @@ def run_pilot_test(
     env: Mapping[str, str] = os.environ,
 ) -> PilotOutcome:
     """Render, send and record a pilot test of ``task_id``'s current content."""
-    from engine.delivery.providers import Message, open_provider
-    from engine.delivery.render import RenderError, creative_text
-    from engine.plan.desired import Desired
-    from engine.state import PilotResult
-
     task = repository.task(task_id)
     chosen = choose_testers(repository, task_id, testers)
     desired = Desired(repository)

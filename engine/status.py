@@ -12,6 +12,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pathlib import Path
+
+from engine.config.models import Schedule
+from engine.delivery.health import Undeliverable, undeliverable
+from engine.delivery.report import Behind, delivery_totals, executor_behind
+from engine.schedule.occurrences import preview
 from engine.state import control
 from engine.state.records import utc_iso
 
@@ -75,9 +81,6 @@ class TaskRow:
 
 
 def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetime) -> tuple[str, dt.datetime] | None:
-    from engine.config.models import Schedule
-    from engine.schedule.occurrences import preview
-
     try:
         timezone = platform["sites"][body["site"]]["timezone"]  # type: ignore[index]
         schedule = Schedule.model_validate(body["schedule"])
@@ -136,3 +139,49 @@ def status_rows(store: StateStore, clock: Clock | None = None) -> list[TaskRow]:
                 row.next_occurrence, row.next_start = found
         rows.append(row)
     return rows
+
+
+@dataclass
+class StatusReport:
+    """``campaigns status``: the rows with their deliveries, and the health check's findings."""
+
+    lineage: str | None
+    serial: int
+    exists: bool  # the state exists (else nothing was applied yet)
+    display: str  # the state's URL, for people
+    rows: list[TaskRow]
+    behind: list[Behind]  # occurrences past their last window neither delivered nor expired
+    blocked: list[Undeliverable]  # running tasks that cannot be delivered at all
+
+    @property
+    def healthy(self) -> bool:
+        return not self.behind and not self.blocked
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "tasks": [row.to_json() for row in self.rows],
+            "executor": {"behind": [b.describe() for b in self.behind], "ok": not self.behind},
+            "undeliverable": [item.to_json() for item in self.blocked],
+            "ok": self.healthy,
+        }
+
+
+def status_report(store: StateStore, clock: Clock, repo: Path) -> StatusReport:
+    """Every task's row with its delivery counts (``deliveries``) and, for a running task that
+    cannot be delivered (checked in this environment: ``repo``'s providers), why (``undeliverable``)."""
+    meta = store.meta()
+    exists = store.exists
+    rows = status_rows(store, clock)
+    totals = delivery_totals(store)
+    behind = executor_behind(store, clock)
+    blocked = undeliverable(store, repo) if exists else []
+    held = {row.task for row in rows if row.emergency is not None}
+    blocked = [item for item in blocked if item.task not in held]  # an emergency-paused task sends nothing
+    problems = {item.task: item.problem for item in blocked}
+    for row in rows:  # delivery counts from the ledger (engine.delivery.report)
+        counts = totals.get(row.task)
+        row.extra["deliveries"] = counts.as_dict() if counts is not None else None
+        row.extra["undeliverable"] = problems.get(row.task)
+    return StatusReport(meta.lineage, meta.serial, exists, store.display_url, rows, behind, blocked)

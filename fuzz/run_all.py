@@ -55,13 +55,13 @@ def _saved_plan() -> bytes | None:
     """A saved plan of the example against an empty state (the shape ``apply PLAN`` reads)."""
     from fuzz import targets
     from engine.validation.pipeline import load_repository
-    from engine.plan import model
+    from engine.plan import planfile
     from engine.plan.planner import compute_plan
     from engine.state.store import StateStore
 
     root = targets._work_repository()  # noqa: SLF001 - the same private copy the target uses
     with tempfile.TemporaryDirectory() as folder, StateStore.open(f"sqlite:///{folder}/s.db", root) as store:
-        return model.dumps(compute_plan(load_repository(root), store, now=targets.NOW, use_cache=False)).encode()
+        return planfile.dumps(compute_plan(load_repository(root), store, now=targets.NOW, use_cache=False)).encode()
 
 
 def seeds(name: str) -> list[bytes]:

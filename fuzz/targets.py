@@ -34,7 +34,7 @@ from engine.delivery.providers import gateway
 from engine.delivery.render import CreativeText, RenderError
 from engine.errors import CampaignsError
 from engine import jsonlimits
-from engine.plan import model as plan_model
+from engine.plan import planfile
 from engine.plan.planner import compute_plan
 from engine.schedule.occurrences import occurrences_between, preview
 from engine.state.store import StateStore
@@ -118,7 +118,7 @@ def jinja(data: bytes) -> None:
 def saved_plan(data: bytes) -> None:
     """``campaigns apply PLAN``'s reader: a Plan, or PlanFileError."""
     try:
-        plan_model.parse(data, "fuzz.json")
+        planfile.parse(data, "fuzz.json")
     except CampaignsError:
         pass
 

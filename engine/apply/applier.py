@@ -24,16 +24,21 @@ from typing import TYPE_CHECKING
 
 from engine.apply.approval import ApprovalRefused, Evidence, stored_policy
 from engine.clock import Clock
+from engine.config.settings import resolve_state_url
 from engine.errors import CampaignsError
-from engine.plan.model import NEEDS_APPROVAL, Change, Plan
-from engine.plan.planner import Planner, make_planner
+from engine.plan import fastpath, planfile
+from engine.plan.model import NEEDS_APPROVAL, Blocker, Change, Plan
+from engine.plan.planner import APPROVAL_MESSAGE, Planner, make_planner
 from engine.plan.source import LocalSource
-from engine.state import control
+from engine.state import StateStore, control
 from engine.state.records import Approval, TaskStateWrite
+from engine.validation.filecheck import gc_paused
+from engine.validation.pipeline import load_repository
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from engine.config.repository import Repository
-    from engine.state import StateStore
 
 TEST_SLEEP_ENV = "CAMPAIGNS_TEST_APPLY_SLEEP"
 
@@ -223,8 +228,6 @@ def apply(
     The applied repository is remembered for ``engine.plan.fastpath``. Approval is judged by the
     policy already applied in the state, read under the lock (``approval.stored_policy``), never
     by the repository's own ``platform.yaml``: a change to the policy governs the merges after it."""
-    from engine.plan import fastpath
-
     with store.lock("apply", timeout=lock_timeout):
         if on_locked:
             on_locked()
@@ -247,8 +250,7 @@ def apply(
         except ApprovalRefused as refused:
             problem = str(refused)
         if approval is None:
-            for change in plan.actionable:
-                change.blockers.append(_approval_blocker())
+            plan = plan.with_blocker(Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE))
         if plan.blockers() or problem:
             refused = refusal(plan, problem)
             _remember_failure(store, evidence, approval, refused, now, plan.serial)
@@ -257,6 +259,26 @@ def apply(
         fastpath.remember(planner.desired, planner.snapshot)
         counts = plan.summary()
         return ApplyResult(plan, serial, applied=True, approval=approval, counts=counts)
+
+
+def apply_repository(
+    repo: Path,
+    state_url: str | None = None,
+    *,
+    evidence: Evidence,
+    plan_file: Path | None = None,
+    lock_timeout: float = 0,
+) -> ApplyResult:
+    """The whole of ``campaigns apply``: the saved plan read first (a bad file is refused before
+    anything else is read), the repository validated without any cache, then ``apply`` against
+    the state the repository names (``state_url``: ``--state``). Raises what ``apply`` raises,
+    PlanFileError and InvalidRepository."""
+    saved = planfile.load(plan_file) if plan_file is not None else None
+    with gc_paused():  # builds many objects and no cycles worth collecting
+        repository = load_repository(repo, state=state_url, use_cache=False)  # apply trusts no cache
+        url = resolve_state_url(repo, state_url, platform=repository.platform.data)
+        with StateStore.open(url, base_dir=repo) as store:
+            return apply(repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout)
 
 
 def _remember_failure(
@@ -290,9 +312,3 @@ def _remember_failure(
     except CampaignsError:  # the refusal is what the user must see; the drift record is a courtesy
         pass
 
-
-def _approval_blocker():
-    from engine.plan.model import Blocker
-    from engine.plan.planner import APPROVAL_MESSAGE
-
-    return Blocker(NEEDS_APPROVAL, APPROVAL_MESSAGE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import CampaignsError, UsageError
 from engine.state import control
@@ -32,6 +32,10 @@ class ControlResult:
     unchanged: dict[str, str] = field(default_factory=dict)  # task -> why it was left alone
     by: str = ""
     at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``campaigns pause|resume --format json`` prints."""
+        return {"action": self.action, "tasks": self.changed, "unchanged": self.unchanged, "by": self.by, "at": self.at}
 
 
 def _actor(by: str | None) -> tuple[str, str]:

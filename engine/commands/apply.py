@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import load_repo, open_store, state_option
+from engine.apply.applier import ApplyRefused, apply_repository
+from engine.apply.approval import Evidence
+from engine.commands.common import problems_reported, repo_option, state_option
 
 
 @click.command()
@@ -49,25 +50,14 @@ def apply(
     that will run needs a passing pilot test of its current content; a refused apply names every
     blocker. Without changes, apply says so and needs no approval.
     """
-    from engine.apply.applier import ApplyRefused
-    from engine.apply.applier import apply as run_apply
-    from engine.apply.approval import Evidence
-    from engine.plan import model
-    from engine.validation.filecheck import gc_paused
-
     evidence = Evidence.from_options(str(event) if event else None, approved_by, reason)
-    saved = model.load(plan_file) if plan_file is not None else None
-    with gc_paused():  # builds many objects and no cycles worth collecting
-        repository = load_repo(repo, state_url, use_cache=False)  # apply trusts no cache
-        with open_store(repo, state_url, platform=repository.platform.data) as store:
-            try:
-                result = run_apply(
-                    repository, store, evidence=evidence, saved=saved, lock_timeout=lock_timeout
-                )
-            except ApplyRefused as refused:
-                for line in refused.details:
-                    click.echo(f"  {line}", err=True)
-                raise
+    try:
+        with problems_reported():
+            result = apply_repository(repo, state_url, evidence=evidence, plan_file=plan_file, lock_timeout=lock_timeout)
+    except ApplyRefused as refused:
+        for line in refused.details:
+            click.echo(f"  {line}", err=True)
+        raise
     if result.applied:
         for change in result.plan.actionable:
             status = f"  {change.status.describe()}" if change.status is not None else ""

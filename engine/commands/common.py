@@ -72,6 +72,7 @@ def fixed_clock(now_text: str | None) -> Clock:
 
 
 def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "text", help: str | None = None):
+    """``--format`` (every command's, so they all read alike): one of ``choices``, shown with its default."""
     return click.option(
         "--format",
         "output_format",
@@ -82,21 +83,29 @@ def format_option(choices: tuple[str, ...] = ("text", "json"), default: str = "t
     )
 
 
+@contextmanager
+def problems_reported() -> Iterator[None]:
+    """A repository that does not validate: its problems on stderr, then InvalidRepository goes on
+    up (the CLI's error boundary ends the command)."""
+    from engine.validation.pipeline import InvalidRepository
+
+    try:
+        yield
+    except InvalidRepository as problem:
+        print_problems(problem.problems, len({p.file for p in problem.problems}))
+        raise
+
+
 def load_repo(repo: Path, state_url: str | None = None, files: Any = None, *, use_cache: bool = True) -> Repository:
     """The validated repository; its problems are printed (and InvalidRepository raised) if it has errors.
 
     ``state_url`` (``--state``) locates the user directory that audience rules are checked against;
     ``files``: the repository's files if the caller has read them already; ``use_cache=False``
     (apply) validates every file without reading a cached result."""
-    from engine.validation.pipeline import InvalidRepository, load_repository
+    from engine.validation.pipeline import load_repository
 
-    try:
+    with problems_reported():
         return load_repository(repo, state=state_url, files=files, use_cache=use_cache)
-    except InvalidRepository as problem:
-        from engine.commands.common import print_problems
-
-        print_problems(problem.problems, len({p.file for p in problem.problems}))
-        raise
 
 
 @contextmanager

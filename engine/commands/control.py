@@ -66,7 +66,7 @@ def resume(tasks, repo: Path, state_url, output_format, every, site, reason, by,
 
 def _show(result, output_format: str) -> None:
     if output_format == "json":
-        echo_json({"action": result.action, "tasks": result.changed, "unchanged": result.unchanged, "by": result.by, "at": result.at})
+        echo_json(result.to_json())
         return
     verb = "Paused" if result.action == "pause" else "Resumed"
     for task_id in result.changed:

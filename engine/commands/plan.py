@@ -7,20 +7,20 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import load_repo, now_option, parse_now, state_option
+from engine.commands.common import format_option, now_option, parse_now, problems_reported, repo_option, state_option
+from engine.plan import planfile, render
+from engine.plan.impact import DEFAULT_FORECAST_DAYS
+from engine.plan.model import NEEDS_APPROVAL
+from engine.plan.run import plan_repository
 from engine.terminal import use_color
+from engine.validation.filecheck import gc_paused
 
 
 @click.command()
 @repo_option
 @state_option
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "markdown", "json"]),
-    default="text",
-    show_default=True,
+@format_option(
+    ("text", "markdown", "json"),
     help="text: + ~ - per change and a Plan: line; markdown: a pull-request comment "
     "(under GitHub's 65,536-character limit); json: versioned, with everything apply needs.",
 )
@@ -49,7 +49,7 @@ from engine.terminal import use_color
 @click.option(
     "--forecast-days",
     type=click.IntRange(0, 366),
-    default=7,
+    default=DEFAULT_FORECAST_DAYS,
     show_default=True,
     metavar="N",
     help="Site-local days of the cap forecast (messages due, users, users the daily cap holds back); 0: none.",
@@ -84,46 +84,17 @@ def plan(
     Exit codes: 0 (with --detailed-exitcode: no changes), 2 changes (--detailed-exitcode),
     3 blockers that would refuse the apply after the merge (--fail-on-blockers), 1 error.
     """
-    from engine.config.settings import resolve_state_url
-    from engine.plan import fastpath, model, render
-    from engine.plan.planner import compute_plan
-    from engine.plan.source import ForkedSource, LocalSource, can_fork
-    from engine.validation.filecheck import gc_paused
-    from engine.validation.pipeline import read_files
-
     now = parse_now(now_text) if now_text else None
-    url = resolve_state_url(repo, state_url)
-    store = None
-    # builds many objects and no cycles worth collecting: the collector waits until the end
-    with gc_paused():
-        # plan never writes: a state that does not exist yet is planned against as empty
-        if can_fork():  # read the state on another core while this one reads the repository
-            source = ForkedSource.start(url, repo, create=False)
-        else:
-            from engine.state import StateStore
-
-            store = StateStore.open(url, base_dir=repo, create=False, missing_ok=True)
-            source = LocalSource(store)
-        try:
-            files = read_files(repo)
-            summary = fastpath.remembered(files)  # no file changed since a plan that found nothing to do?
-            result = fastpath.noop_plan(summary, source)
-            if result is None:
-                repository = load_repo(repo, state_url, files)
-                result = compute_plan(repository, source, now=now, forecast_days=forecast_days)
-        finally:
-            source.close()
-            if store is not None:
-                store.close()
+    with problems_reported():
+        result = plan_repository(repo, state_url, now=now, forecast_days=forecast_days)
+    with gc_paused():  # rendering 10,000 changes builds many objects and no cycles
         if out is not None:
-            model.save(result, out)
+            planfile.save(result, out)
         colour = use_color(sys.stdout, flag=color) and output_format == "text"
         click.echo(render.render(result, output_format, color=colour), nl=False, color=colour)
     if out is not None:
         click.echo(f"Saved the plan to {out}; apply exactly this with `campaigns apply {out}`.", err=True)
     if fail_on_blockers:
-        from engine.plan.model import NEEDS_APPROVAL
-
         refusing = result.blockers(ignore=(NEEDS_APPROVAL,))
         if refusing:
             parts = [f"{code} on {', '.join(c.address for c in changes[:8])}" + (f" and {len(changes) - 8} more" if len(changes) > 8 else "")

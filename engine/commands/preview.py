@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import load_repo, now_option, open_store, parse_now, repo_option, state_option
-
-DEFAULT_OUT = Path(".campaigns") / "preview"
+from engine.commands.common import now_option, parse_now, problems_reported, repo_option, state_option
+from engine.preview import preview_repository
+from engine.preview.render import to_text
 
 
 @click.command()
@@ -54,18 +54,11 @@ def preview(
     the site's time zone, and the plan's audience sizes, warnings, changes and cap forecast.
     Prints a short text version (for a CI job summary); never writes to the state.
     """
-    from engine import preview as library
-    from engine.preview.render import to_text, write
-
     now = parse_now(now_text) if now_text else None
-    repository = load_repo(repo, state_url)
-    target_dir = out_dir if out_dir is not None else repo / DEFAULT_OUT
-    # made first: on a fresh clone this is also the folder of the default SQLite state, which
-    # then reads as empty (plan from empty) instead of "no such folder"
-    target_dir.mkdir(parents=True, exist_ok=True)
-    with open_store(repo, state_url, platform=repository.platform.data, create=False, missing_ok=True) as store:
-        page = library.preview(repository, store, tasks, testers, now=now, forecast_days=forecast_days)
-    target = write(page, target_dir)
+    with problems_reported():
+        page, target = preview_repository(
+            repo, state_url, tasks, testers, out_dir=out_dir, now=now, forecast_days=forecast_days
+        )
     click.echo(to_text(page), nl=False)
     click.echo(
         f"Wrote {target} ({len(page.tasks)} task{'s' if len(page.tasks) != 1 else ''}); open {target.resolve().as_uri()} in a browser.",

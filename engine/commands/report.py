@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import echo_json, fixed_clock, now_option, open_store, repo_option, state_option, table
+from engine.commands.common import echo_json, fixed_clock, format_option, now_option, open_store, repo_option, state_option, table
 
 _WRITE_EVERY = 1000
 """Failed users written per ``echo`` while streaming the ``--failed`` list."""
@@ -18,14 +18,7 @@ _WRITE_EVERY = 1000
 @click.argument("task_id", metavar="TASK")
 @repo_option
 @state_option
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for programs.",
-)
+@format_option(("table", "json"), "table", "table for people, json for programs.")
 @click.option(
     "--no-estimate",
     is_flag=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
+from engine.commands.common import format_option, repo_option
 from engine.errors import UsageError
 from engine.terminal import console
 
@@ -38,13 +38,10 @@ def parse_date(option: str, text: str | None) -> dt.date | None:
     "A one-time task's single occurrence is shown whole if any of its dates is in the range.",
 )
 @click.option("--to", "finish", metavar="DATE", help="Only occurrences on or before this date (YYYY-MM-DD, inclusive).")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json", "ics"]),
-    default="table",
-    show_default=True,
-    help="table: for people; json: {task, timezone, occurrences} with UTC offsets; "
+@format_option(
+    ("table", "json", "ics"),
+    "table",
+    "table: for people; json: {task, timezone, occurrences} with UTC offsets; "
     "ics: an iCalendar file with one event per delivery window.",
 )
 @repo_option

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from engine import terminal, texttable
-from engine.commands.common import repo_option
-from engine.commands.common import echo_json, fixed_clock, format_option, now_option, open_store, state_option
+from engine.commands.common import echo_json, fixed_clock, format_option, now_option, open_store, repo_option, state_option
+from engine.errors import CampaignsError
+from engine.status import status_report
 
 
 @click.command()
@@ -39,45 +40,21 @@ def status(repo: Path, state_url: str | None, output_format: str, now_text: str 
 
     Times are shown in the zone of each task's site, named under the table (JSON: ISO 8601 with
     the offset, UTC for the stored instants)."""
-    from engine.delivery.health import undeliverable
-    from engine.delivery.report import delivery_totals, executor_behind
-    from engine.status import status_rows
-
     clock = fixed_clock(now_text)
     with open_store(repo, state_url, create=False, missing_ok=True, clock=clock) as store:
-        meta = store.meta()
-        exists = store.exists
-        display = store.display_url
-        rows = status_rows(store, clock)
-        totals = delivery_totals(store)
-        behind = executor_behind(store, clock)
-        blocked = undeliverable(store, repo) if exists else []
-    held = {row.task for row in rows if row.emergency is not None}
-    blocked = [item for item in blocked if item.task not in held]  # an emergency-paused task sends nothing
-    problems = {item.task: item.problem for item in blocked}
-    for row in rows:  # delivery counts from the ledger (engine.delivery.report)
-        counts = totals.get(row.task)
-        row.extra["deliveries"] = counts.as_dict() if counts is not None else None
-        row.extra["undeliverable"] = problems.get(row.task)
+        report = status_report(store, clock, repo)
+    rows, behind, blocked = report.rows, report.behind, report.blocked
     if output_format == "json":
-        echo_json(
-            {
-                "lineage": meta.lineage,
-                "serial": meta.serial,
-                "tasks": [row.to_json() for row in rows],
-                "executor": {"behind": [b.describe() for b in behind], "ok": not behind},
-                "undeliverable": [item.to_json() for item in blocked],
-                "ok": not behind and not blocked,
-            }
-        )
+        echo_json(report.to_json())
         _fail_if_unhealthy(behind, blocked)
         return
-    if not exists:
-        click.echo(f"No state at {display} yet: nothing has been applied.")
+    if not report.exists:
+        click.echo(f"No state at {report.display} yet: nothing has been applied.")
         return
     if not rows:
-        click.echo(f"No tasks in the state yet (serial {meta.serial}).")
+        click.echo(f"No tasks in the state yet (serial {report.serial}).")
         return
+    problems = {item.task: item.problem for item in blocked}
     width = None if wide else terminal.width(sys.stdout)
     fitted = texttable.fit(*_table(rows, problems), width)
     click.echo(fitted.text, nl=False)
@@ -93,7 +70,7 @@ def status(repo: Path, state_url: str | None, output_format: str, now_text: str 
     click.echo(texttable.wrap_line(_zones_line(rows), width))
     if fitted.dropped:
         click.echo(texttable.wrap_line(f"Hidden to fit {width} columns: {', '.join(fitted.dropped)} (--wide shows them).", width))
-    click.echo(f"State serial {meta.serial}, lineage {meta.lineage}.")
+    click.echo(f"State serial {report.serial}, lineage {report.lineage}.")
     _fail_if_unhealthy(behind, blocked)
 
 
@@ -174,8 +151,6 @@ def _fail_if_unhealthy(behind: list, blocked: list) -> None:
     window, or when a running task cannot be delivered at all; each one on stderr."""
     if not behind and not blocked:
         return
-    from engine.errors import CampaignsError
-
     for item in behind:
         click.echo(f"behind: {item.describe()}", err=True)
     for item in blocked:

@@ -38,34 +38,7 @@ def test(task: str, testers: tuple[str, ...], repo: Path, state_url: str | None,
     with open_store(repo, state_url, platform=repository.platform.data) as store:
         outcome = run_pilot_test(repository, store, task, testers)
     if output_format == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "task": outcome.task_id,
-                    "channel": outcome.channel,
-                    "content_digest": outcome.content_digest,
-                    "run_id": outcome.run.run_id,
-                    "passed": outcome.passed,
-                    "warnings": [{"code": code, "message": message} for code, message in outcome.warnings],
-                    "messages": [
-                        {
-                            "tester": s.tester,
-                            "creative": s.creative,
-                            "message_id": s.message_id,
-                            "profile": s.profile,
-                            "passed": s.passed,
-                            "title": s.title,
-                            "content": s.content,
-                            "redirection": s.redirection,
-                            "error": s.error,
-                        }
-                        for s in outcome.sends
-                    ],
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps(outcome.to_json(), indent=2, ensure_ascii=False))
     else:
         click.echo(f"Pilot test of task {outcome.task_id} ({outcome.channel}), content {outcome.content_digest[:12]}:")
         for send in outcome.sends:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine.commands.common import repo_option
+from engine.commands.common import format_option, repo_option
 from engine.terminal import console, is_terminal
 
 if TYPE_CHECKING:
@@ -35,12 +35,12 @@ def users() -> None:
 @contextmanager
 def _directory(repo: Path, state: str | None) -> Iterator[StateStore]:
     """The store holding the directory: platform.yaml ``user_directory`` if set, else the state."""
-    from engine.config.settings import read_platform, resolve_state_url
-    from engine.delivery.directory import user_directory_url
+    from engine.config.settings import read_platform
+    from engine.delivery.directory import locate
     from engine.state import StateStore
 
     platform = read_platform(repo)
-    url = user_directory_url(platform) or resolve_state_url(repo, state, platform=platform)
+    url = locate(platform, repo, state_option=state)
     store = StateStore.open(url, repo)
     try:
         yield store
@@ -112,7 +112,7 @@ def _with_progress_bar(run: Any, file: Path) -> Any:
 @users.command("info")
 @repo_option
 @state_option
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 def info(repo: Path, state: str | None, output_format: str) -> None:
     """How many users the directory has, their attributes, and the last import."""
     import json

@@ -7,18 +7,14 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import fixed_clock, now_option, repo_option
+from engine.commands.common import fixed_clock, format_option, now_option, repo_option
 from engine.terminal import console, is_terminal, use_color
 
 
 @click.command()
 @repo_option
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json", "github"]),
-    default="text",
-    show_default=True,
+@format_option(
+    ("text", "json", "github"),
     help="text: file:line:col: code: message; json: machine-readable; github: workflow annotations.",
 )
 @click.option("--no-cache", is_flag=True, help="Check every file again instead of reusing unchanged files' results.")

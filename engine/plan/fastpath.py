@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from engine import localcache
 from engine.clock import now as clock_now
+from engine.plan import lifecycle
 from engine.plan.cache import _engine_key
 from engine.plan.model import Plan, StatusChange
 from engine.state.records import utc_iso
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 SUMMARY_FILE = "plan-summary.marshal"
 FINGERPRINT_FILE = "plan-summary.key"
-_SETTLED = {"active": ("running",), "paused": ("paused", "testing")}
 _SEPARATE = "a user directory of its own"  # platform.yaml's user_directory: always the full path
 
 
@@ -122,7 +122,7 @@ def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | N
     states = snapshot.task_states
     for task_id, want in wants.items():
         state = states.get(task_id)
-        if state is None or state.status not in _SETTLED[want]:
+        if state is None or not lifecycle.settled(want, state.status):
             return None
     noops: list[tuple[str, str, StatusChange | None]] = []
     statuses: dict[str, StatusChange] = {}
@@ -130,7 +130,7 @@ def noop_plan(summary: Summary | None, source: StateSource, now: dt.datetime | N
         status = None
         if address.startswith("task."):
             state = states.get(address[5:])
-            if address not in digests and (state is None or state.status != "completed"):
+            if address not in digests and (state is None or state.status != lifecycle.COMPLETED):
                 return None  # a task to complete: the full path says so
             if state is not None:
                 status = statuses.get(state.status)

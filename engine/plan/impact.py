@@ -1,7 +1,7 @@
 """What a change will do (SPEC section 5): audience sizes, warnings, SMS cost and the cap forecast.
 
 The planner asks the state side (``engine.plan.impact_query``, through the same ``details``
-request as the field differences) for counts, then fills the plan value with them. The shape,
+request as the field differences) for counts, then fills the changes being decided (``ChangeDraft``) with them. The shape,
 which ``campaigns preview`` and the JSON plan read:
 
 - a task change: ``audience_size = {"before": int|None, "after": int|None}`` (``before`` None
@@ -29,11 +29,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.plan.model import Change, PlanWarning
+from engine import sms
+from engine.config.models import OneTime, Schedule
+from engine.plan.impact_query import NO_DIRECTORY, ImpactRequest
+from engine.plan.model import ChangeDraft, PlanWarning
+from engine.schedule.occurrences import occurrence_dates, site_zone
 
 if TYPE_CHECKING:
     from engine.plan.desired import Desired
-    from engine.plan.impact_query import ImpactAnswer, ImpactRequest
+    from engine.plan.impact_query import ImpactAnswer
 
 DEFAULT_FORECAST_DAYS = 7
 MAX_FORECAST_DAYS = 366
@@ -59,16 +63,11 @@ class ForecastPlan:
 
 
 def site_today(timezone: str, now: dt.datetime) -> dt.date:
-    from engine.schedule.occurrences import site_zone
-
     return now.astimezone(site_zone(timezone)).date()
 
 
 def due_dates(schedule: Any, first: dt.date, last: dt.date) -> list[dt.date]:
     """The dates in [first, last] on which a task with this schedule delivers (module docstring)."""
-    from engine.config.models import OneTime
-    from engine.schedule.occurrences import occurrence_dates
-
     dates = occurrence_dates(schedule)
     if isinstance(schedule.recurrence, OneTime):
         start = next(iter(dates), None)
@@ -84,8 +83,6 @@ def due_dates(schedule: Any, first: dt.date, last: dt.date) -> list[dt.date]:
 
 def plan_forecast(desired: Desired, running: Iterable[str], now: dt.datetime, days: int) -> ForecastPlan:
     """Every site's next ``days`` local days and the running or planned tasks due on each."""
-    from engine.config.models import Schedule
-
     repository = desired.repository
     sites = repository.platform.data.get("sites") or {}
     result = ForecastPlan()
@@ -129,10 +126,8 @@ def reached_audiences(desired: Desired, task_id: str) -> set[str]:
 
 
 def build_request(
-    actionable: list[Change], forecast: ForecastPlan, desired: Desired, running: Iterable[str]
+    actionable: list[ChangeDraft], forecast: ForecastPlan, desired: Desired, running: Iterable[str]
 ) -> ImpactRequest:
-    from engine.plan.impact_query import ImpactRequest
-
     before = [c.id for c in actionable if c.kind == "task" and c.action in ("update", "delete")]
     audiences = {c.id: c.action != "delete" for c in actionable if c.kind == "audience"}
     tasks_due = sorted({task for _, _, tasks in forecast.days for task in tasks})
@@ -164,7 +159,7 @@ def _sized(before: int | None, after: int | None, reason: str | None) -> dict[st
 
 
 def apply_answer(
-    actionable: list[Change],
+    actionable: list[ChangeDraft],
     answer: ImpactAnswer | None,
     forecast: ForecastPlan,
     desired: Desired,
@@ -230,13 +225,11 @@ NO_FORECAST = "no cap forecast: it counts members in the user directory, and non
 
 
 def _no_directory_note() -> str:
-    from engine.plan.impact_query import NO_DIRECTORY
-
     return NO_DIRECTORY
 
 
 def _task(
-    change: Change,
+    change: ChangeDraft,
     answer: ImpactAnswer | None,
     desired: Desired,
     task_capped: dict[str, list[tuple[dt.date, int, int | None]]],
@@ -296,11 +289,9 @@ def size_warnings(before: int | None, after: int | None, *, running: bool, task:
     return found
 
 
-def _sms_cost(change: Change, desired: Desired, before: int | None, after: int | None, stored: list[int] | None) -> None:
+def _sms_cost(change: ChangeDraft, desired: Desired, before: int | None, after: int | None, stored: list[int] | None) -> None:
     """``sms_cost: {"before", "after", "currency"}``: what the task's SMS cost, users split evenly
     over its creatives (mean segments x price x audience), under the stored and the new definition."""
-    from engine import sms
-
     repository = desired.repository
     data = repository.tasks[change.id].data if change.id in repository.tasks else None
     site_id = (data or {}).get("site") or (change.body or {}).get("site")
@@ -321,9 +312,7 @@ def _sms_cost(change: Change, desired: Desired, before: int | None, after: int |
     change.sms_cost = {"before": expected(stored, before), "after": after_cost, "currency": currency}
 
 
-def _sms(change: Change, desired: Desired, audience: int | None) -> None:
-    from engine import sms
-
+def _sms(change: ChangeDraft, desired: Desired, audience: int | None) -> None:
     repository = desired.repository
     data = repository.tasks[change.id].data
     if data.get("channel") != "sms":

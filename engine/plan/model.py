@@ -1,27 +1,18 @@
 """A plan is a value: what ``apply`` would change, computed once, rendered many ways, saved.
 
-The JSON form (``Plan.to_json``) is versioned (``format_version``) and is both what
-``campaigns plan --format json`` prints and what ``--out FILE`` saves. A saved file carries a
-``checksum`` (sha256 of the canonical JSON of everything else), so a plan edited by hand or cut
-short in transit is refused instead of applied.
+The JSON form (``Plan.to_json``) is versioned (``format_version``); ``engine.plan.planfile``
+adds its checksum, prints and saves it, and reads it back. A finished plan is not changed:
+``Change`` is frozen (the planner decides one on a ``ChangeDraft`` and freezes it), and what
+apply adds to the plan it refuses (the missing approval) is a new plan (``Plan.with_blocker``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass, replace
 from typing import Any, Literal
-
-from engine import jsonlimits
-from engine.errors import CampaignsError
-from engine.state.records import content_digest
 
 FORMAT_VERSION = 1
 PLAN_KIND = "campaigns-plan"
-PLAN_MAX_BYTES = 128 * jsonlimits.MiB
-"""A saved plan of 10,000 changed tasks is about 25 MB; five times that is still a plan."""
-PLAN_MAX_DEPTH = jsonlimits.DEFAULT_MAX_DEPTH
 
 Action = Literal["create", "update", "delete", "no-op"]
 ACTIONS: tuple[str, ...] = ("create", "update", "delete", "no-op")
@@ -32,10 +23,6 @@ NEEDS_PILOT_TEST = "needs-pilot-test"
 NEEDS_APPROVAL = "needs-approval"
 TEMPLATE_NOT_APPROVED = "template-not-approved"
 BLOCKER_CODES = (NEEDS_PILOT_TEST, NEEDS_APPROVAL, TEMPLATE_NOT_APPROVED)
-
-
-class PlanFileError(CampaignsError):
-    """A saved plan cannot be used: unreadable, truncated, edited, or from another version."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +115,7 @@ class SchedulePreview:
         return cls(data["timezone"], tuple(OccurrenceView(**o) for o in data["next"]), data["total"])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Change:
     """What the plan does to one address.
 
@@ -157,6 +144,19 @@ class Change:
     sms: list[dict[str, Any]] | None = None  # SMS tasks: per creative {"creative", "encoding", "segments", ...}
     sms_cost: dict[str, Any] | None = None  # SMS tasks: {"before", "after", "currency"}, creatives split evenly
     attachments: list[dict[str, str]] = field(default_factory=list)  # [{"digest", "path"}] (CSV audiences)
+
+    @classmethod
+    def no_op(cls, address: str, kind: str, rid: str, digest: str, status: StatusChange | None) -> Change:
+        """An unchanged address. A plan of 20,000 unchanged resources makes 20,000 of these for
+        its JSON: filled directly, without the frozen ``__init__``'s one ``object.__setattr__``
+        per field (a third of the JSON's time)."""
+        change = object.__new__(cls)
+        change.__dict__.update(
+            address=address, kind=kind, id=rid, action="no-op", before_digest=digest, after_digest=digest,
+            body=None, diffs=[], status=status, content_digest=None, blockers=[], warnings=[], notes=[],
+            schedule=None, audience_size=None, size=None, tasks=None, sms=None, sms_cost=None, attachments=[],
+        )
+        return change
 
     @property
     def marker(self) -> str:
@@ -250,6 +250,30 @@ class Change:
         return out
 
 
+def _freeze(draft: Any) -> Change:
+    change = object.__new__(Change)  # the draft has exactly its fields: filled as in Change.no_op
+    change.__dict__.update(vars(draft))
+    return change
+
+
+def _is_change(draft: Any) -> bool:
+    return draft.action != "no-op"
+
+
+ChangeDraft = make_dataclass(
+    "ChangeDraft",
+    [
+        (f.name, f.type, field(default=f.default, default_factory=f.default_factory))  # type: ignore[call-overload]
+        if f.default is not MISSING or f.default_factory is not MISSING
+        else (f.name, f.type)
+        for f in fields(Change)
+    ],
+    namespace={"freeze": _freeze, "is_change": property(_is_change), "__module__": __name__},
+)
+ChangeDraft.__doc__ = """A ``Change`` while the planner is still deciding it: the same fields, settable;
+``freeze()`` makes the Change the plan holds. (Made from Change's fields, so they are written once.)"""
+
+
 def _split(address: str) -> tuple[str, str]:
     if address == "platform":
         return "platform", "platform"
@@ -310,9 +334,7 @@ class Plan:
             everything = list(self._given)
             for address, digest, status in self._noops or ():
                 kind, rid = _split(address)
-                everything.append(
-                    Change(address, kind, rid, "no-op", before_digest=digest, after_digest=digest, status=status)
-                )
+                everything.append(Change.no_op(address, kind, rid, digest, status))
             everything.sort(key=change_order)
             self._all = everything
         return self._all
@@ -347,6 +369,16 @@ class Plan:
                 if blocker.code not in ignore:
                     found.setdefault(blocker.code, []).append(change)
         return found
+
+    def with_blocker(self, blocker: Blocker) -> Plan:
+        """This plan with ``blocker`` added to every change that does something (a new plan;
+        this one is left as it is)."""
+        blocked = [replace(c, blockers=[*c.blockers, blocker]) if c.is_change else c for c in (self._given if self._all is None else self._all)]
+        return Plan(
+            self.lineage, self.serial, self.repository_digest, self.created_at, self.state, blocked,
+            approved=self.approved, noops=self._noops if self._all is None else None,
+            drift=self.drift, forecast=self.forecast, impact_notes=self.impact_notes,
+        )
 
     def change(self, address: str) -> Change | None:
         for change in self.changes:
@@ -384,7 +416,6 @@ class Plan:
             "impact_notes": list(self.impact_notes),
             "changes": [change.to_json() for change in self.changes],
         }
-        document["checksum"] = checksum(document)
         return document
 
     @classmethod
@@ -400,89 +431,3 @@ class Plan:
             forecast=document.get("forecast") or [],
             impact_notes=document.get("impact_notes") or [],
         )
-
-
-def checksum(document: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a plan document without its ``checksum`` key."""
-    return content_digest({key: value for key, value in document.items() if key != "checksum"})
-
-
-def dumps(plan: Plan) -> str:
-    """The saved-plan text (also what ``--format json`` prints)."""
-    return json.dumps(plan.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def save(plan: Plan, path: Path) -> None:
-    """Write the plan to ``path`` atomically (a crash never leaves half a plan under that name)."""
-    import os
-
-    path = Path(path)
-    text = dumps(plan)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except OSError as problem:
-        try:
-            temporary.unlink()
-        except OSError:
-            pass
-        raise CampaignsError(f"cannot write the plan to {path}: {problem.strerror}") from None
-
-
-def load(path: Path) -> Plan:
-    """Read a saved plan; PlanFileError (one clear line) when it cannot be trusted.
-
-    At most ``PLAN_MAX_BYTES`` are read (the size is checked before reading)."""
-    path = Path(path)
-    try:
-        raw = jsonlimits.read_limited(path, PLAN_MAX_BYTES, f"plan file {path}")
-    except FileNotFoundError:
-        raise PlanFileError(f"no plan file {path}") from None
-    except OSError as problem:
-        raise PlanFileError(f"cannot read the plan file {path}: {problem.strerror or problem}") from None
-    except jsonlimits.JSONTooLarge as problem:
-        raise PlanFileError(f"{problem}; it cannot be applied") from None
-    return parse(raw, str(path))
-
-
-def parse(raw: bytes, where: str = "plan") -> Plan:
-    """The plan in ``raw``: bounded JSON (``engine.jsonlimits``), then its kind, version and checksum."""
-    if not raw.strip():
-        raise PlanFileError(f"plan file {where} is empty; make a new plan with `campaigns plan --out`")
-    try:
-        document = jsonlimits.loads(raw, what=f"plan file {where}", max_bytes=PLAN_MAX_BYTES, max_depth=PLAN_MAX_DEPTH)
-    except (jsonlimits.JSONTooLarge, jsonlimits.JSONTooDeep) as problem:
-        raise PlanFileError(f"{problem}; it cannot be applied") from None
-    except jsonlimits.JSONNotText:
-        raise PlanFileError(f"plan file {where} is not text (not a saved plan)") from None
-    except jsonlimits.JSONInvalid as invalid:
-        problem = invalid.decode_error
-        if problem is None:  # NaN, an integer past Python's digit limit
-            raise PlanFileError(f"{invalid}; it is not a saved plan") from None
-        # A saved plan is one JSON object: cut anywhere, it no longer ends with its closing brace.
-        ending = problem.pos >= len(problem.doc.rstrip()) - 1 or not raw.rstrip().endswith(b"}")
-        what = "is truncated" if ending else f"is not valid JSON (line {problem.lineno}, column {problem.colno})"
-        raise PlanFileError(
-            f"plan file {where} {what}; it cannot be applied, make a new plan with `campaigns plan --out`"
-        ) from None
-    if not isinstance(document, dict) or document.get("kind") != PLAN_KIND:
-        raise PlanFileError(f"{where} is not a saved campaigns plan")
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise PlanFileError(
-            f"plan file {where} has format_version {version!r}; this campaigns reads version {FORMAT_VERSION}; "
-            "make a new plan"
-        )
-    stored = document.get("checksum")
-    if not isinstance(stored, str) or stored != checksum(document):
-        raise PlanFileError(
-            f"plan file {where} was modified after it was saved (checksum mismatch); "
-            "a plan cannot be edited, make a new one with `campaigns plan --out`"
-        )
-    try:
-        plan = Plan.from_json(document)
-    except (KeyError, TypeError, ValueError) as problem:
-        raise PlanFileError(f"plan file {where} is incomplete ({type(problem).__name__}: {problem})") from None
-    return plan

@@ -1,15 +1,8 @@
 """Compare a repository with the state and decide every change, status and blocker.
 
-The lifecycle (design notes, "Task lifecycle"), for a task whose file is present:
-
-- ``status: active``  -> ``running``. Needs a passing pilot test of exactly its current content
-  (``needs-pilot-test``) unless it already ran with this very content (running, or paused and
-  resumed unchanged), and every template of its creatives approved (``template-not-approved``).
-- ``status: paused``  -> ``paused`` if it ever ran (running or paused); otherwise ``draft``, or
-  ``testing`` once a pilot test of its content passed (a task already ``testing`` stays so while
-  its content does not change).
-- file deleted        -> ``completed``; the stored task and its history are kept, and a completed
-  task whose file stays deleted is a no-op from then on.
+The lifecycle rules (the status a task ends in, when it needs a pilot test) are
+``engine.plan.lifecycle``; a deleted task file completes the task (the stored task and its history
+are kept, and a completed task whose file stays deleted is a no-op from then on).
 
 Every change needs approval (``needs-approval``) unless the plan is made with evidence (apply).
 
@@ -24,9 +17,11 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from engine.clock import now as clock_now
-from engine.config.repository import KINDS, Repository
+from engine.config.models import Schedule
+from engine.config.repository import Repository
 from engine.config.usercsv import CsvFile
-from engine.plan import impact_query
+from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
+from engine.plan import fastpath, impact, impact_query, lifecycle
 from engine.plan.cache import DigestCache
 from engine.plan.desired import Desired
 from engine.plan.impact import DEFAULT_FORECAST_DAYS
@@ -35,7 +30,7 @@ from engine.plan.model import (
     NEEDS_PILOT_TEST,
     TEMPLATE_NOT_APPROVED,
     Blocker,
-    Change,
+    ChangeDraft,
     OccurrenceView,
     Plan,
     PlanWarning,
@@ -44,13 +39,14 @@ from engine.plan.model import (
     change_order,
 )
 from engine.plan.source import AUDIENCE_SIZE_LIMIT, LocalSource, SizeRequest, StateSnapshot, StateSource
+from engine.schedule.occurrences import preview
 from engine.state.records import utc_iso
+from engine.templating import creative_texts, required_attributes
 
 if TYPE_CHECKING:
     from engine.state import StateStore
 
 PREVIEW_COUNT = 5
-_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 
 APPROVAL_MESSAGE = (
     "every change needs approval: apply from the merged pull request's workflow "
@@ -63,25 +59,6 @@ def _split(address: str) -> tuple[str, str]:
         return "platform", "platform"
     kind, _, rid = address.partition(".")
     return kind, rid
-
-
-_order = change_order
-
-
-def target_status(want: str, before: str | None, content_changed: bool, tested: bool) -> str:
-    """The status a task present in the repository ends in (see the module docstring)."""
-    if want == "active":
-        return "running"
-    if before in ("running", "paused"):
-        return "paused"
-    if before == "testing" and not content_changed:
-        return "testing"
-    return "testing" if tested else "draft"
-
-
-def needs_test(want: str, before: str | None, content_changed: bool) -> bool:
-    """Whether reaching the target needs a passing pilot test of the current content."""
-    return want == "active" and not (before in ("running", "paused") and not content_changed)
 
 
 class Planner:
@@ -115,7 +92,7 @@ class Planner:
         digests = desired.digests
         stored = snapshot.digests
         states = snapshot.task_states
-        actionable: dict[str, Change] = {}
+        actionable: dict[str, ChangeDraft] = {}
         unchanged: dict[str, str] = {}  # address -> digest
         for address, digest in digests.items():
             before = stored.get(address)
@@ -124,26 +101,26 @@ class Planner:
                 continue
             kind, rid = _split(address)
             action = "create" if before is None else "update"
-            actionable[address] = Change(address, kind, rid, action, before_digest=before, after_digest=digest)
+            actionable[address] = ChangeDraft(address, kind, rid, action, before_digest=before, after_digest=digest)
         changed = set(actionable)
         statuses: dict[str, StatusChange] = {}  # tasks that stay as they are: address -> no-op status
         for address in stored.keys() - digests.keys():
             kind, rid = _split(address)
             state = states.get(rid) if kind == "task" else None
-            if state is not None and state.status == "completed":
+            if state is not None and state.status == lifecycle.COMPLETED:
                 unchanged[address] = stored[address]
-                statuses[address] = StatusChange("completed", "completed")
+                statuses[address] = StatusChange(lifecycle.COMPLETED, lifecycle.COMPLETED)
                 continue
-            change = Change(address, kind, rid, "delete", before_digest=stored[address])
+            change = ChangeDraft(address, kind, rid, "delete", before_digest=stored[address])
             if kind == "task":
-                change.status = StatusChange(state.status if state else None, "completed")
+                change.status = StatusChange(state.status if state else None, lifecycle.COMPLETED)
                 change.content_digest = state.content_digest if state else None
                 change.notes.append("the task file was deleted: the task is completed and kept in the state")
             actionable[address] = change
 
         self._tasks(actionable, unchanged, statuses, changed)
 
-        ordered = sorted(actionable.values(), key=_order)
+        ordered = sorted(actionable.values(), key=change_order)
         if ordered:
             self._details(ordered, self._running(actionable, statuses))
         noops = [(address, digest, statuses.get(address)) for address, digest in unchanged.items()]
@@ -153,7 +130,7 @@ class Planner:
             repository_digest=desired.repository.digest,
             created_at=utc_iso(self.now),
             state=snapshot.display,
-            changes=ordered,
+            changes=[change.freeze() for change in ordered],
             approved=self.approved,
             noops=noops,
             drift=snapshot.drift,
@@ -161,7 +138,7 @@ class Planner:
             impact_notes=self.impact_notes,
         )
 
-    def _running(self, actionable: dict[str, Change], statuses: dict[str, StatusChange]) -> set[str]:
+    def _running(self, actionable: dict[str, ChangeDraft], statuses: dict[str, StatusChange]) -> set[str]:
         """Tasks running after this plan (running, or planned to run), less emergency pauses."""
         held = {entry.get("task") for entry in self.snapshot.drift if entry.get("kind") == "emergency-pause"}
         running = {address[5:] for address, status in statuses.items() if address.startswith("task.") and status.after == "running"}
@@ -172,7 +149,7 @@ class Planner:
 
     def _tasks(
         self,
-        actionable: dict[str, Change],
+        actionable: dict[str, ChangeDraft],
         unchanged: dict[str, str],
         statuses: dict[str, StatusChange],
         changed: set[str],
@@ -190,9 +167,8 @@ class Planner:
             if change is None and previous is not None:
                 status = previous.status
                 data = resource.data
-                settled = status == "running" if data.get("status", "active") == "active" else status in ("paused", "testing")
                 if (
-                    settled
+                    lifecycle.settled(data.get("status", "active"), status)
                     and not (changed_creatives and any(c in changed_creatives for c in data["creatives"]))
                     and not (
                         changed_templates
@@ -206,7 +182,7 @@ class Planner:
                     continue
             if change is None:
                 digest = unchanged[address]
-                change = Change(address, "task", task_id, "no-op", before_digest=digest, after_digest=digest)
+                change = ChangeDraft(address, "task", task_id, "no-op", before_digest=digest, after_digest=digest)
             self._task(change, task_id, changed)
             if change.is_change:
                 actionable[address] = change
@@ -214,29 +190,25 @@ class Planner:
             else:
                 statuses[address] = change.status  # type: ignore[assignment]
 
-    def _task(self, change: Change, task_id: str, changed: set[str]) -> None:
+    def _task(self, change: ChangeDraft, task_id: str, changed: set[str]) -> None:
         desired, snapshot = self.desired, self.snapshot
         previous = snapshot.task_states.get(task_id)
         before = previous.status if previous is not None else None
         want = desired.resources[change.address].data.get("status", "active")
         components = desired.task_components(task_id)
         moved = [address for address in components if address in changed]
-        if previous is not None and before != "completed" and not moved:
+        if previous is not None and before != lifecycle.COMPLETED and not moved:
             content_changed = False  # nothing it is made of changed since the last apply
             content = previous.content_digest
         else:
             content = desired.task_content_digest(task_id)
             content_changed = previous is None or previous.content_digest != content
-        testing_needed = needs_test(want, before, content_changed)
-        if want == "paused":  # draft or testing depends on a pilot test, unless it ran or stays testing
-            check = before not in ("running", "paused") and not (before == "testing" and not content_changed)
-        else:
-            check = testing_needed
+        testing_needed = lifecycle.needs_test(want, before, content_changed)
         tested = False
-        if check:
+        if lifecycle.pilot_test_matters(want, before, content_changed):
             content = desired.task_content_digest(task_id)
             tested = content in snapshot.passing.get(task_id, ())
-        after = target_status(want, before, content_changed, tested)
+        after = lifecycle.target_status(want, before, content_changed, tested)
         status = StatusChange(before, after)
         if change.action == "no-op" and not status.changes and not content_changed:
             change.status = status
@@ -270,9 +242,7 @@ class Planner:
 
     # -- details of the changes only -------------------------------------------------------
 
-    def _details(self, actionable: list[Change], running: set[str]) -> None:
-        from engine.plan import impact
-
+    def _details(self, actionable: list[ChangeDraft], running: set[str]) -> None:
         desired = self.desired
         updated: dict[str, dict] = {}
         tasks: dict[str, dict] = {}
@@ -325,28 +295,17 @@ class Planner:
         if request is not None and request.required:
             self._attribute_warnings(actionable, self.source.attribute_gaps(request))  # type: ignore[union-attr]
 
-    def _attribute_warnings(self, actionable: list[Change], gaps: dict[str, list]) -> None:
+    def _attribute_warnings(self, actionable: list[ChangeDraft], gaps: dict[str, list]) -> None:
         """``missing-attribute``: members of a task's audiences lack what its creatives print."""
-        from engine.delivery.attribute_gaps import MISSING_ATTRIBUTE, AttributeGap
-
         for change in actionable:
             if change.kind != "task" or change.id not in gaps:
                 continue
-            users = self._required_by(change.id)
+            users = required_by(self.desired, change.id)
             for wire in gaps[change.id]:
                 gap = AttributeGap.from_wire(wire)
                 change.warnings.append(PlanWarning(MISSING_ATTRIBUTE, gap.describe(users.get(gap.attribute, ()))))
 
-    def _required_by(self, task_id: str) -> dict[str, list[str]]:
-        return required_by(self.desired, task_id)
-
-    def _size_request(self, tasks: dict[str, dict]) -> SizeRequest:
-        return size_request(self.desired, tasks)
-
     def _preview(self, task_id: str) -> SchedulePreview:
-        from engine.config.models import Schedule
-        from engine.schedule.occurrences import preview
-
         resource = self.desired.resources[f"task.{task_id}"]
         timezone = self.desired.repository.site_timezone(task_id)
         found = preview(Schedule.model_validate(resource.data["schedule"]), timezone, self.now, PREVIEW_COUNT)
@@ -362,8 +321,6 @@ class Planner:
 
 def required_by(desired: Desired, task_id: str) -> dict[str, list[str]]:
     """attribute -> the task's creatives that need it (print it without a default)."""
-    from engine.templating import creative_texts, required_attributes
-
     found: dict[str, list[str]] = {}
     for creative_id in desired.task_creatives(task_id):
         for name in required_attributes(creative_texts(desired.repository.creatives[creative_id].data)):
@@ -446,7 +403,5 @@ def compute_plan(
     plan = planner.plan()
     planner.desired.cache.save()
     if not plan.has_changes:
-        from engine.plan import fastpath
-
         fastpath.remember(planner.desired, planner.snapshot)
     return plan

@@ -27,8 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.plan.model import NEEDS_APPROVAL, Change, Plan, dumps
-from engine.plan.render_impact import campaign_summaries, forecast_markdown, forecast_text, impact_lines
+import click
+
+from engine.plan.model import NEEDS_APPROVAL, Change, Plan
+from engine.plan.planfile import dumps
+from engine.plan.render_impact import CAMPAIGN_LINES, campaign_summaries, forecast_markdown, forecast_text, impact_lines
 
 MARKDOWN_MARKER = "<!-- campaigns-plan -->"
 GITHUB_COMMENT_LIMIT = 65_536
@@ -289,8 +292,6 @@ def field_lines(change: Change) -> list[str]:
 
 
 def as_text(plan: Plan, *, color: bool = False) -> str:
-    import click
-
     def paint(text: str, fg: str | None, bold: bool = False) -> str:
         return click.style(text, fg=fg, bold=bold) if color and (fg or bold) else text
 
@@ -346,8 +347,6 @@ _SIGN_COLORS = {"+": "green", "-": "red", "~": "yellow"}
 
 def _painted(line: FieldLine) -> str:
     """A field line in its sign's colour, what changed in reverse video (no brackets needed)."""
-    import click
-
     fg = _SIGN_COLORS.get(line.sign)
     mark = lambda text, sign: click.style(text, fg=fg, bold=True, reverse=True)  # noqa: E731
     body = "".join(mark(text, line.sign) if changed else click.style(text, fg=fg) for text, changed in line.segments)
@@ -453,8 +452,6 @@ def as_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     head.append("")
     summaries = campaign_summaries(plan)
     if summaries:
-        from engine.plan.render_impact import CAMPAIGN_LINES
-
         head.extend(
             f"- **{_escape(_cell(line.split(':', 1)[0]))}**:{_escape(_cell(line.split(':', 1)[1]))}"
             for line in summaries[:CAMPAIGN_LINES]

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.plan.model import Change, Plan
+from engine.sms import describe, format_money, money
 
 
 def _count(value: int | None) -> str:
@@ -33,8 +34,6 @@ def size_text(sized: dict[str, Any] | None, noun: str = "user") -> str | None:
 
 
 def money_text(cost: dict[str, Any] | None, key: str) -> str | None:
-    from engine.sms import format_money, money
-
     if not cost or cost.get(key) is None:
         return None
     return format_money(money(cost[key]), cost["currency"])
@@ -48,8 +47,6 @@ def sms_lines(change: Change) -> list[str]:
             continue
         text = f"sms {entry['creative']}: {entry['encoding']}, {entry['segments']} segment{'s' if entry['segments'] != 1 else ''}"
         if entry.get("forcing"):
-            from engine.sms import describe
-
             text += f" (UCS-2 because of {describe(entry['forcing'])})"
         per, total = money_text(entry.get("cost"), "per_message"), money_text(entry.get("cost"), "total")
         if per:
@@ -152,15 +149,11 @@ def campaign_summaries(plan: Plan) -> list[str]:
             info["unknown"] = True
         cost = change.sms_cost or {}
         if cost.get("after") is not None or cost.get("before") is not None:
-            from engine.sms import money
-
             delta = money(cost.get("after") or 0) - money(cost.get("before") or 0)
             info["cost"][cost["currency"]] = info["cost"].get(cost["currency"], Decimal(0)) + delta
         info["caps"] |= capped_days.get(change.id, set())
     lines = []
     for campaign, info in sorted(campaigns.items()):
-        from engine.sms import format_money
-
         parts = [f"{info['changes']} task change{'s' if info['changes'] != 1 else ''}"]
         parts.append("audience " + ("unknown" if info["unknown"] and not info["delta"] else f"{info['delta']:+,} users"))
         if info["cost"]:

@@ -10,7 +10,7 @@ from repos import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, apply_now, plan
 from engine.apply.applier import ApplyRefused, StalePlan, apply
 from engine.apply.approval import Evidence
 from engine.validation.pipeline import load_repository
-from engine.plan import model
+from engine.plan import planfile
 from engine.state import StateStore
 
 
@@ -141,35 +141,35 @@ def test_a_failure_inside_the_transaction_writes_nothing(repo, state_url, monkey
 def test_saved_plan_applies_when_nothing_moved(repo, state_url, tmp_path):
     record_pass(repo.root, state_url)
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, state_url), path)
-    result = apply_now(repo.root, state_url, saved=model.load(path))
+    planfile.save(plan_of(repo.root, state_url), path)
+    result = apply_now(repo.root, state_url, saved=planfile.load(path))
     assert result.applied and result.serial == 1
 
 
 def test_pilot_test_recorded_after_planning_counts(repo, state_url, tmp_path):
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, state_url), path)  # blocked by needs-pilot-test when made
+    planfile.save(plan_of(repo.root, state_url), path)  # blocked by needs-pilot-test when made
     record_pass(repo.root, state_url)
-    assert apply_now(repo.root, state_url, saved=model.load(path)).applied
+    assert apply_now(repo.root, state_url, saved=planfile.load(path)).applied
 
 
 def test_saved_plan_is_stale_after_another_apply(repo, state_url, tmp_path):
     record_pass(repo.root, state_url)
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, state_url), path)  # made against the empty state
+    planfile.save(plan_of(repo.root, state_url), path)  # made against the empty state
     apply_now(repo.root, state_url)
     with pytest.raises(StalePlan, match="serial 0, and the state is now at serial 1"):
-        apply_now(repo.root, state_url, saved=model.load(path))
+        apply_now(repo.root, state_url, saved=planfile.load(path))
     assert state_of(repo, state_url)[0].serial == 1
 
 
 def test_saved_plan_is_stale_after_the_repository_changed(repo, state_url, tmp_path):
     record_pass(repo.root, state_url)
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, state_url), path)
+    planfile.save(plan_of(repo.root, state_url), path)
     repo.write("campaigns/xmas/campaign.yaml", "name: Christmas\ndescription: Changed after planning\n")
     with pytest.raises(StalePlan, match="repository's content changed"):
-        apply_now(repo.root, state_url, saved=model.load(path))
+        apply_now(repo.root, state_url, saved=planfile.load(path))
     assert state_of(repo, state_url)[0].serial == 0
 
 
@@ -178,9 +178,9 @@ def test_saved_plan_of_another_state_is_refused(repo, make_state_url, tmp_path):
     record_pass(repo.root, first)
     record_pass(repo.root, second)
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, first), path)
+    planfile.save(plan_of(repo.root, first), path)
     with pytest.raises(StalePlan, match="another state"):
-        apply_now(repo.root, second, saved=model.load(path))
+        apply_now(repo.root, second, saved=planfile.load(path))
 
 
 def test_deleting_a_task_file_completes_it_in_state_and_history(repo, state_url):

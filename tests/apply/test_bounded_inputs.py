@@ -14,7 +14,7 @@ from cli_runner import campaigns
 from repos import MERGED, SmallRepo, record_pass
 
 from engine.apply.approval import EVENT_MAX_BYTES
-from engine.plan.model import PLAN_MAX_BYTES
+from engine.plan.planfile import PLAN_MAX_BYTES
 from engine.state import StateStore
 
 DEEP = 100_000

@@ -48,7 +48,6 @@ def full(repo, url):
 def comparable(plan) -> dict:
     document = plan.to_json()
     document.pop("created_at")
-    document.pop("checksum")
     return document
 
 

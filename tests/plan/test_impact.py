@@ -240,7 +240,7 @@ def test_cap_forecast_in_every_format(tmp_path, state_url):
 
 
 def test_a_saved_plan_keeps_sizes_and_forecast(tmp_path, state_url):
-    from engine.plan import model
+    from engine.plan import planfile
 
     repo = make_repo(tmp_path / "repo")
     repo.write("audiences/everyone.yaml", where("city", "eq", "Manila"))
@@ -248,7 +248,7 @@ def test_a_saved_plan_keeps_sizes_and_forecast(tmp_path, state_url):
     saved = tmp_path / "plan.json"
     result = campaigns("plan", "--now", NOW, "--out", str(saved), "--state", state_url, "--repo", str(repo.root))
     assert result.returncode == 0, result.stderr
-    plan = model.load(saved)
+    plan = planfile.load(saved)
     assert plan.change("task.flash-push").audience_size == {"before": None, "after": 8}
     assert plan.change("audience.everyone").size == {"before": None, "after": 8}
     assert len(plan.forecast) == 7 and plan.forecast[0]["date"] == "2027-01-04"

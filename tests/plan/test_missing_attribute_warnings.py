@@ -68,12 +68,12 @@ def test_a_large_audience_is_sampled_and_the_warning_says_so(tmp_path, state_url
 
 
 def test_a_saved_plan_keeps_its_warnings(tmp_path, state_url):
-    from engine.plan import model
+    from engine.plan import planfile
 
     repo = SmallRepo(tmp_path / "repo")
     directory(tmp_path, state_url, repo.root, ["u-1,,3"])
     saved = tmp_path / "plan.json"
     result = campaigns("plan", "--out", str(saved), "--state", state_url, "--repo", str(repo.root))
     assert result.code == 0, result.err
-    change = model.load(saved).change("task.flash-push")
+    change = planfile.load(saved).change("task.flash-push")
     assert [w.code for w in change.warnings] == ["missing-attribute"]

@@ -9,17 +9,17 @@ import re
 import pytest
 from repos import SmallRepo, apply_now, plan_of, record_pass
 
-from engine.plan import model, render
+from engine.plan import model, planfile, render
 from engine.plan.model import (
     Blocker,
     Change,
     FieldDiff,
     OccurrenceView,
     Plan,
-    PlanFileError,
     SchedulePreview,
     StatusChange,
 )
+from engine.plan.planfile import PlanFileError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -136,7 +136,7 @@ def test_json_shape(repo, url):
     assert task["body"]["campaign"] == "xmas"
     assert len(task["schedule"]["next"]) == 5 and task["schedule"]["total"] > 5
     assert document["blockers"]["needs-pilot-test"] == ["task.flash-push"]
-    assert document["checksum"] == model.checksum(document)
+    assert document["checksum"] == planfile.checksum(document)
 
 
 def test_json_lists_unchanged_resources_as_no_ops(repo, url):
@@ -152,8 +152,8 @@ def test_json_lists_unchanged_resources_as_no_ops(repo, url):
 def test_saved_plan_round_trip(repo, url, tmp_path):
     plan = plan_of(repo.root, url)
     path = tmp_path / "plan.json"
-    model.save(plan, path)
-    loaded = model.load(path)
+    planfile.save(plan, path)
+    loaded = planfile.load(path)
     assert loaded.fingerprint() == plan.fingerprint()
     assert (loaded.lineage, loaded.serial, loaded.repository_digest) == (plan.lineage, plan.serial, plan.repository_digest)
     assert [c.to_json() for c in loaded.changes] == [c.to_json() for c in plan.changes]
@@ -161,21 +161,21 @@ def test_saved_plan_round_trip(repo, url, tmp_path):
 
 def test_edited_plan_is_refused(repo, url, tmp_path):
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, url), path)
+    planfile.save(plan_of(repo.root, url), path)
     document = json.loads(path.read_text())
     document["changes"][0]["action"] = "delete"
     path.write_text(json.dumps(document))
     with pytest.raises(PlanFileError, match="modified after it was saved"):
-        model.load(path)
+        planfile.load(path)
 
 
 def test_truncated_plan_is_refused(repo, url, tmp_path):
     path = tmp_path / "plan.json"
-    model.save(plan_of(repo.root, url), path)
+    planfile.save(plan_of(repo.root, url), path)
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(PlanFileError, match="truncated"):
-        model.load(path)
+        planfile.load(path)
 
 
 @pytest.mark.parametrize(
@@ -192,6 +192,6 @@ def test_other_bad_plan_files(tmp_path, content, message):
     path = tmp_path / "plan.json"
     path.write_bytes(content)
     with pytest.raises(PlanFileError, match=message):
-        model.load(path)
+        planfile.load(path)
     with pytest.raises(PlanFileError, match="no plan file"):
-        model.load(tmp_path / "missing.json")
+        planfile.load(tmp_path / "missing.json")
