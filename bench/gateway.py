@@ -11,7 +11,9 @@ what ``campaigns run --once`` does) and reports, in the same run:
 * the executor's CPU per message (user + system of its process during the pass) and peak RSS,
   and the sandbox's own CPU per message (``gw us/msg``, from /proc): a sandbox busy near 100% of
   a core would be the bottleneck, not the executor;
-* then a run at 0 ms latency (``--fast-concurrency``, no rate limit): the executor's own ceiling.
+* then a run at 0 ms latency (``--fast-concurrency``, no rate limit): the executor's own ceiling,
+  and its floor: the gateway's HTTP client alone (``aionet.Client``) posting ready-made requests
+  of 20 in a loop at that concurrency against the same sandbox.
 
 It checks that the gateway got every user exactly once. Goals (issue 16): >= 0.8x the floor at
 concurrency 8; >= 15,000 msg/s at 0 ms latency, in one process.
@@ -55,6 +57,39 @@ cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 print(json.dumps({"elapsed": elapsed, "cpu": cpu, "sent": summary.counts.sent, "failed": summary.counts.failed,
                   "rss_mb": after.ru_maxrss / 1024, "line": summary.line()}))
 """
+
+BARE = r"""
+import asyncio, sys, time
+from engine.delivery.providers import Message, aionet
+from engine.delivery.providers.gateway import message_content, request_body, request_row
+url, token, concurrency, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rows = [request_row(m, "PUSH", message_content(m)) for m in (
+    Message(f"bare:{i:07d}", "bare", "once", f"b{i:07d}", "push", "c1", "Hi", "Body", "https://shop.example/p") for i in range(count))]
+bodies = iter([request_body(rows[start : start + 20]) for start in range(0, count, 20)])
+async def main() -> float:
+    client = aionet.Client(url, concurrency, {"Content-Type": "application/json; charset=UTF-8", "Authorization": f"Bearer {token}"})
+    async def worker() -> None:
+        for body in bodies:
+            status, _, _ = await client.post(body, None, 1 << 20)
+            assert status == 200
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    return elapsed
+print(count / asyncio.run(main()))
+"""
+"""The floor of the 0 ms run: the gateway's HTTP client alone posting ready-made bodies of 20 in a
+loop at the same concurrency against the same sandbox (no ledger, no rendering, no retries)."""
+
+
+def bare_client(base: str, concurrency: int, count: int) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", BARE, f"{base}/v2/platform/message/send", TOKEN, str(concurrency), str(count)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"the bare client loop failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def start_sandbox(latency_ms: float, folder: Path) -> tuple[subprocess.Popen, str]:
@@ -168,6 +203,8 @@ def main() -> int:
             sandbox, base = start_sandbox(0, root)
             try:
                 rate_s, _ = measure("0 ms latency, no rate", args.fast_users or args.users, 0, args.fast_concurrency, None, base, root / "fast", sandbox.pid)
+                bare = bare_client(base, args.fast_concurrency, args.fast_users or args.users)
+                print(f"{'0 ms, bare HTTP client':<22} {args.fast_concurrency:>4} {bare:>10,.0f}  (the floor: ready bodies posted in a loop; the pass is {rate_s / bare:.2f}x of it)")
                 goals.append(f"0 ms latency: {rate_s:,.0f} msg/s (goal >= 15,000): {'ok' if rate_s >= 15_000 else 'MISSED'}")
             finally:
                 sandbox.terminate()

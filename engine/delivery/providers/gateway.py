@@ -17,8 +17,10 @@ Reply ``{"result": {"resultStatus", "resultCode", "resultMessage"}, "messageSend
   **with the same ids** (the gateway's idempotency keys), never counted as sent.
 
 ``concurrency`` requests are in flight at once: ``send`` runs its requests as asyncio tasks on
-the provider's own event loop thread over one ``httpx.AsyncClient`` with a pool of that many
-connections. Each request retries on its own with exponential backoff and jitter; its backoff
+the provider's own event loop thread over that many keep-alive connections: ``aionet.Client``
+for an ``http://`` gateway reached directly (a tenth of httpx's CPU per request), one
+``httpx.AsyncClient`` with a pool of that size for ``https://`` or through a proxy.
+Each request retries on its own with exponential backoff and jitter; its backoff
 holds no connection slot, so a retry after an answer (``U``, per-message ``retry``) never blocks
 the other requests. A gateway that does not answer (timeouts, connection errors, 5xx/429), or
 that has not answered yet, gets one request at a time (a probe) until it answers; when the probe
@@ -38,6 +40,7 @@ import json
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -98,8 +101,9 @@ def message_content(message: Message) -> str:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def request_row(message: Message, gateway_channel: str, content: str) -> dict[str, Any]:
-    """One entry of the request's ``messages``."""
+def request_row(message: Message, gateway_channel: str, content: str) -> bytes:
+    """One entry of the request's ``messages``, as JSON (UTF-8), serialised once: a request's
+    body is its rows joined (``request_body``), and a retry posts the same bytes again."""
     row: dict[str, Any] = {
         "messageId": message.message_id,
         "customerId": message.user_id,
@@ -109,16 +113,16 @@ def request_row(message: Message, gateway_channel: str, content: str) -> dict[st
     url = redirect_url(message)
     if url is not None:
         row["redirectUrl"] = url
-    return row
-
-
-def request_body(rows: list[dict[str, Any]]) -> bytes:
-    """The request's JSON body (UTF-8). orjson, a tenth of json's CPU per request; a text
-    orjson refuses (a lone surrogate, which UTF-8 cannot carry) goes with json's ASCII escapes."""
     try:
-        return orjson.dumps({"messages": rows})
-    except (orjson.JSONEncodeError, TypeError):
-        return json.dumps({"messages": rows}, separators=(",", ":")).encode("ascii")
+        return orjson.dumps(row)
+    except (orjson.JSONEncodeError, TypeError):  # a lone surrogate, which UTF-8 cannot carry: json's ASCII escapes
+        return json.dumps(row, separators=(",", ":")).encode("ascii")
+
+
+def request_body(rows: Sequence[bytes]) -> bytes:
+    """The request's JSON body ``{"messages": [...]}`` from rows made by ``request_row``: the
+    same bytes as serialising the whole document at once, without encoding any row twice."""
+    return b'{"messages":[' + b",".join(rows) + b"]}"
 
 
 def _refusal(message: Message, gateway_channel: str, content: str) -> Delivery | None:
@@ -213,10 +217,14 @@ def parse_send_reply(body: bytes, *, max_bytes: int = REPLY_MAX_BYTES, max_depth
         message_id = row.get("messageId")
         if not isinstance(message_id, str) or message_id in results:
             continue
+        success, retry = row.get("success") is True, row.get("retry") is True
+        if len(row) == 1 + ("success" in row) + ("retry" in row):  # the usual row: messageId, success, retry and no words
+            results[message_id] = MessageResult(success, retry)
+            continue
         reason = row.get("resultMessage") or row.get("error") or row.get("message") or row.get("reason")
         detail = f": {reason}" if isinstance(reason, str) and reason else ""
         row_code = row.get("resultCode") or row.get("errorCode") or row.get("code")
-        results[message_id] = MessageResult(row.get("success") is True, row.get("retry") is True, detail, _text(row_code))
+        results[message_id] = MessageResult(success, retry, detail, _text(row_code))
     return parsed
 
 
@@ -261,7 +269,7 @@ class _Send:
     """The state of one ``send`` call shared by its requests."""
 
     messages: Sequence[Message]
-    rows: dict[int, dict[str, Any]]
+    rows: dict[int, bytes]  # each message's request_row
     results: list[Delivery | None]
     attempts: list[int]
     errors: list[str | None]
@@ -334,7 +342,7 @@ class Gateway:
         self._prober: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: aionet.Client | httpx.AsyncClient | None = None
         self._start_lock = threading.Lock()
 
     # --- public -------------------------------------------------------------------------------
@@ -355,7 +363,7 @@ class Gateway:
         gateway is not idle while the executor's own thread works. ``stop`` is called on the
         loop thread."""
         results: list[Delivery | None] = [None] * len(messages)
-        rows: dict[int, dict[str, Any]] = {}
+        rows: dict[int, bytes] = {}
         pending: list[int] = []
         gateway_channel = self.gateway_channel
         for index, message in enumerate(messages):
@@ -405,14 +413,11 @@ class Gateway:
             thread = threading.Thread(target=loop.run_forever, name=f"gateway-{self.channel}", daemon=True)
             thread.start()
 
-            async def make_client() -> httpx.AsyncClient:
+            async def make_client() -> aionet.Client | httpx.AsyncClient:
+                if plain_http(self.url):
+                    return aionet.Client(self.url, self.concurrency, self._headers)
                 limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-                return httpx.AsyncClient(
-                    timeout=httpx.Timeout(self._timeout),
-                    headers=self._headers,
-                    limits=limits,
-                    transport=aionet.transport(self.url, limits),
-                )
+                return httpx.AsyncClient(timeout=httpx.Timeout(self._timeout), headers=self._headers, limits=limits)
 
             self._client = asyncio.run_coroutine_threadsafe(make_client(), loop).result()
             self._probe = asyncio.run_coroutine_threadsafe(_new_lock(), loop).result()
@@ -422,7 +427,7 @@ class Gateway:
     async def _send_all(
         self,
         messages: Sequence[Message],
-        rows: dict[int, dict[str, Any]],
+        rows: dict[int, bytes],
         results: list[Delivery | None],
         batches: list[list[int]],
         pace: Pace | None,
@@ -580,7 +585,7 @@ class Gateway:
             delay = max(delay, min(retry_after, self.backoff_cap))
         return delay
 
-    async def _post(self, rows: list[dict[str, Any]]) -> SendReply:
+    async def _post(self, rows: list[bytes]) -> SendReply:
         """POST one request; its parsed ``S`` reply, or ``_BatchFailure``."""
         body = request_body(rows)
         headers = self._signer.headers(self.path, body) if self._signer is not None else None
@@ -592,10 +597,16 @@ class Gateway:
             raise _BatchFailure(
                 f"no complete answer from the gateway {url} within {self._timeout:g} s", retryable=True, struggling=True
             ) from None
-        except httpx.TransportError as exc:
+        except aionet.TooLarge as big:
+            if big.declared is not None:
+                error = f"the gateway {url} sent a reply of {big.declared:,} bytes; at most {REPLY_MAX_BYTES:,} are read"
+            else:
+                error = f"the gateway {url} sent a reply over {REPLY_MAX_BYTES:,} bytes"
+            raise _BatchFailure(error, retryable=True) from None
+        except (aionet.NetworkError, httpx.TransportError) as exc:
             reason = str(exc) or type(exc).__name__
             raise _BatchFailure(f"cannot reach the gateway {url}: {reason}", retryable=True, struggling=True) from None
-        except httpx.RequestError as exc:  # a reply that cannot be decoded (bad gzip, ...)
+        except (aionet.DecodeError, httpx.RequestError) as exc:  # a reply that cannot be decoded (bad gzip, ...)
             reason = str(exc) or type(exc).__name__
             raise _BatchFailure(f"the gateway {url} sent an unreadable reply ({reason})", retryable=True) from None
         if status == 429 or status >= 500:
@@ -629,30 +640,40 @@ class Gateway:
             raise _BatchFailure(f"the gateway {url} refused the request: F ({said})", retryable=False, code=reply.code or "F")
         return reply
 
-    async def _exchange(self, body: bytes, headers: Mapping[str, str] | None) -> tuple[int, httpx.Headers, bytes]:
-        """The reply's status, headers and body, at most ``REPLY_MAX_BYTES`` of it."""
-        assert self._client is not None
-        async with self._client.stream("POST", self.url, content=body, headers=headers) as response:
+    async def _exchange(self, body: bytes, headers: Mapping[str, str] | None) -> tuple[int, Mapping[str, str], bytes]:
+        """The reply's status, headers and body, at most ``REPLY_MAX_BYTES`` of it (``aionet.TooLarge`` beyond)."""
+        client = self._client
+        assert client is not None
+        if isinstance(client, aionet.Client):
+            return await client.post(body, headers, REPLY_MAX_BYTES)
+        async with client.stream("POST", self.url, content=body, headers=headers) as response:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > REPLY_MAX_BYTES:
-                raise _BatchFailure(
-                    f"the gateway {self.url} sent a reply of {int(declared):,} bytes; at most {REPLY_MAX_BYTES:,} are read", retryable=True
-                )
+                raise aionet.TooLarge(int(declared))
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > REPLY_MAX_BYTES:
-                    raise _BatchFailure(f"the gateway {self.url} sent a reply over {REPLY_MAX_BYTES:,} bytes", retryable=True)
+                    raise aionet.TooLarge(None)
                 chunks.append(chunk)
             return response.status_code, response.headers, b"".join(chunks)
+
+
+def plain_http(url: str) -> bool:
+    """An ``http://`` gateway reached directly (no proxy in the environment): ``aionet.Client``;
+    otherwise httpx, for TLS and proxies."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        return False
+    return "http" not in urllib.request.getproxies() or bool(urllib.request.proxy_bypass(parts.hostname))
 
 
 async def _new_lock() -> asyncio.Lock:
     return asyncio.Lock()
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else None

@@ -1,11 +1,14 @@
-"""The gateway's own asyncio network layer under httpx (engine/delivery/providers/aionet.py),
-against real local servers: what a plain HTTP/1.1 server does to keep-alive connections and
-big replies must not cost a message an extra attempt or hang the request."""
+"""The gateway's own HTTP/1.1 client on asyncio (engine/delivery/providers/aionet.py), against
+real local servers: what a plain HTTP/1.1 server does to keep-alive connections, big replies and
+the ways a reply's body can be framed and encoded must not cost a message an extra attempt, lose
+a result or hang the request."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
+import zlib
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from sandbox_gateway import SandboxGateway
 
 from engine.delivery.providers import Message
 from engine.delivery.providers.aionet import READ_HIGH_WATER
-from engine.delivery.providers.gateway import REPLY_MAX_BYTES, Gateway, message_content
+from engine.delivery.providers.gateway import REPLY_MAX_BYTES, Gateway, message_content, plain_http
 from engine.delivery.render import _json_bound
 
 FAST = {"backoff_base": 0.001, "backoff_cap": 0.01, "timeout": 2.0}
@@ -34,8 +37,9 @@ class OneShotServer:
     """HTTP/1.1 on a raw socket: answers each connection's first request with ``reply(body)``
     (keep-alive promised), then hangs up, as servers do with idle keep-alive connections."""
 
-    def __init__(self, reply) -> None:
+    def __init__(self, reply, frame=None) -> None:
         self.reply = reply
+        self.frame = frame or keep_alive_with_length  # the reply's bytes on the wire, head included
         self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v2/platform/message/send"
@@ -57,16 +61,48 @@ class OneShotServer:
                 length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
                 while len(body) < length:
                     body += conn.recv(65536)
-                payload = self.reply(json.loads(body))
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
-                    + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-                    + payload
-                )
+                conn.sendall(self.frame(self.reply(json.loads(body))))
                 conn.shutdown(socket.SHUT_RDWR)  # then closed: the pooled connection is dead
 
     def close(self) -> None:
         self.sock.close()
+
+
+def keep_alive_with_length(payload: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+
+
+def chunked(payload: bytes) -> bytes:
+    """Chunked transfer coding in pieces of 7 bytes, a chunk extension and a trailer."""
+    pieces = [payload[start : start + 7] for start in range(0, len(payload), 7)]
+    body = b"".join(f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n" for piece in pieces)
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\nX-Trailer: yes\r\n\r\n"
+
+
+def until_close(payload: bytes) -> bytes:
+    """HTTP/1.0 style: no length, the body ends when the server hangs up."""
+    return b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + payload
+
+
+def continue_first(payload: bytes) -> bytes:
+    return b"HTTP/1.1 100 Continue\r\n\r\n" + keep_alive_with_length(payload)
+
+
+def encoded(coding: str, compress):
+    def frame(payload: bytes) -> bytes:
+        data = compress(payload)
+        return f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+
+    return frame
+
+
+def raw_deflate(payload: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(payload) + packer.flush()
 
 
 def all_sent(request: dict, padding: int = 0) -> bytes:
@@ -104,6 +140,57 @@ def test_a_reply_bigger_than_the_read_buffer_is_read_whole() -> None:
     assert [(d.status, d.attempts) for d in deliveries] == [("sent", 1)] * 20
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [chunked, until_close, continue_first, encoded("gzip", gzip.compress), encoded("deflate", zlib.compress), encoded("deflate", raw_deflate)],
+    ids=["chunked", "until-close", "100-continue", "gzip", "deflate", "raw-deflate"],
+)
+def test_every_framing_and_encoding_of_a_reply_is_read_whole(frame) -> None:
+    server = OneShotServer(lambda request: all_sent(request, padding=1000), frame)
+    try:
+        with Gateway(server.url, "t", "push", concurrency=1, **FAST) as provider:
+            first = provider.send(messages(20))
+            second = provider.send(messages(20, start=20))  # over a new connection: the first one was closed
+    finally:
+        server.close()
+    assert [(d.status, d.attempts) for d in first + second] == [("sent", 1)] * 40
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "frame,error",
+    [
+        (lambda payload: b"HTTP/1.1 200 OK\r\nContent-Length: 9999\r\n\r\n" + payload, "cannot reach the gateway"),
+        (lambda payload: b"SMTP ready\r\n\r\n", "not an HTTP/1.x reply"),
+        (lambda payload: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size that is not hexadecimal"),
+        (encoded("br", lambda payload: payload), "unreadable reply (unsupported Content-Encoding 'br')"),
+    ],
+    ids=["cut-short", "not-http", "bad-chunk", "unknown-encoding"],
+)
+def test_a_reply_that_breaks_http_is_an_unknown_result_never_sent(frame, error) -> None:
+    server = OneShotServer(all_sent, frame)
+    try:
+        with Gateway(server.url, "t", "push", concurrency=1, max_attempts=2, **FAST) as provider:
+            deliveries = provider.send(messages(20))
+    finally:
+        server.close()
+    assert all(d.status == "failed" and d.reason == "provider-unavailable" and d.attempts == 2 for d in deliveries)
+    assert all(error in d.error for d in deliveries)
+
+
+def test_https_and_proxied_gateways_go_through_httpx_plain_http_through_the_own_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    assert plain_http("http://gw.example:8080/v2/platform/message/send")
+    assert not plain_http("https://gw.example/v2/platform/message/send")
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "direct.example")
+    assert not plain_http("http://gw.example/v2/platform/message/send")
+    assert plain_http("http://direct.example/v2/platform/message/send")
+
+
 def test_many_requests_in_flight_over_few_connections_all_arrive_once() -> None:
     with SandboxGateway(token="t", latency=0.002) as sandbox:
         with Gateway(sandbox.url, "t", "push", concurrency=4, **FAST) as provider:
@@ -125,3 +212,38 @@ def test_the_quick_content_length_bound_is_never_below_the_real_json(title, cont
     let a message through that the real JSON text would put over the limit."""
     message = Message("", "", "", "", channel, "c1", title, content, redirection)
     assert len(message_content(message)) <= _json_bound(title, content, redirection)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda head, body: head + b"\r\n\r\n" + body,
+            st.sampled_from([b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", b"HTTP/1.1 200 OK\r\nContent-Length: 5", b"HTTP/1.0 100 Continue", b"HTTP/1.1 20"]),
+            st.binary(max_size=100),
+        ),
+    ),
+    st.integers(min_value=1, max_value=50),
+)
+def test_any_bytes_from_the_server_are_a_reply_or_a_network_error_never_a_crash_or_a_hang(data: bytes, piece: int) -> None:
+    """The reply reader meets whatever a hostile or broken server sends, in any split, then the
+    end of the connection: a reply within the cap, or one of its own errors."""
+    import asyncio
+
+    from engine.delivery.providers import aionet
+
+    async def read() -> None:
+        connection = aionet._Connection()
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(data), piece):
+            loop.call_soon(connection.data_received, data[start : start + piece])
+        loop.call_soon(connection.eof_received)
+        try:
+            async with asyncio.timeout(2):
+                status, headers, body, _keep = await connection.reply(64)
+        except (aionet.NetworkError, aionet.TooLarge):
+            return
+        assert 200 <= status <= 999 and len(body) <= 64 and isinstance(headers, dict)
+
+    asyncio.run(read())
