@@ -35,12 +35,12 @@ def users() -> None:
 @contextmanager
 def _directory(repo: Path, state: str | None) -> Iterator[StateStore]:
     """The store holding the directory: platform.yaml ``user_directory`` if set, else the state."""
-    from engine.config.settings import read_platform, resolve_state_url
-    from engine.delivery.directory import user_directory_url
+    from engine.config.settings import read_platform
+    from engine.delivery.directory import locate
     from engine.state import StateStore
 
     platform = read_platform(repo)
-    url = user_directory_url(platform) or resolve_state_url(repo, state, platform=platform)
+    url = locate(platform, repo, state_option=state)
     store = StateStore.open(url, repo)
     try:
         yield store

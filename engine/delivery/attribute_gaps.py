@@ -81,6 +81,8 @@ def attribute_gaps(
 ) -> list[AttributeGap]:
     """The attributes of ``attributes`` that some members lack (members read from ``store``, the
     directory). Raises what ``task_members`` raises when the audiences cannot be evaluated."""
+    # here, not at the top: the planner and pilot tests import MISSING_ATTRIBUTE and AttributeGap
+    # on paths that never read members (the plan's fast path loads no SQLAlchemy query code)
     from engine.delivery.audiences import audience_size, task_members
 
     if not attributes:

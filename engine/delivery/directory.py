@@ -12,8 +12,8 @@ nothing is written: the import is one database transaction. The default merges (
 added; users in the file get the file's attributes and opt-outs, replacing what they had);
 ``replace=True`` makes the directory exactly the file.
 
-Loading is the database's bulk path: PostgreSQL ``COPY`` (psycopg 3), SQLite ``executemany`` in
-one transaction. The CSV is streamed; only the set of ids seen is kept, to find duplicates.
+Loading is the database's bulk path (``engine.state.dialect.Dialect.bulk_copy``: PostgreSQL
+``COPY``, SQLite ``executemany``) in one transaction. The CSV is streamed; only the set of ids seen is kept, to find duplicates.
 
 The directory lives in the state database unless ``platform.yaml`` names another
 (``user_directory``): ``directory_store`` opens the right one.
@@ -29,7 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, text
 
 from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's CSV rules
     CsvFileError,
@@ -39,12 +41,12 @@ from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's
     parse_numeral,
     parse_opt_out,
 )
+from engine.config.settings import resolve_state_url
 from engine.errors import CampaignsError
-
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
-    from engine.state import StateStore
+from engine.state import StateStore
+from engine.state import directory_tables as dt
+from engine.state.dialect import Dialect
+from engine.state.url import parse_state_url
 
 _SQLITE_IMPORT_CACHE_KIB = 65_536  # page cache while importing: random-order ids touch the whole b-tree
 
@@ -112,28 +114,27 @@ def import_users(
     (``replace`` would remove more than half of the users, an empty or truncated export most
     likely, and ``allow_shrink`` is not given; nothing written).
     """
-    from sqlalchemy import func, select
-
-    from engine.state import directory_tables as dt
-
     started = time.perf_counter()
     try:
         source = UsersCsv.from_path(csv_path)
     except CsvFileError as problem:
         raise DirectoryError(str(problem)) from None
     try:
+        dialect = Dialect.for_store(store)
         with store.writing() as conn:
             before = conn.execute(select(func.count()).select_from(dt.users)).scalar_one()
             if replace and before and not allow_shrink:
-                _replace_unless_shrinking(conn, source, before, progress)
-            elif conn.dialect.name == "postgresql":
-                _load_postgresql(conn, source.rows(progress), replace)
+                _replace_unless_shrinking(conn, dialect, source, before, progress)
             else:
-                _load_sqlite(conn, source.rows(progress), replace)
+                if replace:
+                    conn.execute(delete(dt.users))
+                with dialect.bulk_cache(conn, _SQLITE_IMPORT_CACHE_KIB):
+                    dialect.bulk_copy(
+                        conn, dt.users, _USER_COLUMNS, source.rows(progress), merge_on=None if replace else ("user_id",)
+                    )
             if source.problem_count:
                 raise _Rejected
-            if conn.dialect.name == "postgresql":  # fresh statistics: audience queries plan on them
-                conn.exec_driver_sql(f"ANALYZE {dt.users.name}")
+            dialect.analyze(conn, dt.users)  # fresh statistics: audience queries plan on them
             total = conn.execute(select(func.count()).select_from(dt.users)).scalar_one()
             _remember_attributes(conn, source.attributes, replace)
             conn.execute(
@@ -169,51 +170,24 @@ def import_users(
 
 
 _STAGE = "campaigns_users_import"
+_USER_COLUMNS = ("user_id", "attributes", "opt_out")
 
 
 def _replace_unless_shrinking(
-    conn: Connection, source: UsersCsv, before: int, progress: Callable[[int, int], None] | None
+    conn: Connection, dialect: Dialect, source: UsersCsv, before: int, progress: Callable[[int, int], None] | None
 ) -> None:
     """``--replace`` of a non-empty directory: stage the file, count the users it would remove,
     refuse (ShrinkRefused, the transaction rolls back) when that is more than half of them,
     else swap the staged users in. Only this case pays for the staging; a first import and
     ``--allow-shrink`` load directly."""
-    from engine.state import directory_tables as dt
-
     users = dt.users.name
-    if conn.dialect.name == "postgresql":
-        from psycopg import sql
-
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                    sql.Identifier(_STAGE), sql.Identifier(users)
-                )
-            )
-            copy_sql = sql.SQL("COPY {} (user_id, attributes, opt_out) FROM STDIN").format(sql.Identifier(_STAGE))
-            with cursor.copy(copy_sql) as copy:
-                write = copy.write_row
-                for row in source.rows(progress):
-                    write(row)
-        if source.problem_count:
-            return
-        conn.exec_driver_sql(f"ALTER TABLE {_STAGE} ADD PRIMARY KEY (user_id)")
-        stage = _STAGE
-    else:
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE {_STAGE} (user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL, opt_out TEXT) WITHOUT ROWID"
-        )
-        stage = f"temp.{_STAGE}"
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            cursor.executemany(f"INSERT INTO {stage} (user_id, attributes, opt_out) VALUES (?, ?, ?)", source.rows(progress))
-        finally:
-            cursor.close()
-        if source.problem_count:
-            return
-    leaving = conn.exec_driver_sql(
-        f"SELECT count(*) FROM {users} u WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.user_id = u.user_id)"
+    stage = dialect.stage_table(conn, dt.users, _STAGE)
+    dialect.bulk_copy(conn, stage, _USER_COLUMNS, source.rows(progress))
+    if source.problem_count:
+        return
+    dialect.key_stage(conn, stage, ("user_id",))
+    leaving = conn.execute(
+        text(f"SELECT count(*) FROM {users} u WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE s.user_id = u.user_id)")
     ).scalar_one()
     if leaving * 2 > before:
         raise ShrinkRefused(
@@ -221,89 +195,12 @@ def _replace_unless_shrinking(
             f"the file has {source.rows_read:,}); nothing was changed. Is the export empty or cut short? "
             "If the directory really should shrink, run again with --allow-shrink"
         )
-    conn.exec_driver_sql(f"DELETE FROM {users}")
-    conn.exec_driver_sql(f"INSERT INTO {users} (user_id, attributes, opt_out) SELECT user_id, attributes, opt_out FROM {stage}")
-    conn.exec_driver_sql(f"DROP TABLE {stage}")
-
-
-def _load_sqlite(conn: Connection, rows: Iterable[tuple[str, str, str | None]], replace: bool) -> None:
-    """executemany through the DBAPI connection, inside the store's write transaction."""
-    from sqlalchemy import delete
-    from sqlalchemy.dialects.sqlite import insert
-
-    from engine.state import directory_tables as dt
-
-    u = dt.users
-    if replace:
-        conn.execute(delete(u))
-    statement = insert(u).values(user_id="", attributes="", opt_out="")
-    if not replace:
-        statement = statement.on_conflict_do_update(
-            index_elements=[u.c.user_id],
-            set_={"attributes": statement.excluded.attributes, "opt_out": statement.excluded.opt_out},
-        )
-    compiled = statement.compile(dialect=conn.dialect)
-    order = compiled.positiontup
-    if order != ["user_id", "attributes", "opt_out"]:  # pragma: no cover - a SQLAlchemy change
-        raise RuntimeError(f"unexpected parameter order {order}")
-    raw = conn.connection.driver_connection
-    cursor = raw.cursor()
-    try:
-        (old_cache,) = cursor.execute("PRAGMA cache_size").fetchone()
-        cursor.execute(f"PRAGMA cache_size = -{_SQLITE_IMPORT_CACHE_KIB}")
-        try:
-            cursor.executemany(str(compiled), rows)
-        finally:
-            cursor.execute(f"PRAGMA cache_size = {int(old_cache)}")
-    finally:
-        cursor.close()
-
-
-def _load_postgresql(conn: Connection, rows: Iterable[tuple[str, str, str | None]], replace: bool) -> None:
-    """COPY into the table (replace) or into a temporary table merged with ON CONFLICT."""
-    from psycopg import sql
-    from sqlalchemy import column, delete, select, table
-    from sqlalchemy.dialects.postgresql import insert
-
-    from engine.state import directory_tables as dt
-
-    u = dt.users
-    raw = conn.connection.driver_connection
-    stage = "campaigns_users_import"
-    with raw.cursor() as cursor:
-        if replace:
-            conn.execute(delete(u))
-            target = u.name
-        else:
-            cursor.execute(
-                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                    sql.Identifier(stage), sql.Identifier(u.name)
-                )
-            )
-            target = stage
-        copy_sql = sql.SQL("COPY {} (user_id, attributes, opt_out) FROM STDIN").format(sql.Identifier(target))
-        with cursor.copy(copy_sql) as copy:
-            write = copy.write_row
-            for row in rows:
-                write(row)
-    if not replace:
-        staged = table(stage, column("user_id"), column("attributes"), column("opt_out"))
-        statement = insert(u).from_select(
-            ["user_id", "attributes", "opt_out"],
-            select(staged.c.user_id, staged.c.attributes, staged.c.opt_out),
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[u.c.user_id],
-            set_={"attributes": statement.excluded.attributes, "opt_out": statement.excluded.opt_out},
-        )
-        conn.execute(statement)
+    conn.execute(delete(dt.users))
+    conn.execute(text(f"INSERT INTO {users} (user_id, attributes, opt_out) SELECT user_id, attributes, opt_out FROM {stage}"))
+    conn.execute(text(f"DROP TABLE {stage}"))
 
 
 def _remember_attributes(conn: Connection, names: list[str], replace: bool) -> None:
-    from sqlalchemy import delete, select
-
-    from engine.state import directory_tables as dt
-
     a = dt.user_attributes
     if replace:
         conn.execute(delete(a))
@@ -321,10 +218,6 @@ def _remember_attributes(conn: Connection, names: list[str], replace: bool) -> N
 def known_attributes(store: StateStore) -> set[str] | None:
     """Attribute names the directory has (every column imported since the last ``--replace``),
     or None when no directory was ever imported."""
-    from sqlalchemy import select
-
-    from engine.state import directory_tables as dt
-
     with store.reading() as conn:
         if conn.execute(select(dt.user_imports.c.id).limit(1)).first() is None:
             return None
@@ -343,10 +236,6 @@ def decode_attributes(value: Any) -> dict[str, Any]:
 def lookup_users(store: StateStore, user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """user_id -> attributes (with ``user_id`` itself) of the given users found in the directory;
     ids not in the directory are absent."""
-    from sqlalchemy import select
-
-    from engine.state import directory_tables as dt
-
     wanted = sorted(set(user_ids))
     found: dict[str, dict[str, Any]] = {}
     u = dt.users
@@ -370,10 +259,6 @@ class DirectoryInfo:
 
 def directory_info(store: StateStore) -> DirectoryInfo | None:
     """Size, attribute names and last import of the directory (None: never imported)."""
-    from sqlalchemy import func, select
-
-    from engine.state import directory_tables as dt
-
     i = dt.user_imports
     with store.reading() as conn:
         last = conn.execute(select(i.c.imported_at, i.c.source).order_by(i.c.id.desc()).limit(1)).first()
@@ -399,16 +284,24 @@ def user_directory_url(platform: Any) -> str | None:
     return value.strip()
 
 
-def directory_store(platform_model: Any, state_store: StateStore, base_dir: Path | str) -> StateStore:
-    """The store holding the user directory: ``state_store`` itself, or the database that
-    ``platform.yaml`` names in ``user_directory`` (opened, and created if new; the caller closes
-    it when it is not ``state_store`` -- or use ``open_directory``)."""
-    url = user_directory_url(platform_model)
-    if url is None:
-        return state_store
-    from engine.state import StateStore
-    from engine.state.url import parse_state_url
+def locate(platform: Any, repo: Path | str, *, state_option: str | None = None) -> str:
+    """Where the user directory is: the URL of the database that holds it. ``platform.yaml``'s
+    ``user_directory`` (a Platform model or platform data) when it names one, else the state's
+    URL (``--state``, ``$CAMPAIGNS_STATE``, platform.yaml ``state``, the default)."""
+    url = user_directory_url(platform)
+    if url is not None:
+        return url
+    data = platform if isinstance(platform, Mapping) else None  # None: read from platform.yaml
+    return resolve_state_url(Path(repo), state_option, platform=data)
 
+
+def directory_store(platform_model: Any, state_store: StateStore, base_dir: Path | str) -> StateStore:
+    """The store holding the user directory (``locate``): ``state_store`` itself, or the database
+    that ``platform.yaml`` names in ``user_directory`` (opened, and created if new; the caller
+    closes it when it is not ``state_store`` -- or use ``open_directory``)."""
+    if user_directory_url(platform_model) is None:
+        return state_store
+    url = locate(platform_model, base_dir)
     if parse_state_url(url, Path(base_dir)).display == state_store.display_url:
         return state_store
     return StateStore.open(url, base_dir)
@@ -423,28 +316,3 @@ def open_directory(platform_model: Any, state_store: StateStore, base_dir: Path 
     finally:
         if store is not state_store:
             store.close()
-
-
-def bulk_insert(conn: Connection, target: Any, columns: list[str], rows: Iterable[tuple]) -> None:
-    """Plain INSERT of many rows by the backend's bulk path (PostgreSQL COPY, SQLite
-    executemany), inside the caller's transaction. Used for cached audience lists."""
-    if conn.dialect.name == "postgresql":
-        from psycopg import sql
-
-        raw = conn.connection.driver_connection
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(target.name), sql.SQL(", ").join(sql.Identifier(name) for name in columns)
-        )
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            write = copy.write_row
-            for row in rows:
-                write(row)
-        return
-    compiled = target.insert().values({name: None for name in columns}).compile(dialect=conn.dialect)
-    if list(compiled.positiontup) != columns:  # pragma: no cover - a SQLAlchemy change
-        raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.executemany(str(compiled), rows)
-    finally:
-        cursor.close()

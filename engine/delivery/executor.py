@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from engine.clock import Clock
+from engine.config.models import Platform, Task
+from engine.config.names import CHANNELS
+from engine.delivery.audiences import audience_size, task_members
+from engine.delivery.directory import directory_store
 from engine.delivery.ids import creative_index, message_id
 from engine.delivery.ledger import (
     LEFT_AUDIENCE,
@@ -50,13 +56,13 @@ from engine.delivery.ledger import (
 )
 from engine.delivery.pacing import Pace, TokenBucket, batch_limit, burst_size
 from engine.delivery.pause_watch import PauseWatch
-from engine.delivery.providers import Message, Provider, open_provider
+from engine.delivery.providers import Message, Outbox, Provider, describe_provider, open_provider
 from engine.delivery.render import CreativeText, RenderError, creative_text
 from engine.delivery.stream import MemberStream
 from engine.errors import CampaignsError
+from engine.schedule.occurrences import due_occurrences, site_zone
 
 if TYPE_CHECKING:
-    from engine.config.models import Platform, Task
     from engine.schedule.occurrences import Occurrence
     from engine.state import StateStore, TaskState
 
@@ -115,10 +121,6 @@ def task_run(
     templates: Mapping[str, Any] | None = None,
 ) -> TaskRun:
     """The ``TaskRun`` of a stored task; CampaignsError when the state lacks what it needs."""
-    from pydantic import ValidationError
-
-    from engine.config.models import Task
-
     body = {key: value for key, value in stored_body.items() if key != "campaign"}
     try:
         task = Task.model_validate(body)
@@ -408,10 +410,6 @@ class Executor:
             self._close_providers()
 
     def _load_platform(self) -> Platform | None:
-        from pydantic import ValidationError
-
-        from engine.config.models import Platform
-
         stored = self.store.resource("platform")
         if stored is None:
             return None
@@ -431,8 +429,6 @@ class Executor:
     def describe(self) -> dict[str, Any]:
         """What this executor works with, for its start-up log line: the state (no password),
         its id, the provider of each channel and the running tasks."""
-        from engine.delivery.providers import describe_provider
-
         platform = self._load_platform()
         states = self.store.task_states()
         held = self.pauses.refresh()
@@ -442,8 +438,6 @@ class Executor:
         )
         providers: dict[str, str] = {}
         if platform is not None:
-            from engine.config.names import CHANNELS
-
             for channel in CHANNELS:
                 try:
                     providers[channel] = describe_provider(channel, platform, self.base_dir)
@@ -459,8 +453,6 @@ class Executor:
     def _members_of(self, run: TaskRun, snapshot: bool = True) -> MemberStream:
         if self._members is not None:
             return MemberStream(self._members(run, snapshot))
-        from engine.delivery.audiences import task_members
-
         batches = task_members(
             self._directory_store(),
             run.task_id,
@@ -475,8 +467,6 @@ class Executor:
     def _directory_store(self) -> StateStore:
         """The store holding the user directory (the state itself unless platform.yaml names another)."""
         if self._directory is None:
-            from engine.delivery.directory import directory_store
-
             assert self._platform is not None
             self._directory = directory_store(self._platform, self.store, self.base_dir)
             if self._directory is not self.store:
@@ -503,8 +493,6 @@ class Executor:
 
     def _task(self, run: TaskRun, state: TaskState, unclosed: list[Any], summary: PassSummary) -> None:
         """A running task: deliver its open occurrences, expire those that are over."""
-        from engine.schedule.occurrences import due_occurrences
-
         now = self.clock.now()
         # Occurrences that ended before the task was running were never due. (A simulated
         # clock earlier than that moment cannot say, so it looks at everything.)
@@ -682,8 +670,6 @@ class Executor:
         """The audience's size, for a progress bar (only when the reporter shows one)."""
         if not getattr(self.reporter, "wants_total", False):
             return None
-        from engine.delivery.audiences import audience_size
-
         try:
             size = audience_size(self._directory_store(), run.body, run.audience_bodies, task_id=run.task_id, attachments=self.store)
         except CampaignsError:
@@ -795,8 +781,6 @@ class Executor:
             progress[0] = index
 
         provider = self._provider(channel)
-        from engine.delivery.providers import Outbox
-
         # A provider with ``concurrency`` (the gateway) keeps that many requests in flight within
         # one call and paces each request itself; the executor hands it a few rounds at a time.
         concurrency = getattr(provider, "concurrency", None)
@@ -1055,6 +1039,4 @@ class _ProviderBroken(CampaignsError):
 
 
 def _zone(name: str):
-    from engine.schedule.occurrences import site_zone
-
     return site_zone(name)

@@ -29,6 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import BigInteger, case, func, literal, select, union_all
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.functions import Function
+from sqlalchemy.sql.visitors import iterate, replacement_traverse
+
+from engine.state import directory_tables as dt
+from engine.state.dialect import Dialect
+
 if TYPE_CHECKING:
     from engine.delivery.audiences import Membership
     from engine.state import StateStore
@@ -54,7 +62,6 @@ MASK_BITS = 60
 
 def _masks(flags: Sequence[Any]) -> list[Any]:
     """The 0/1 ``flags`` packed into BIGINT bit masks, MASK_BITS a column."""
-    from sqlalchemy import BigInteger, case, literal
 
     columns = []
     for start in range(0, len(flags), MASK_BITS):
@@ -100,9 +107,6 @@ def combinations(store: StateStore, memberships: Sequence[Membership]) -> dict[t
     Directory members: ONE scan that packs each user's tasks into bit masks and groups by them,
     so what comes back is one row per combination of tasks, never per user. Outside members:
     each task's ids tagged with its bit, summed per user, grouped the same way."""
-    from sqlalchemy import BigInteger, func, literal, select, union_all
-
-    from engine.state import directory_tables as dt
 
     combos: dict[tuple[int, ...], int] = {}
     if not memberships:
@@ -110,7 +114,7 @@ def combinations(store: StateStore, memberships: Sequence[Membership]) -> dict[t
     predicates = [m.directory for m in memberships]
     source: Any = dt.users
     weight: Any = None
-    if store.backend == "sqlite":
+    if Dialect.for_store(store).parses_json_per_call:
         source, predicates, weight = _extracted(predicates)
     masks = _masks(predicates)
     labelled = [mask.label(f"m{k}") for k, mask in enumerate(masks)]
@@ -164,12 +168,6 @@ def _extracted(predicates: list[Any]) -> tuple[Any, list[Any], Any]:
     whatever the number of tasks; the predicates are the same expressions with those calls
     replaced by the CTE's columns (SQLAlchemy's ``replacement_traverse``), so their meaning
     cannot drift from the compiler's."""
-    from sqlalchemy import func, select
-    from sqlalchemy.sql.elements import BindParameter
-    from sqlalchemy.sql.functions import Function
-    from sqlalchemy.sql.visitors import iterate, replacement_traverse
-
-    from engine.state import directory_tables as dt
 
     users = dt.users
     keys: dict[tuple[str, str], Any] = {}
@@ -226,9 +224,6 @@ def count_day(store: StateStore, memberships: Sequence[Membership], cap: int | N
 def count_floor(store: StateStore, memberships: Sequence[Membership]) -> int:
     """One ``COUNT(*)`` over the same memberships (UNION ALL of each task's members): the least a
     database can do to read them, the floor that ``bench/forecast.py`` prints next to the forecast."""
-    from sqlalchemy import func, select, union_all
-
-    from engine.state import directory_tables as dt
 
     u = dt.users
     parts = [select(u.c.user_id).where(m.directory) for m in memberships]

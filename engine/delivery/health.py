@@ -20,6 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from engine.config.models import Platform
+from engine.delivery.audience_rules import AudienceError
+from engine.delivery.audiences import check_task_audiences
+from engine.delivery.directory import DirectoryError, directory_store
+from engine.delivery.executor import task_run
+from engine.delivery.providers import describe_provider
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
@@ -42,14 +50,6 @@ class Undeliverable:
 
 def undeliverable(store: StateStore, base_dir: Path | str, *, env: Mapping[str, str] = os.environ) -> list[Undeliverable]:
     """The running tasks of the state that cannot be delivered, sorted by task id."""
-    from pydantic import ValidationError
-
-    from engine.config.models import Platform
-    from engine.delivery.audiences import AudienceError, check_task_audiences
-    from engine.delivery.directory import DirectoryError, directory_store
-    from engine.delivery.executor import task_run
-    from engine.delivery.providers import describe_provider
-
     states = store.task_states()
     running = sorted(task_id for task_id, state in states.items() if state.status == "running")
     if not running:

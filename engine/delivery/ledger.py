@@ -1,7 +1,8 @@
 """The delivery ledger: what was decided for every (task, occurrence, user), and the claim
 protocol that lets several executors share an occurrence without sending anything twice.
 
-Protocol (tables in ``engine.state.ledger_tables``)::
+Protocol (tables in ``engine.state.ledger_tables``, statements in ``engine.delivery.ledger_sql``,
+run through ``engine.state.dialect``)::
 
     claim   one transaction, the occurrence's progress row locked (PostgreSQL ``FOR UPDATE``;
             SQLite ``BEGIN IMMEDIATE``): take the next members after ``last_user`` from the
@@ -40,24 +41,22 @@ read the ledger's failed rows, in key order and in chunks (``failures``).
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection, func, select
+
+from engine.delivery import ledger_sql as q
 from engine.state import ledger_tables as lt
 from engine.delivery.pacing import reserve_slot
+from engine.state.dialect import Dialect, ProcessLocks, WriteQueue
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from engine.state import StateStore
 
 COUNTED = ("pending", "sent", "failed", "expired", "unconfirmed", "capped", "suppressed")
@@ -81,8 +80,6 @@ RETRY_BASE_S = 30.0
 RETRY_CAP_S = 600.0
 """Backoff of a batch the provider could not take: ``min(cap, base * 2**retries)`` seconds."""
 
-_DELIVERY_COLUMNS = ("task_id", "occurrence", "user_id", "message_id", "status", "creative", "cap_key", "attempts", "at", "error")
-_CHUNK = 500
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -225,11 +222,6 @@ member already has on the claim's cap day (None when the site has no daily cap).
 # --- executor presence ----------------------------------------------------------------------
 
 
-def _advisory_key(executor: str) -> int:
-    digest = hashlib.sha256(f"campaigns:executor:{executor}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 class Presence:
     """This executor's proof of life, held for its lifetime, and the test of others' lives.
 
@@ -240,43 +232,13 @@ class Presence:
     def __init__(self, store: StateStore, executor: str) -> None:
         self.store = store
         self.executor = executor
-        self._conn_cm = None
-        self._fd: int | None = None
-        self._dir: Path | None = None
-        if store.backend == "sqlite":
-            assert store.location.path is not None
-            self._dir = store.location.path.with_name(store.location.path.name + ".executors")
+        self._locks = ProcessLocks(store, "executors", "executor:")
 
     def hold(self) -> None:
-        if self.store.backend == "postgresql":
-            from sqlalchemy import text
-
-            self._conn_cm = self.store.reading()
-            conn = self._conn_cm.__enter__()
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(self.executor)})
-            conn.commit()  # the session lock outlives the transaction
-            return
-        assert self._dir is not None
-        self._dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._dir / self.executor, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd = fd
+        self._locks.hold(self.executor)
 
     def release(self) -> None:
-        if self._conn_cm is not None:
-            try:
-                self._conn_cm.__exit__(None, None, None)  # closing the session drops the lock
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
-            self._conn_cm = None
-        if self._fd is not None:
-            assert self._dir is not None
-            try:
-                os.unlink(self._dir / self.executor)
-            except OSError:
-                pass
-            os.close(self._fd)
-            self._fd = None
+        self._locks.release()
 
     def alive(self, executors: Iterable[str]) -> set[str]:
         """Which of ``executors`` hold their lock right now (this one always counts as alive)."""
@@ -285,38 +247,7 @@ class Presence:
         others = sorted(wanted - living)
         if not others:
             return living
-        if self.store.backend == "postgresql":
-            from sqlalchemy import text
-
-            with self.store.reading() as conn:
-                for other in others:
-                    key = _advisory_key(other)
-                    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-                    if got:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    else:
-                        living.add(other)
-                conn.commit()
-            return living
-        assert self._dir is not None
-        for other in others:
-            try:
-                fd = os.open(self._dir / other, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
-                continue  # no file: it exited (or never ran here)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                living.add(other)
-            else:
-                try:  # its process is gone and its id is never used again: tidy up
-                    os.unlink(self._dir / other)
-                except OSError:
-                    pass
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-        return living
+        return living | self._locks.held(others)
 
 
 # --- the ledger -----------------------------------------------------------------------------
@@ -328,37 +259,13 @@ class Ledger:
     def __init__(self, store: StateStore, executor: str | None = None) -> None:
         self.store = store
         self.executor = executor or uuid.uuid4().hex
-        self.postgres = store.backend == "postgresql"
-        self._lock_fd: int | None = None
-        self._lock_path: Path | None = None
-        if not self.postgres and store.location.path is not None:
-            self._lock_path = store.location.path.with_name(store.location.path.name + ".ledger-lock")
-
-    def _sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self.postgres else statement
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction. On SQLite, executors queue for it on an ``flock`` first: SQLite's
-        own busy handler polls with sleeps of up to 100 ms, which idles the database between
-        two executors' short transactions; the kernel wakes the next one at once."""
-        if self._lock_path is None:
-            with self.store.writing() as conn:
-                yield conn
-            return
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            with self.store.writing() as conn:
-                yield conn
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self.dialect = Dialect.for_store(store)
+        self._queue = WriteQueue(store, "ledger-lock")  # on SQLite, executors queue for writes
+        self._write = self._queue.writing
+        self._run = self.dialect.run
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._queue.close()
 
     # -- executors --------------------------------------------------------------------------
 
@@ -393,15 +300,11 @@ class Ledger:
 
     def registered(self) -> list[str]:
         """The executors that registered and did not unregister (some may have died since)."""
-        from sqlalchemy import select
-
         with self.store.reading() as conn:
             return list(conn.execute(select(lt.executors.c.executor)).scalars())
 
     def last_seen(self) -> float | None:
         """When any executor last polled (None: never)."""
-        from sqlalchemy import func, select
-
         with self.store.reading() as conn:
             return conn.execute(select(func.max(lt.executors.c.seen_at))).scalar()
 
@@ -409,8 +312,6 @@ class Ledger:
 
     def progress(self, task_id: str | None = None) -> dict[tuple[str, str], Progress]:
         """(task, occurrence) -> progress, for one task or all of them."""
-        from sqlalchemy import select
-
         o = lt.occurrences
         query = select(o)
         if task_id is not None:
@@ -423,8 +324,6 @@ class Ledger:
         self, task_id: str, occurrence: str, *, site: str, channel: str, finish_at: float, now: float
     ) -> Progress:
         """The occurrence's progress row, created (``open``) if it does not exist yet."""
-        from sqlalchemy import select
-
         o = lt.occurrences
         key = (o.c.task_id == task_id) & (o.c.occurrence == occurrence)
         with self.store.reading() as conn:
@@ -432,15 +331,7 @@ class Ledger:
         if row is not None:
             return _progress(row)
         with self._write() as conn:
-            conn.exec_driver_sql(
-                self._sql(
-                    "INSERT INTO campaigns_delivery_occurrences (task_id, occurrence, site, channel, status, "
-                    "last_user, finish_at, started_at, closed_at, pending, sent, failed, expired, capped, suppressed) "
-                    "VALUES (?, ?, ?, ?, 'open', NULL, ?, ?, NULL, 0, 0, 0, 0, 0, 0) "
-                    "ON CONFLICT (task_id, occurrence) DO NOTHING"
-                ),
-                (task_id, occurrence, site, channel, finish_at, now),
-            )
+            self._run(conn, q.OPEN_OCCURRENCE, (task_id, occurrence, site, channel, finish_at, now))
             row = conn.execute(select(o).where(key)).one()
         return _progress(row)
 
@@ -465,20 +356,14 @@ class Ledger:
         ``pace`` is ``(site, channel, rate)``: the pending rows reserve ``n / rate`` seconds
         of the (site, channel) timeline; the claim's ``pace_start`` says when they may start.
         """
+        run = self._run
         with self._write() as conn:
-            if self.postgres:
-                # The commit is visible to every session at once; only a crash of the database
-                # server within a fraction of a second could lose it, and then the same members
-                # get the same (derived) message ids again: a re-send of a recorded id, which the
-                # provider's idempotency key absorbs. So the claim need not wait for the WAL flush.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            found = conn.exec_driver_sql(
-                self._sql(
-                    "SELECT status, last_user FROM campaigns_delivery_occurrences WHERE task_id = ? AND occurrence = ?"
-                    + (" FOR UPDATE" if self.postgres else "")
-                ),
-                (task_id, occurrence),
-            ).one_or_none()
+            # The commit is visible to every session at once; only a crash of the database
+            # server within a fraction of a second could lose it, and then the same members
+            # get the same (derived) message ids again: a re-send of a recorded id, which the
+            # provider's idempotency key absorbs. So the claim need not wait for the WAL flush.
+            self.dialect.relax_commit(conn)
+            found = run(conn, q.LOCK_OCCURRENCE, (task_id, occurrence)).one_or_none()
             if found is None or found[0] != "open":
                 return None
             after = found[1]
@@ -496,15 +381,19 @@ class Ledger:
                 for row in rows:
                     if row.status != "pending":
                         setattr(counts, row.status, getattr(counts, row.status) + 1)
-            self._insert(conn, task_id, occurrence, rows, now)
+            if rows:
+                self.dialect.bulk_copy(
+                    conn,
+                    q.DELIVERIES,
+                    q.DELIVERY_COLUMNS,
+                    [(task_id, occurrence, r.user_id, r.message_id, r.status, r.creative, r.cap_key, 0, now, r.error) for r in rows],
+                )
             claim: Claim | None = None
             if pending:
                 claim = Claim(uuid.uuid4().hex, task_id, occurrence, pending[0].user_id, pending[-1].user_id, pending)
-                conn.exec_driver_sql(
-                    self._sql(
-                        "INSERT INTO campaigns_delivery_claims (claim_id, task_id, occurrence, executor, "
-                        "first_user, last_user, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    ),
+                run(
+                    conn,
+                    q.INSERT_CLAIM,
                     (claim.claim_id, task_id, occurrence, self.executor, claim.first_user, claim.last_user, len(pending), now),
                 )
                 if pace is not None:
@@ -518,56 +407,15 @@ class Ledger:
 
     def _sent_on(self, conn: Connection, cap_key: str, first: str, last: str) -> dict[str, int]:
         """Messages per user on the cap day (rows that count keep their cap_key; see finish)."""
-        if self.postgres:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_advisory_key("cap:" + cap_key),))
-        result = conn.exec_driver_sql(
-            self._sql(
-                "SELECT user_id, count(*) FROM campaigns_deliveries WHERE cap_key = ? AND user_id >= ? AND user_id <= ? "
-                "GROUP BY user_id"
-            ),
-            (cap_key, first, last),
-        )
-        return {user_id: count for user_id, count in result}
-
-    def _insert(self, conn: Connection, task_id: str, occurrence: str, rows: Sequence[NewRow], now: float) -> None:
-        if not rows:
-            return
-        values = [
-            (task_id, occurrence, r.user_id, r.message_id, r.status, r.creative, r.cap_key, 0, now, r.error) for r in rows
-        ]
-        if self.postgres:
-            raw = conn.connection.driver_connection
-            with raw.cursor() as cursor:
-                with cursor.copy(f"COPY campaigns_deliveries ({', '.join(_DELIVERY_COLUMNS)}) FROM STDIN") as copy:
-                    for value in values:
-                        copy.write_row(value)
-        else:
-            conn.exec_driver_sql(
-                f"INSERT INTO campaigns_deliveries ({', '.join(_DELIVERY_COLUMNS)}) VALUES ({', '.join('?' * len(_DELIVERY_COLUMNS))})",
-                values,
-            )
+        self.dialect.lock_transaction(conn, "cap:" + cap_key)
+        return {user_id: count for user_id, count in self._run(conn, q.SENT_ON_CAP_DAY, (cap_key, first, last))}
 
     def _reserve(self, conn: Connection, pace: tuple[str, str, float], count: int) -> float:
         site, channel, rate = pace
-        conn.exec_driver_sql(
-            self._sql(
-                "INSERT INTO campaigns_delivery_pacing (site, channel, next_free) VALUES (?, ?, 0) "
-                "ON CONFLICT (site, channel) DO NOTHING"
-            ),
-            (site, channel),
-        )
-        next_free = conn.exec_driver_sql(
-            self._sql(
-                "SELECT next_free FROM campaigns_delivery_pacing WHERE site = ? AND channel = ?"
-                + (" FOR UPDATE" if self.postgres else "")
-            ),
-            (site, channel),
-        ).scalar()
+        self._run(conn, q.ENSURE_PACING, (site, channel))
+        next_free = self._run(conn, q.LOCK_PACING, (site, channel)).scalar()
         start, free = reserve_slot(next_free, time.time(), count, rate)
-        conn.exec_driver_sql(
-            self._sql("UPDATE campaigns_delivery_pacing SET next_free = ? WHERE site = ? AND channel = ?"),
-            (free, site, channel),
-        )
+        self._run(conn, q.SET_PACING, (free, site, channel))
         return start
 
     def _bump(
@@ -580,37 +428,13 @@ class Ledger:
         last_user: str | None = None,
         status: str | None = None,
     ) -> None:
-        sets = [f"{name} = {name} + ?" for name in COUNTED]
-        params: list[Any] = [getattr(counts, name) for name in COUNTED]
-        if last_user is not None:
-            sets.append("last_user = ?")
-            params.append(last_user)
-        if status is not None:
-            sets.append("status = ?")
-            params.append(status)
-        conn.exec_driver_sql(
-            self._sql(
-                f"UPDATE campaigns_delivery_occurrences SET {', '.join(sets)} WHERE task_id = ? AND occurrence = ?"
-            ),
-            (*params, task_id, occurrence),
-        )
+        self._run(conn, q.BUMP_COUNTS, (*[getattr(counts, name) for name in COUNTED], last_user, status, task_id, occurrence))
 
     def _close_if_done(self, conn: Connection, task_id: str, occurrence: str, now: float) -> bool:
         """Fanned and no claim left (so no pending row): closed."""
-        left = conn.exec_driver_sql(
-            self._sql("SELECT count(*) FROM campaigns_delivery_claims WHERE task_id = ? AND occurrence = ?"),
-            (task_id, occurrence),
-        ).scalar()
-        if left:
+        if self._run(conn, q.COUNT_CLAIMS, (task_id, occurrence)).scalar():
             return False
-        closed = conn.exec_driver_sql(
-            self._sql(
-                "UPDATE campaigns_delivery_occurrences SET status = 'closed', closed_at = ? "
-                "WHERE task_id = ? AND occurrence = ? AND status = 'fanned'"
-            ),
-            (now, task_id, occurrence),
-        ).rowcount
-        return bool(closed)
+        return bool(self._run(conn, q.CLOSE_OCCURRENCE, (now, task_id, occurrence)).rowcount)
 
     # -- finishing --------------------------------------------------------------------------
 
@@ -648,26 +472,17 @@ class Ledger:
         again = [o for o in special if o.status == "retry"]
         if again and retry_at is None:
             raise ValueError("rows left for a retry need retry_at")
+        run = self._run
         with self._write() as conn:
-            if self.postgres:
-                # Losing this commit in a server crash only means the rows stay pending and are
-                # sent again with their recorded ids, which is allowed: no need to wait for the
-                # WAL flush (see ``claim``).
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            holder = conn.exec_driver_sql(
-                self._sql(
-                    "SELECT executor FROM campaigns_delivery_claims WHERE claim_id = ?"
-                    + (" FOR UPDATE" if self.postgres else "")
-                ),
-                (claim.claim_id,),
-            ).one_or_none()
+            # Losing this commit in a server crash only means the rows stay pending and are
+            # sent again with their recorded ids, which is allowed (see ``claim``).
+            self.dialect.relax_commit(conn)
+            holder = run(conn, q.LOCK_CLAIM, (claim.claim_id,)).one_or_none()
             done.lost = holder is None or holder[0] != self.executor
             if again:  # out of the way of the range update below; pending again before the commit
-                conn.exec_driver_sql(
-                    self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'retrying', attempts = attempts + ?, error = ?, "
-                        "reason = ?, at = ? WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
-                    ),
+                run(
+                    conn,
+                    q.PUT_OFF_ROW,
                     [
                         (o.attempts, o.error, o.reason or PROVIDER_UNAVAILABLE, now, task_id, occurrence, o.user_id)
                         for o in again
@@ -678,71 +493,38 @@ class Ledger:
                 for o in failed:
                     by_reason.setdefault(o.reason or PROVIDER_REJECTED, []).append(o)
                 for reason, group in by_reason.items():
-                    count = conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_deliveries SET status = 'failed', attempts = attempts + ?, error = ?, "
-                            "reason = ?, at = ?, cap_key = NULL "
-                            "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
-                        ),
-                        [(o.attempts, o.error, reason, now, task_id, occurrence, o.user_id) for o in group],
+                    count = run(
+                        conn, q.FAIL_ROW, [(o.attempts, o.error, reason, now, task_id, occurrence, o.user_id) for o in group]
                     ).rowcount
                     done.failed += count
                     if count:
                         done.failed_by_reason[reason] = count
             if retried:
-                done.sent += conn.exec_driver_sql(
-                    self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = attempts + ?, at = ? "
-                        "WHERE task_id = ? AND occurrence = ? AND user_id = ? AND status = 'pending'"
-                    ),
-                    [(o.attempts, now, task_id, occurrence, o.user_id) for o in retried],
+                done.sent += run(
+                    conn, q.SEND_ROW, [(o.attempts, now, task_id, occurrence, o.user_id) for o in retried]
                 ).rowcount
             if cut > 0:
-                done.sent += conn.exec_driver_sql(
-                    self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'sent', attempts = attempts + 1, at = ? "
-                        "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
-                    ),
-                    (now, task_id, occurrence, claim.rows[0].user_id, claim.rows[cut - 1].user_id),
+                done.sent += run(
+                    conn, q.SEND_RANGE, (now, task_id, occurrence, claim.rows[0].user_id, claim.rows[cut - 1].user_id)
                 ).rowcount
             first_again = min((o.user_id for o in again), default=None)
             if again:
-                done.retrying = conn.exec_driver_sql(
-                    self._sql(
-                        "UPDATE campaigns_deliveries SET status = 'pending' WHERE task_id = ? AND occurrence = ? "
-                        "AND user_id >= ? AND user_id <= ? AND status = 'retrying'"
-                    ),
-                    (task_id, occurrence, first_again, max(o.user_id for o in again)),
+                done.retrying = run(
+                    conn, q.PENDING_AGAIN, (task_id, occurrence, first_again, max(o.user_id for o in again))
                 ).rowcount
                 if held_back and cut < len(outcomes):
-                    conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_deliveries SET reason = ?, error = ? WHERE task_id = ? AND occurrence = ? "
-                            "AND user_id >= ? AND user_id <= ? AND status = 'pending'"
-                        ),
+                    run(
+                        conn,
+                        q.HOLD_BACK_RANGE,
                         (PROVIDER_UNAVAILABLE, held_back, task_id, occurrence, claim.rows[cut].user_id, claim.rows[-1].user_id),
                     )
             if not done.lost:
                 if done.retrying:
-                    conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_delivery_claims SET executor = NULL, first_user = ?, size = ?, "
-                            "retry_at = ?, retries = retries + 1 WHERE claim_id = ?"
-                        ),
-                        (first_again, done.retrying + len(outcomes) - cut, retry_at, claim.claim_id),
-                    )
+                    run(conn, q.RELEASE_FOR_RETRY, (first_again, done.retrying + len(outcomes) - cut, retry_at, claim.claim_id))
                 elif cut < len(outcomes):
-                    conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_delivery_claims SET executor = NULL, first_user = ?, size = ?, "
-                            "retry_at = NULL WHERE claim_id = ?"
-                        ),
-                        (claim.rows[cut].user_id, len(outcomes) - cut, claim.claim_id),
-                    )
+                    run(conn, q.RELEASE_TAIL, (claim.rows[cut].user_id, len(outcomes) - cut, claim.claim_id))
                 else:
-                    conn.exec_driver_sql(
-                        self._sql("DELETE FROM campaigns_delivery_claims WHERE claim_id = ?"), (claim.claim_id,)
-                    )
+                    run(conn, q.DELETE_CLAIM, (claim.claim_id,))
             moved = Counts(sent=done.sent, failed=done.failed, pending=-(done.sent + done.failed))
             self._bump(conn, task_id, occurrence, moved)
             if done.failed_by_reason:
@@ -751,12 +533,9 @@ class Ledger:
         return done
 
     def _bump_reasons(self, conn: Connection, task_id: str, occurrence: str, status: str, counts: dict[str, int]) -> None:
-        conn.exec_driver_sql(
-            self._sql(
-                "INSERT INTO campaigns_delivery_reasons (task_id, occurrence, status, reason, count) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (task_id, occurrence, status, reason) DO UPDATE "
-                "SET count = campaigns_delivery_reasons.count + excluded.count"
-            ),
+        self._run(
+            conn,
+            q.BUMP_REASONS,
             [(task_id, occurrence, status, reason, count) for reason, count in sorted(counts.items()) if count],
         )
 
@@ -765,8 +544,6 @@ class Ledger:
     def claim_holders(self, task_id: str, occurrence: str) -> set[str | None]:
         """The executors holding claims of the occurrence (None: released claims)."""
         c = lt.claims
-        from sqlalchemy import select
-
         with self.store.reading() as conn:
             return set(
                 conn.execute(
@@ -785,37 +562,19 @@ class Ledger:
         released = None in set(holders)
         if not dead and not released:
             return []
-        conditions = []
         params: list[Any] = [task_id, occurrence]
         if released:
-            conditions.append("(executor IS NULL AND (retry_at IS NULL OR retry_at <= ?))")
             params.append(now)
-        if dead:
-            conditions.append(f"executor IN ({', '.join('?' * len(dead))})")
-            params.extend(dead)
+        params.extend(dead)
         taken: list[Claim] = []
         with self._write() as conn:
-            rows = conn.exec_driver_sql(
-                self._sql(
-                    "SELECT claim_id, first_user, last_user, retries FROM campaigns_delivery_claims "
-                    f"WHERE task_id = ? AND occurrence = ? AND ({' OR '.join(conditions)}) ORDER BY first_user LIMIT ?"
-                    + (" FOR UPDATE SKIP LOCKED" if self.postgres else "")
-                ),
-                (*params, limit),
-            ).all()
+            rows = self._run(conn, q.claims_of(len(dead), released), (*params, limit)).all()
             for claim_id, first, last, retries in rows:
-                conn.exec_driver_sql(
-                    self._sql("UPDATE campaigns_delivery_claims SET executor = ? WHERE claim_id = ?"),
-                    (self.executor, claim_id),
-                )
+                self._run(conn, q.TAKE_CLAIM, (self.executor, claim_id))
                 pending = [
                     PendingRow(user_id, message_id, creative)
-                    for user_id, message_id, creative in conn.exec_driver_sql(
-                        self._sql(
-                            "SELECT user_id, message_id, creative FROM campaigns_deliveries WHERE task_id = ? AND "
-                            "occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending' ORDER BY user_id"
-                        ),
-                        (task_id, occurrence, first, last),
+                    for user_id, message_id, creative in self._run(
+                        conn, q.CLAIM_PENDING_ROWS, (task_id, occurrence, first, last)
                     )
                 ]
                 taken.append(Claim(claim_id, task_id, occurrence, first, last, pending, recovered=True, retries=retries))
@@ -825,22 +584,13 @@ class Ledger:
         """Rows of released claims put off until a later ``retry_at`` (the provider could not
         take them): how many, and the earliest moment one may be sent again."""
         with self.store.reading() as conn:
-            count, first = conn.exec_driver_sql(
-                self._sql(
-                    "SELECT coalesce(sum(size), 0), min(retry_at) FROM campaigns_delivery_claims "
-                    "WHERE task_id = ? AND occurrence = ? AND executor IS NULL AND retry_at > ?"
-                ),
-                (task_id, occurrence, now),
-            ).one()
+            count, first = self._run(conn, q.WAITING, (task_id, occurrence, now)).one()
         return int(count), first
 
     def release(self, claim: Claim) -> None:
         """Give a claim back unsent (a stop before anything of it went out)."""
         with self._write() as conn:
-            conn.exec_driver_sql(
-                self._sql("UPDATE campaigns_delivery_claims SET executor = NULL WHERE claim_id = ? AND executor = ?"),
-                (claim.claim_id, self.executor),
-            )
+            self._run(conn, q.RELEASE_CLAIM, (claim.claim_id, self.executor))
 
     # -- expiry -----------------------------------------------------------------------------
 
@@ -853,41 +603,27 @@ class Ledger:
         dead = sorted(h for h in holders if h is not None)
         counts = Counts()
         unavailable = 0
+        run = self._run
         with self._write() as conn:
-            rows = conn.exec_driver_sql(
-                self._sql(
-                    "SELECT claim_id, executor, first_user, last_user FROM campaigns_delivery_claims "
-                    "WHERE task_id = ? AND occurrence = ?" + (" FOR UPDATE SKIP LOCKED" if self.postgres else "")
-                ),
-                (task_id, occurrence),
-            ).all()
+            rows = run(conn, q.LOCK_CLAIMS, (task_id, occurrence)).all()
             for claim_id, executor, first, last in rows:
                 if executor is not None and executor not in dead:
                     continue
                 key = (task_id, occurrence, first, last)
                 if executor is None:
-                    unavailable += conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_deliveries SET status = 'expired', at = ?, cap_key = NULL, "
-                            "error = ? || coalesce(error, '') WHERE task_id = ? AND occurrence = ? AND user_id >= ? "
-                            "AND user_id <= ? AND status = 'pending' AND reason = ?"
-                        ),
+                    unavailable += run(
+                        conn,
+                        q.EXPIRE_UNAVAILABLE,
                         (now, "the provider could not take it until the occurrence's last window closed; last error: ",
                          *key, PROVIDER_UNAVAILABLE),
                     ).rowcount
-                    counts.expired += conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_deliveries SET status = 'expired', error = ?, at = ?, cap_key = NULL "
-                            "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
-                        ),
-                        ("the occurrence's last window closed before it was sent", now, *key),
+                    counts.expired += run(
+                        conn, q.EXPIRE_RANGE, ("the occurrence's last window closed before it was sent", now, *key)
                     ).rowcount
                 else:
-                    counts.unconfirmed += conn.exec_driver_sql(
-                        self._sql(
-                            "UPDATE campaigns_deliveries SET status = 'unconfirmed', error = ?, at = ?, reason = NULL "
-                            "WHERE task_id = ? AND occurrence = ? AND user_id >= ? AND user_id <= ? AND status = 'pending'"
-                        ),
+                    counts.unconfirmed += run(
+                        conn,
+                        q.UNCONFIRM_RANGE,
                         (
                             "handed to the provider by an executor that stopped (crash) before the provider confirmed it; "
                             "the occurrence's last window closed before it could be sent again: it may have been "
@@ -896,7 +632,7 @@ class Ledger:
                             *key,
                         ),
                     ).rowcount
-                conn.exec_driver_sql(self._sql("DELETE FROM campaigns_delivery_claims WHERE claim_id = ?"), (claim_id,))
+                run(conn, q.DELETE_CLAIM, (claim_id,))
             counts.expired += unavailable
             if counts.expired or counts.unconfirmed:
                 moved = Counts(expired=counts.expired, unconfirmed=counts.unconfirmed)
@@ -912,13 +648,7 @@ class Ledger:
         when it is not fanned (its remaining members cannot be known any more)."""
         with self._write() as conn:
             if force:
-                conn.exec_driver_sql(
-                    self._sql(
-                        "UPDATE campaigns_delivery_occurrences SET status = 'fanned' "
-                        "WHERE task_id = ? AND occurrence = ? AND status = 'open'"
-                    ),
-                    (task_id, occurrence),
-                )
+                self._run(conn, q.FAN_OCCURRENCE, (task_id, occurrence))
             return self._close_if_done(conn, task_id, occurrence, now)
 
     # -- reading ----------------------------------------------------------------------------
@@ -926,8 +656,6 @@ class Ledger:
     def rows(self, task_id: str, occurrence: str | None = None) -> list[dict[str, Any]]:
         """Every ledger row of a task (or one occurrence), ordered by occurrence and user: for
         tests and audits, not for big occurrences."""
-        from sqlalchemy import select
-
         d = lt.deliveries
         query = select(d).where(d.c.task_id == task_id)
         if occurrence is not None:
@@ -937,8 +665,6 @@ class Ledger:
 
     def reasons(self, task_id: str) -> dict[str, dict[str, dict[str, int]]]:
         """occurrence -> status -> reason -> rows, from the counts kept with the rows."""
-        from sqlalchemy import select
-
         r = lt.reasons
         found: dict[str, dict[str, dict[str, int]]] = {}
         with self.store.reading() as conn:
@@ -951,52 +677,20 @@ class Ledger:
 
     def failures(self, task_id: str, occurrence: str | None = None, *, chunk: int = 2000) -> Iterator[Failure]:
         """The failed rows of a task (or one occurrence) in (occurrence, user) order, ``chunk``
-        rows at a time, so a million failures are listed in constant memory.
-
-        PostgreSQL: one query on a server-side (named) cursor, which also plans for the first
-        rows (an ordered scan of the primary key, not a sort of everything). SQLite: chunks by
-        keyset (each from where the last ended, a range of the primary key, in its own short
-        read), so no read transaction stays open while the list is written out."""
-        query = "SELECT occurrence, user_id, reason, error FROM campaigns_deliveries WHERE task_id = ? AND status = 'failed'"
+        rows at a time, so a million failures are listed in constant memory, with no read
+        transaction left open on SQLite while the list is written out (``Dialect.chunks``)."""
+        statement = q.FAILED_ROWS
         params: list[Any] = [task_id]
         if occurrence is not None:
-            query += " AND occurrence = ?"
+            statement += " AND occurrence = ?"
             params.append(occurrence)
-        if self.postgres:
-            with self.store.reading() as conn:
-                conn.exec_driver_sql("SELECT 1")  # a transaction: a named cursor lives in one
-                raw = conn.connection.driver_connection
-                with raw.cursor(name=f"campaigns_failures_{uuid.uuid4().hex[:12]}") as cursor:
-                    cursor.itersize = chunk
-                    cursor.execute(self._sql(query + " ORDER BY occurrence, user_id"), tuple(params))
-                    while True:
-                        rows = cursor.fetchmany(chunk)
-                        if not rows:
-                            break
-                        for key, user_id, reason, detail in rows:
-                            yield Failure(key, user_id, reason, detail)
-            return
-        after: tuple[str, str] | None = None
-        while True:
-            statement, values = query, list(params)
-            if after is not None:
-                statement += " AND (occurrence, user_id) > (?, ?)"  # a range of the primary key
-                values.extend(after)
-            statement += " ORDER BY occurrence, user_id LIMIT ?"
-            values.append(chunk)
-            with self.store.reading() as conn:
-                rows = conn.exec_driver_sql(statement, tuple(values)).all()
+        for rows in self.dialect.chunks(self.store, statement, params, ("occurrence", "user_id"), chunk):
             for key, user_id, reason, detail in rows:
                 yield Failure(key, user_id, reason, detail)
-            if len(rows) < chunk:
-                return
-            after = (rows[-1][0], rows[-1][1])
 
     def counted(self, task_id: str | None = None) -> dict[tuple[str, str], Counts]:
         """Counts per (task, occurrence) computed from the ledger rows themselves (a full scan;
         the progress rows keep the same numbers incrementally)."""
-        from sqlalchemy import func, select
-
         d = lt.deliveries
         query = select(d.c.task_id, d.c.occurrence, d.c.status, func.count()).group_by(
             d.c.task_id, d.c.occurrence, d.c.status

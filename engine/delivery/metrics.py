@@ -15,7 +15,7 @@ Two halves, so that ``--workers N`` is covered whole:
 process running) and its state answers a query, 503 otherwise, with the reason as text.
 
 Import this module only after ``engine.delivery.metrics_setup.prepare_multiprocess()``
-(``engine.commands.run`` does).
+(``engine.delivery.service`` does).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from engine.clock import Clock
+from engine.delivery.ledger import Ledger
+from engine.delivery.report import executor_behind, task_report
 
 if TYPE_CHECKING:
     from engine.state import StateStore
@@ -152,9 +154,6 @@ class StateCollector:
 
 
 def _pending_and_behind(store: StateStore, clock: Clock) -> tuple[dict[tuple[str, str], int], bool]:
-    from engine.delivery.ledger import Ledger
-    from engine.delivery.report import executor_behind, task_report
-
     tasks = sorted({task for (task, _key), item in Ledger(store).progress().items() if item.status != "closed"})
     running = sorted(task for task, state in store.task_states().items() if state.status == "running")
     values: dict[tuple[str, str], int] = {}

@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine import templating
+from engine.config.models import GatewayProvider
 from engine.config.names import REDIRECTION_MAX
+from engine.delivery.providers import Message, provider_config
 from engine.urlcheck import rendered_url_problem, url_origin
 from engine.templating import (
     ALWAYS_AVAILABLE,
@@ -140,7 +142,7 @@ class CreativeText:
         self._timeouts = 0
         self._message_content = None
         if gateway:
-            from engine.delivery.providers.gateway import message_content
+            from engine.delivery.providers.gateway import message_content  # only for the gateway: it loads httpx
 
             self._message_content = message_content
 
@@ -215,8 +217,6 @@ class CreativeText:
         return title, content, redirection
 
     def _check_gateway_content(self, title: Any, content: Any, redirection: Any) -> None:
-        from engine.delivery.providers import Message
-
         if _json_bound(title, content, redirection) <= GATEWAY_CONTENT_MAX:
             return  # short enough however it is escaped: no need to build the JSON text here
         text = self._message_content(Message("", "", "", "", self.channel or "push", self.id, title, content, redirection))
@@ -248,9 +248,6 @@ def _json_bound(title: Any, content: Any, redirection: Any) -> int:
 
 def uses_gateway(channel: str, platform: Platform) -> bool:
     """Whether ``channel`` is delivered through the wallet gateway under ``platform``."""
-    from engine.config.models import GatewayProvider
-    from engine.delivery.providers import provider_config
-
     return isinstance(provider_config(channel, platform), GatewayProvider)
 
 

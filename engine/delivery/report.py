@@ -19,8 +19,12 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator
 
 from engine.clock import Clock
+from engine.config.models import Platform, Schedule
+from engine.delivery.audiences import audience_size
+from engine.delivery.directory import directory_store
 from engine.delivery.ledger import COUNTED, WINDOW_CLOSED, Counts, Failure, Ledger, Progress
-from engine.errors import UsageError
+from engine.errors import CampaignsError, UsageError
+from engine.schedule.occurrences import due_occurrences
 
 if TYPE_CHECKING:
     from engine.state import StateStore
@@ -134,13 +138,7 @@ def _task_body(store: StateStore, task_id: str) -> dict[str, Any] | None:
 
 def _unclaimed(store: StateStore, task_id: str, body: dict[str, Any], rows: int) -> int | None:
     """Members of the task's audiences now, minus the ledger rows already written."""
-    from engine.delivery.audiences import audience_size
-    from engine.delivery.directory import directory_store
-    from engine.errors import CampaignsError
-
     try:
-        from engine.config.models import Platform
-
         platform = store.resource("platform")
         if platform is None:
             return None
@@ -193,9 +191,6 @@ def _due_unstarted(
 ) -> list[tuple[str, dt.datetime]]:
     """Occurrences of a running task whose first window has opened, that ended after the task
     started running, and that have no progress row."""
-    from engine.config.models import Schedule
-    from engine.schedule.occurrences import due_occurrences
-
     platform = store.resource("platform")
     try:
         timezone = platform.body["sites"][body["site"]]["timezone"]  # type: ignore[union-attr]

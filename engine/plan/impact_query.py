@@ -17,6 +17,7 @@ from engine import sms
 from engine.config.models import Platform
 from engine.delivery.directory import NoDirectory, known_attributes, open_directory
 from engine.delivery import forecast
+from engine.delivery.audience_rules import MissingContent
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _stored_segments(store: StateStore, stored_tasks: dict[str, dict]) -> dict[s
 
 def _size(directory: StateStore, body: dict, audiences: dict, task_id: str | None, attachments: Any) -> tuple[int | None, str | None]:
     # the compiler (13 ms to import) runs in the state reader; every plan process imports this module
-    from engine.delivery.audiences import MissingContent, _prepare
+    from engine.delivery.audiences import _prepare
 
     try:
         prepared = _prepare(directory, task_id, body, audiences, snapshot=False, attachments=attachments)

@@ -11,7 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.config.settings import resolve_state_url
+from engine.delivery.audience_rules import audience_attribute_problems
+from engine.errors import CampaignsError
 from engine.problems import WARNING
+from engine.validation.rules import Finding
 
 
 def _sqlite_file(url: str, root: Path) -> Path | None:
@@ -24,9 +28,6 @@ def _sqlite_file(url: str, root: Path) -> Path | None:
 
 def directory_attributes(root: Path, platform: dict[str, Any] | None, state_option: str | None) -> tuple[frozenset[str] | None, str | None]:
     """``(attribute names, None)``; ``(None, None)`` without a directory; ``(None, why)`` when it cannot be read."""
-    from engine.config.settings import resolve_state_url
-    from engine.errors import CampaignsError
-
     try:
         url = (platform or {}).get("user_directory") or resolve_state_url(root, state_option, platform=platform or {})
     except CampaignsError as problem:
@@ -36,6 +37,7 @@ def directory_attributes(root: Path, platform: dict[str, Any] | None, state_opti
     sqlite_file = _sqlite_file(url, root)
     if sqlite_file is not None and not sqlite_file.is_file():
         return None, None
+    # SQLAlchemy (with the directory and the state) only when there is a directory to read
     from engine.delivery.directory import known_attributes
     from engine.state import StateStore
     from engine.state.errors import StateNotFound
@@ -51,15 +53,10 @@ def directory_attributes(root: Path, platform: dict[str, Any] | None, state_opti
 
 
 def attribute_findings(catalog, known: frozenset[str]) -> Iterator:
-    from engine.delivery.audiences import audience_attribute_problems
-    from engine.validation.rules import Finding
-
     for entry in catalog.valid("audience"):
         for path, message in audience_attribute_problems(entry.data, set(known)):
             yield Finding(entry.source.path, path, "unknown-attribute", message)
 
 
 def unreadable_directory_finding(platform_path: str, why: str):
-    from engine.validation.rules import Finding
-
     return Finding(platform_path, (), "unknown-attribute", why, WARNING)

@@ -11,15 +11,8 @@ from typing import Any
 
 import pytest
 
-from engine.delivery.audiences import (
-    AudienceError,
-    Member,
-    audience_size,
-    check_audience_attributes,
-    audience_attribute_problems,
-    snapshot_info,
-    task_members,
-)
+from engine.delivery.audience_rules import AudienceError, audience_attribute_problems, check_audience_attributes
+from engine.delivery.audiences import Member, audience_size, snapshot_info, task_members
 from engine.delivery.directory import NoDirectory, import_users, known_attributes
 from engine.state import StateStore
 

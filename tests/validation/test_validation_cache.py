@@ -224,7 +224,7 @@ def test_a_change_to_any_engine_code_is_not_served_an_old_result(repo, state_url
         return done.stdout
 
     assert "the user directory has no attribute 'segmnt'" in run()
-    audiences = copy / "engine/delivery/audiences.py"
+    audiences = copy / "engine/delivery/audience_rules.py"
     text = audiences.read_text()
     assert "the user directory has no attribute" in text
     audiences.write_text(text.replace("the user directory has no attribute", "no such attribute in the directory:"))
