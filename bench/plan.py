@@ -40,10 +40,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import generate  # noqa: E402
-from validate import FLOOR  # noqa: E402
+from synthetic import generate
+from validate import FLOOR
 
-from engine import localcache  # noqa: E402
+from engine import localcache
 
 
 def run(

@@ -51,10 +51,10 @@ def main() -> None:
     options = parser.parse_args()
 
     from engine.clock import parse_instant
-    from engine.validation.pipeline import load_repository
     from engine.preview import preview
     from engine.preview.render import to_html
     from engine.state import StateStore
+    from engine.validation.pipeline import load_repository
 
     with tempfile.TemporaryDirectory(prefix="bench-preview-") as work:
         root = many_tasks(Path(work) / "repo", options.tasks)

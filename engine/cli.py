@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(1)
-    except Exception as bug:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as bug:
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
         click.echo(

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.config.models import Schedule
 from engine.delivery.health import Undeliverable, undeliverable
@@ -82,7 +81,7 @@ class TaskRow:
 
 def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetime) -> tuple[str, dt.datetime] | None:
     try:
-        timezone = platform["sites"][body["site"]]["timezone"]  # type: ignore[index]
+        timezone = platform["sites"][body["site"]]["timezone"]
         schedule = Schedule.model_validate(body["schedule"])
     except (KeyError, TypeError, ValueError):
         return None
@@ -94,7 +93,7 @@ def _next(body: dict[str, Any], platform: dict[str, Any] | None, now: dt.datetim
 
 def _site_zone(body: dict[str, Any], platform: dict[str, Any] | None) -> str | None:
     try:
-        return str(platform["sites"][body["site"]]["timezone"])  # type: ignore[index]
+        return str(platform["sites"][body["site"]]["timezone"])
     except (KeyError, TypeError):
         return None
 

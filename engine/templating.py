@@ -226,10 +226,10 @@ def environment():
         # it fails instead of multiplying a string.
         intercepted_binops = frozenset({"*", "**", "%", "/", "//"})
 
-        def call_binop(self, context, operator, left, right):  # noqa: ANN001, ANN201
+        def call_binop(self, context, operator, left, right):
             raise SecurityError(f"the {operator} operator is not allowed in creatives")
 
-        def concat(self, chunks):  # type: ignore[override]  # noqa: ANN001, ANN201
+        def concat(self, chunks):
             # Each chunk is bounded (every value and growing filter is), so the text is joined
             # first and measured once: cheaper than counting chunk by chunk.
             text = "".join(chunks)
@@ -561,7 +561,7 @@ def analyze_with_jinja(text: str) -> TextAnalysis:
             if node.dyn_args is not None or node.dyn_kwargs is not None:
                 return fail(f"*args and **kwargs are not allowed in a {what}", node)
             if node.node is None:
-                return fail(f"{{% filter %}} blocks are not allowed in creatives", node)
+                return fail("{% filter %} blocks are not allowed in creatives", node)
             if not _arguments_fit(what, node.name, len(node.args), tuple(k.key for k in node.kwargs)):
                 return fail(f"the {node.name!r} {what} does not take these arguments", node)
             child_guarded = node.name in (GUARD_FILTERS if isinstance(node, nodes.Filter) else GUARD_TESTS)

@@ -53,13 +53,13 @@ def _example_files() -> list[tuple[str, bytes]]:
 
 def _saved_plan() -> bytes | None:
     """A saved plan of the example against an empty state (the shape ``apply PLAN`` reads)."""
-    from fuzz import targets
-    from engine.validation.pipeline import load_repository
     from engine.plan import planfile
     from engine.plan.planner import compute_plan
     from engine.state.store import StateStore
+    from engine.validation.pipeline import load_repository
+    from fuzz import targets
 
-    root = targets._work_repository()  # noqa: SLF001 - the same private copy the target uses
+    root = targets._work_repository()
     with tempfile.TemporaryDirectory() as folder, StateStore.open(f"sqlite:///{folder}/s.db", root) as store:
         return planfile.dumps(compute_plan(load_repository(root), store, now=targets.NOW, use_cache=False)).encode()
 
@@ -102,7 +102,7 @@ def seeds(name: str) -> list[bytes]:
     if name == "users_csv":
         return [raw for path, raw in files if path.endswith(".csv")] + [b'user_id,a\nu1,"x\n', b"user_id\nu\x001\n"]
     if name == "repository":
-        wanted = list(targets._REPOSITORY_FILES)  # noqa: SLF001
+        wanted = list(targets._REPOSITORY_FILES)
         contents = dict(files)
         return [bytes([index]) + contents[path] for index, path in enumerate(wanted) if path in contents]
     raise SystemExit(f"no target {name!r}")
@@ -206,7 +206,7 @@ def main() -> int:
             print(f"{name:<14} {'CRASH' if crashed else 'ok':<6} {wall:6.1f} s ({fuzz_seconds} s fuzzing)  {summary}")
             if crashed:
                 print(report)
-    shutil.rmtree(targets._WORK.get("repo", Path("/nonexistent")), ignore_errors=True)  # noqa: SLF001
+    shutil.rmtree(targets._WORK.get("repo", Path("/nonexistent")), ignore_errors=True)
     print(f"{failures} of {len(names)} targets crashed" if failures else f"no crash in {len(names)} targets")
     return 1 if failures else 0
 

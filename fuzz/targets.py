@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine import jsonlimits
 from engine.apply.approval import EVENT_MAX_BYTES, ApprovalPolicy, approval_from_event
 from engine.clock import Clock
 from engine.config import yamlload
@@ -33,7 +34,6 @@ from engine.config.usercsv import UsersCsv
 from engine.delivery.providers import gateway
 from engine.delivery.render import CreativeText, RenderError
 from engine.errors import CampaignsError
-from engine import jsonlimits
 from engine.plan import planfile
 from engine.plan.planner import compute_plan
 from engine.schedule.occurrences import occurrences_between, preview

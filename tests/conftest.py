@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every command of the session caches under a temporary folder, never the user's."""

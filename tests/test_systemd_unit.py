@@ -102,7 +102,7 @@ def test_it_writes_only_where_systemd_creates_the_directory() -> None:
 
 def test_the_unit_parses_as_ini() -> None:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.optionxform = str
     parser.read_string(UNIT.read_text())
     assert parser.get("Service", "ExecStart").split()[1:3] == ["run", "--repo"]
     assert parser.get("Service", "KillSignal") == "SIGTERM"

@@ -51,8 +51,8 @@ def schedule(task: str, start: str | None, finish: str | None, output_format: st
     Occurrence keys are the date (YYYY-MM-DD), or "once" for a one-time task. Times that fall in a
     daylight-saving gap are shown where they really open.
     """
-    from engine.validation.pipeline import InvalidRepository, load_repository
     from engine.schedule.occurrences import occurrences_between
+    from engine.validation.pipeline import InvalidRepository, load_repository
 
     first, last = parse_date("--from", start), parse_date("--to", finish)
     if first and last and first > last:

@@ -17,6 +17,7 @@ import click
 from engine.commands.common import echo_json, format_option, iso, open_store, repo_option, state_option, table
 from engine.errors import UsageError
 
+
 @click.group("state")
 def state() -> None:
     """Inspect the state (what the last applies stored) and break a stale lock."""

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands.common import repo_option
-from engine.commands.common import format_option, load_repo, open_store, state_option
+from engine.commands.common import format_option, load_repo, open_store, repo_option, state_option
 from engine.errors import CampaignsError
 
 

@@ -36,7 +36,7 @@ def validate(repo: Path, output_format: str, no_cache: bool, state: str | None, 
     from engine.validation.pipeline import validate_repository
 
     clock = fixed_clock(now_text)
-    progress = _progress_bar() if is_terminal(sys.stderr) and output_format == "text" else None
+    progress = _ProgressBar() if is_terminal(sys.stderr) and output_format == "text" else None
     try:
         result = validate_repository(
             repo, use_cache=not no_cache, progress=progress, need_repository=False, state=state, clock=clock
@@ -55,7 +55,7 @@ def validate(repo: Path, output_format: str, no_cache: bool, state: str | None, 
     sys.exit(1 if result.has_errors else 0)
 
 
-class _progress_bar:
+class _ProgressBar:
     """A progress bar on stderr for big repositories (only shown when there is a lot to check)."""
 
     def __init__(self) -> None:

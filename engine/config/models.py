@@ -78,7 +78,7 @@ def _unique(items: list) -> list:
     return items
 
 
-def UniqueList(item: Any, **constraints: Any) -> Any:
+def UniqueList(item: Any, **constraints: Any) -> Any:  # noqa: N802 - used where a type is written
     """A list whose items are all different (``uniqueItems`` in the schema)."""
     return Annotated[list[item], AfterValidator(_unique), Field(json_schema_extra={"uniqueItems": True}, **constraints)]
 

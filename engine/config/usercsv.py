@@ -229,7 +229,7 @@ class UsersCsv:
         except ValueError as kind:
             raise CsvFileError(f"{self.name} is {kind}, not a regular file; it is not read") from None
         self._last = raw
-        return io.BufferedReader(raw)  # type: ignore[return-value]
+        return io.BufferedReader(raw)
 
     def verify(self) -> None:
         """After a whole pass (``rows()``): raise CsvFileError when the bytes read are not the
@@ -309,7 +309,7 @@ class UsersCsv:
             if "\x00" in name:
                 raise CsvFileError(f"{self.name}: column {number} of the first row holds a NUL character")
         seen: set[str] = set()
-        twice = [name for name in columns if name in seen or seen.add(name)]  # type: ignore[func-returns-value]
+        twice = [name for name in columns if name in seen or seen.add(name)]
         if twice:
             raise CsvFileError(f"{self.name}: the first row names column {twice[0]!r} twice")
         self.columns = columns
@@ -417,7 +417,7 @@ class UsersCsv:
                         seen.add(user_id)
                     else:
                         fingerprint = hash(user_id)
-                        buckets[fingerprint % _FINGERPRINT_BUCKETS].append(fingerprint)  # type: ignore[index]
+                        buckets[fingerprint % _FINGERPRINT_BUCKETS].append(fingerprint)
                     parts = []
                     for index, prefix in prefixes:
                         cell = row[index]

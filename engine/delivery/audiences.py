@@ -61,6 +61,7 @@ from engine.state import StateStore, content_digest
 from engine.state import directory_tables as dt
 from engine.state.dialect import Dialect
 
+
 @dataclass(frozen=True, slots=True)
 class Member:
     user_id: str

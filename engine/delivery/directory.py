@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
 
+from engine.config.settings import locate, user_directory_url
 from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's CSV rules
     CsvFileError,
     CsvRowsError,
@@ -41,7 +42,6 @@ from engine.config.usercsv import (  # noqa: F401 - re-exported: the directory's
     parse_numeral,
     parse_opt_out,
 )
-from engine.config.settings import locate, user_directory_url
 from engine.errors import DirectoryError
 from engine.state import StateStore
 from engine.state import directory_tables as dt

@@ -136,7 +136,7 @@ def task_run(
             raise CampaignsError(f"task {task_id}: creative {creative_id!r} is not in the state")
         template = (templates or {}).get(creative.get("template")) if isinstance(creative, Mapping) else None
         texts.append(creative_text(creative_id, creative, template, task.channel, platform))
-    rate = site.limits.rate_per_second.get(task.channel)  # type: ignore[call-overload]
+    rate = site.limits.rate_per_second.get(task.channel)
     return TaskRun(
         task_id=task_id,
         body=body,
@@ -829,7 +829,7 @@ class Executor:
                     finally:
                         deliveries = self._wait_for(sending, task_id, paused)
                 elif concurrency:
-                    deliveries = provider.send(part, pace=pace, stop=stop_sending)  # type: ignore[call-arg]
+                    deliveries = provider.send(part, pace=pace, stop=stop_sending)
                 else:
                     deliveries = provider.send(part)
             except CampaignsError as problem:

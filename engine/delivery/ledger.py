@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, func, select
 
 from engine.delivery import ledger_sql as q
-from engine.state import ledger_tables as lt
 from engine.delivery.pacing import reserve_slot
+from engine.state import ledger_tables as lt
 from engine.state.dialect import Dialect, ProcessLocks, WriteQueue
 
 if TYPE_CHECKING:

@@ -241,7 +241,7 @@ class MetricsServer:
     def __init__(self, host: str, port: int, health: Health, clock: Clock | None = None) -> None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        registry.register(StateCollector(health.state, clock))  # type: ignore[arg-type]
+        registry.register(StateCollector(health.state, clock))
         self.registry = registry
         self.health = health
         handler = _handler(self)
@@ -266,7 +266,7 @@ class MetricsServer:
 
 def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._answer(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
@@ -284,7 +284,7 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - no access log on stderr
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

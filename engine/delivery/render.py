@@ -28,7 +28,6 @@ from engine import templating
 from engine.config.models import GatewayProvider
 from engine.config.names import REDIRECTION_MAX
 from engine.delivery.providers import Message, provider_config
-from engine.urlcheck import rendered_url_problem, url_origin
 from engine.templating import (
     ALWAYS_AVAILABLE,
     DEFAULT_OUTPUT_LIMIT,
@@ -41,6 +40,7 @@ from engine.templating import (
     is_template,
     static_prefix,
 )
+from engine.urlcheck import rendered_url_problem, url_origin
 
 if TYPE_CHECKING:
     from engine.config.models import Platform

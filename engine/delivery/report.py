@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from collections.abc import Iterator
 
 from engine.clock import Clock
 from engine.config.models import Platform, Schedule
@@ -193,7 +192,7 @@ def _due_unstarted(
     started running, and that have no progress row."""
     platform = store.resource("platform")
     try:
-        timezone = platform.body["sites"][body["site"]]["timezone"]  # type: ignore[union-attr]
+        timezone = platform.body["sites"][body["site"]]["timezone"]
         schedule = Schedule.model_validate(body["schedule"])
     except (KeyError, TypeError, ValueError, AttributeError):
         return []
@@ -237,7 +236,7 @@ def executor_behind(store: StateStore, clock: Clock | None = None, *, grace_s: f
     progress = Ledger(store).progress()
     for (task_id, key), item in progress.items():
         if item.status != "closed" and item.finish_at < limit:
-            found.append(Behind(task_id, key, _moment(item.finish_at), item.counts.pending))  # type: ignore[arg-type]
+            found.append(Behind(task_id, key, _moment(item.finish_at), item.counts.pending))
     started = {pair for pair in progress}
     for task_id, state in store.task_states().items():
         if state.status != "running":

@@ -218,7 +218,7 @@ def serve(options: ServiceOptions, label: str | None = None, loop: _Loop | None 
     reporter = options.reporters(log_mode)
     clock = Clock(start)
     errors = 0
-    with StateStore.open(resolve_state_url(repo, options.state_url), base_dir=repo, create=False) as store, _entered(reporter):
+    with StateStore.open(resolve_state_url(repo, options.state_url), base_dir=repo, create=False) as store, _Entered(reporter):
         executor = Executor(
             store, repo, clock=clock, batch_size=options.batch_size, stop=stop, reporter=reporter, tasks=options.tasks or None,
             observer=observer,
@@ -237,7 +237,7 @@ def serve(options: ServiceOptions, label: str | None = None, loop: _Loop | None 
                         raise
                     reporter.error(str(problem))
                     summary = PassSummary(errors=[str(problem)])
-                except Exception as bug:  # noqa: BLE001 - the service logs it and polls again
+                except Exception as bug:
                     if once:
                         raise
                     reporter.error(f"internal error: {type(bug).__name__}: {bug}")
@@ -285,7 +285,7 @@ def _log_start(reporter: Any, executor: Any, *, once: bool, start: dt.datetime |
     reporter.event(event)
 
 
-class _entered:
+class _Entered:
     def __init__(self, reporter: Any) -> None:
         self.reporter = reporter
 

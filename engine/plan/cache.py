@@ -67,7 +67,7 @@ class DigestCache:
     @property
     def contents(self) -> dict[str, str]:
         if self._contents is None:
-            self._contents = _load(self.root, CONTENTS_FILE, self.key) or {}  # type: ignore[arg-type]
+            self._contents = _load(self.root, CONTENTS_FILE, self.key) or {}
         return self._contents
 
     def content_digest(self, component_key: str) -> str | None:

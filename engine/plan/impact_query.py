@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import sms
 from engine.config.models import Platform
-from engine.delivery.directory import NoDirectory, known_attributes, open_directory
 from engine.delivery import forecast
 from engine.delivery.audience_rules import MissingContent
+from engine.delivery.directory import NoDirectory, known_attributes, open_directory
 from engine.errors import CampaignsError
 
 if TYPE_CHECKING:

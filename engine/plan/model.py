@@ -263,7 +263,7 @@ def _is_change(draft: Any) -> bool:
 ChangeDraft = make_dataclass(
     "ChangeDraft",
     [
-        (f.name, f.type, field(default=f.default, default_factory=f.default_factory))  # type: ignore[call-overload]
+        (f.name, f.type, field(default=f.default, default_factory=f.default_factory))
         if f.default is not MISSING or f.default_factory is not MISSING
         else (f.name, f.type)
         for f in fields(Change)

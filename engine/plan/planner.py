@@ -188,7 +188,7 @@ class Planner:
                 actionable[address] = change
                 unchanged.pop(address, None)
             else:
-                statuses[address] = change.status  # type: ignore[assignment]
+                statuses[address] = change.status
 
     def _task(self, change: ChangeDraft, task_id: str, changed: set[str]) -> None:
         desired, snapshot = self.desired, self.snapshot
@@ -293,7 +293,7 @@ class Planner:
             self.forecast, notes = impact.apply_answer(actionable, found, forecast, desired, running, limit_reason=limit)
             self.impact_notes.extend(notes)
         if request is not None and request.required:
-            self._attribute_warnings(actionable, self.source.attribute_gaps(request))  # type: ignore[union-attr]
+            self._attribute_warnings(actionable, self.source.attribute_gaps(request))
 
     def _attribute_warnings(self, actionable: list[ChangeDraft], gaps: dict[str, list]) -> None:
         """``missing-attribute``: members of a task's audiences lack what its creatives print."""
@@ -398,7 +398,7 @@ def compute_plan(
 
     A plan that finds nothing to do remembers the repository for ``engine.plan.fastpath``.
     """
-    source = store if hasattr(store, "snapshot") else LocalSource(store)  # type: ignore[arg-type]
+    source = store if hasattr(store, "snapshot") else LocalSource(store)
     planner = make_planner(repository, source, now=now, approved=approved, use_cache=use_cache, forecast_days=forecast_days)
     plan = planner.plan()
     planner.desired.cache.save()

@@ -207,11 +207,6 @@ def field_entries(change: Change, *, shorten: bool = False) -> list[tuple[str, l
     return []
 
 
-def field_lines(change: Change) -> list[str]:
-    """The field lines of a change as the text plan prints them without colour."""
-    return [line.text() for _, lines in field_entries(change) for line in lines]
-
-
 def flatten(body: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """Leaves of a body as ``(path, value)``: ``schedule.windows[0].start``."""
     if isinstance(body, dict):
@@ -269,23 +264,6 @@ def change_lines(change: Change) -> list[str]:
         lines.append(line)
     lines.extend(impact_lines(change))
     return lines
-
-
-def field_lines(change: Change) -> list[str]:
-    """``path: old -> new`` for updates, ``path = value`` for creates."""
-    if change.action == "update":
-        out = []
-        for diff in change.diffs:
-            if diff.kind == "added":
-                out.append(f"+ {diff.path} = {show_value(diff.new)}")
-            elif diff.kind == "removed":
-                out.append(f"- {diff.path} (was {show_value(diff.old)})")
-            else:
-                out.append(f"~ {diff.path}: {show_value(diff.old)} -> {show_value(diff.new)}")
-        return out
-    if change.action == "create" and change.body is not None:
-        return [f"+ {path} = {show_value(value)}" for path, value in flatten(change.body)]
-    return []
 
 
 # -- text ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def money(amount: object) -> str:
     if amount is None:
         return "unknown"
     try:
-        value = float(amount)  # type: ignore[arg-type]
+        value = float(amount)
     except (TypeError, ValueError):
         return str(amount)
     text = f"{value:,.4f}".rstrip("0")

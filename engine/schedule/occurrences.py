@@ -159,7 +159,7 @@ class SpanWindows(Sequence):
     def __len__(self) -> int:
         return len(self._dates) * len(self._walls)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return tuple(self)[index]
         size = len(self)

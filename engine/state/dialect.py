@@ -122,7 +122,7 @@ class Dialect:
             target = name
             if merge_on is not None:
                 target = "campaigns_bulk_merge"
-                self.stage_table(conn, table, target)  # type: ignore[arg-type]
+                self.stage_table(conn, table, target)
             self._copy(conn, target, columns, rows)
             if merge_on is not None:
                 kept = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in merge_on)

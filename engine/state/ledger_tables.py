@@ -44,9 +44,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Connection,
     CheckConstraint,
     Column,
+    Connection,
     Float,
     Index,
     Integer,

@@ -88,7 +88,7 @@ def _sqlite_engine(location: StateLocation) -> Engine:
     engine = create_engine(location.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+    def _on_connect(dbapi_connection, _record) -> None:
         # Manage transactions ourselves (see "begin") instead of pysqlite's implicit ones.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -183,7 +183,7 @@ class Transaction:
         addresses = [item.address for item in items]
         if len(set(addresses)) != len(addresses):
             seen: set[str] = set()
-            twice = sorted({a for a in addresses if a in seen or seen.add(a)})  # type: ignore[func-returns-value]
+            twice = sorted({a for a in addresses if a in seen or seen.add(a)})
             raise ValueError(f"resources given twice: {', '.join(twice[:5])}")
         existing = self._digests_of(addresses)
         changed = [item for item in items if existing.get(item.address) != item.digest]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock
 from engine.config.models import Schedule
-from engine.schedule.occurrences import has_occurrences, site_zone
 from engine.problems import WARNING
+from engine.schedule.occurrences import has_occurrences, site_zone
 
 if TYPE_CHECKING:
     from engine.validation.rules import Catalog, Finding

@@ -7,8 +7,8 @@ returns plain data (marshal-able): ``(digest, data, problems, facts)``.
 
 from __future__ import annotations
 
-import gc
 import difflib
+import gc
 import hashlib
 import os
 import re
@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from engine.config import yamlload
 from engine.config.models import MODELS, Schedule
 from engine.config.names import REDIRECTION_MAX
-from engine.templating import analyze, is_template, static_prefix
 from engine.problems import ERROR
 from engine.schedule.occurrences import has_occurrences
+from engine.templating import analyze, is_template, static_prefix
 from engine.validation.rules import date_range_problems
 
 # (line, column, code, severity, message)

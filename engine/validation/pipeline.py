@@ -13,17 +13,16 @@ from pathlib import Path
 
 from engine import localcache
 from engine.clock import Clock
-from engine.errors import CampaignsError
 from engine.config import yamlload
 from engine.config.discovery import SourceFile, discover
-from engine.config.safefile import open_regular
 from engine.config.repository import Repository, Resource
-from engine.validation import dates_rule, filecheck, rules
+from engine.config.safefile import open_regular
+from engine.errors import CampaignsError
+from engine.problems import ERROR, Problem
 from engine.validation import cache as cache_module
-from engine.validation import sms_check
+from engine.validation import dates_rule, filecheck, rules, sms_check
 from engine.validation.cache import ValidationCache
 from engine.validation.directory_check import attribute_findings, directory_attributes, unreadable_directory_finding
-from engine.problems import ERROR, Problem
 
 PARALLEL_THRESHOLD = 400  # files to check before worker processes pay for themselves
 BATCH = 250

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config.discovery import SourceFile
-from engine.config.safefile import special_kind
-from engine.config.usercsv import CsvFileError, UsersCsv
 from engine.config.names import (
     FIRST_YEAR,
     GATEWAY_CONTENT_MAX,
@@ -27,10 +25,12 @@ from engine.config.names import (
     SPAN_MAX_YEARS,
     USER_ID_MAX,
 )
-from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, is_template, preview_length, render, static_prefix
-from engine.validation.cache import content_digest
-from engine.urlcheck import rendered_url_problem, url_origin
+from engine.config.safefile import special_kind
+from engine.config.usercsv import CsvFileError, UsersCsv
 from engine.problems import ERROR, WARNING
+from engine.templating import ALWAYS_AVAILABLE, DEFAULT_OUTPUT_LIMIT, is_template, preview_length, render, static_prefix
+from engine.urlcheck import rendered_url_problem, url_origin
+from engine.validation.cache import content_digest
 
 PUSH_LIKE = ("push", "inbox-ewallet", "inbox-miniprogram")
 

@@ -9,9 +9,9 @@ from repos import MERGED, MERGED_BY_AUTHOR, UNMERGED, SmallRepo, apply_now, plan
 
 from engine.apply.applier import ApplyRefused, StalePlan, apply
 from engine.apply.approval import Evidence
-from engine.validation.pipeline import load_repository
 from engine.plan import planfile
 from engine.state import StateStore
+from engine.validation.pipeline import load_repository
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ strictest reading (the repository's default branch, no self-merge).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from pathlib import Path

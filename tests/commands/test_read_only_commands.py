@@ -9,7 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from repos import SmallRepo, campaigns as campaigns_process
+from repos import SmallRepo
+from repos import campaigns as campaigns_process
 from sqlalchemy.engine import make_url
 
 READERS = [

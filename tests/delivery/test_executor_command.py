@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from delivery_state import SERVICE_NOW, service_task, import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_NOW, import_users, outbox_lines, platform_body, seed, service_task, task_body, write_users
 
 from engine.delivery.ledger import Ledger
 from engine.state import StateStore

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_runner import campaigns
-from delivery_state import SERVICE_NOW, service_task, import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_NOW, import_users, outbox_lines, platform_body, seed, service_task, write_users
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.state import StateStore

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import campaigns
-from delivery_state import SERVICE_NOW, service_task, creative_body, import_users, outbox_lines, platform_body, seed, task_body, template_body
+from delivery_state import SERVICE_NOW, creative_body, import_users, outbox_lines, platform_body, seed, service_task, task_body, template_body
 
 from engine.state import StateStore
 

@@ -115,7 +115,7 @@ def test_on_a_wide_terminal_the_bar_shows_full_status_names_and_time(repo: Path)
 def test_a_bug_off_a_terminal_is_a_json_line_not_a_traceback(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.delivery import executor
 
-    def broken(self):  # noqa: ANN001 - stands in for a bug in a pass
+    def broken(self):
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(executor.Executor, "run_pass", broken)

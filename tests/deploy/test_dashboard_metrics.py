@@ -10,11 +10,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from delivery_state import SERVICE_NOW, service_task, import_users, outbox_lines, platform_body, seed, task_body, write_users
+from delivery_state import SERVICE_NOW, import_users, outbox_lines, platform_body, seed, service_task, write_users
 from deploy_files import alert_rules, dashboard_targets, label_names, legend_labels, metric_names
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -310,8 +310,8 @@ def test_pause_waits_for_a_running_apply_at_most_lock_timeout(tmp_path: Path, st
 def _peek(process: subprocess.Popen) -> str:
     """The first stderr line of a process (blocks until there is one)."""
     if not hasattr(process, "_first_line"):
-        process._first_line = process.stderr.readline()  # type: ignore[attr-defined,union-attr]
-    return process._first_line  # type: ignore[attr-defined]
+        process._first_line = process.stderr.readline()
+    return process._first_line
 
 
 @pytest.mark.parametrize("args, message", [

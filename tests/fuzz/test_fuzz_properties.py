@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from fuzz import targets  # noqa: E402 - the fuzz package lives at the project root
+from fuzz import targets
 
 FAST = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 SLOW = settings(max_examples=25, deadline=8000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
@@ -130,7 +130,7 @@ def repository_edits(draw) -> bytes:
         data["schedule"][key] = draw(values)
     else:
         data[key] = draw(values)
-    index = targets._REPOSITORY_FILES.index(path)  # noqa: SLF001
+    index = targets._REPOSITORY_FILES.index(path)
     return bytes([index]) + json.dumps(data, default=str).encode()
 
 
@@ -226,8 +226,8 @@ def test_the_unchanged_example_is_accepted_and_passes_the_property():
     from engine.clock import Clock
     from engine.validation.pipeline import validate_repository
 
-    root = targets._work_repository()  # noqa: SLF001
-    for path in targets._REPOSITORY_FILES:  # noqa: SLF001
+    root = targets._work_repository()
+    for path in targets._REPOSITORY_FILES:
         (root / path).write_bytes((targets.PROJECT / path).read_bytes())
     result = validate_repository(root, use_cache=False, clock=Clock.fixed(targets.NOW))
     assert not result.has_errors and result.repository is not None

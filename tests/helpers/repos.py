@@ -20,10 +20,10 @@ import yaml
 from engine.apply.applier import apply
 from engine.apply.approval import Evidence
 from engine.config.yamlload import load
-from engine.validation.pipeline import load_repository
 from engine.plan.desired import Desired
 from engine.plan.planner import compute_plan
 from engine.state import PilotResult, StateStore
+from engine.validation.pipeline import load_repository
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIXTURES = PROJECT / "tests" / "fixtures" / "github"

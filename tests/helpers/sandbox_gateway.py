@@ -312,7 +312,7 @@ class SandboxGateway:
 class _Headers(dict):
     """Lower-cased request headers read with the names the verifier uses."""
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 

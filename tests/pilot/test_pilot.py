@@ -8,12 +8,12 @@ import json
 import pytest
 from repos import SmallRepo, apply_now, example_repo
 
-from engine.validation.pipeline import load_repository
 from engine.delivery.providers import MESSAGE_ID_MAX
 from engine.errors import UsageError
 from engine.pilot import choose_testers, run_pilot_test
 from engine.plan.desired import Desired
 from engine.state import StateStore
+from engine.validation.pipeline import load_repository
 
 
 def outbox(root, channel: str) -> list[dict]:

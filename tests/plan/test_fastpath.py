@@ -7,12 +7,11 @@ import os
 import pytest
 from repos import SmallRepo, apply_now, record_pass
 
-from engine.validation.pipeline import load_repository
 from engine.plan import fastpath
 from engine.plan.planner import compute_plan
 from engine.plan.source import LocalSource
 from engine.state import StateStore
-from engine.validation.pipeline import read_files
+from engine.validation.pipeline import load_repository, read_files
 
 
 def same_size_same_time_edit(repo) -> None:

@@ -10,6 +10,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from repos import SmallRepo, plan_of
 
 from engine.delivery.directory import import_users
@@ -145,9 +147,6 @@ def test_one_grouped_query_for_the_whole_forecast(tmp_path, state_url, monkeypat
     assert len({tuple(e["tasks"]) for e in plan.forecast}) == 2
     assert len(calls) == 1
 
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @settings(max_examples=200, deadline=None)

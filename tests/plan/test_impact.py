@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from repos import apply_now, campaigns, record_pass, SmallRepo
+from repos import SmallRepo, apply_now, campaigns, record_pass
 
 from engine.delivery.directory import import_users
 from engine.state import StateStore
@@ -261,9 +261,10 @@ def test_a_bad_now_is_one_clear_line(tmp_path):
 
 
 def test_a_long_forecast_keeps_the_comment_under_githubs_limit(tmp_path):
+    from repos import plan_of
+
     from engine.plan.model import Plan
     from engine.plan.render import GITHUB_COMMENT_LIMIT, as_markdown
-    from repos import plan_of
 
     repo = make_repo(tmp_path / "repo")
     plan = plan_of(repo.root, f"sqlite:///{tmp_path}/state.db")

@@ -18,7 +18,7 @@ def _plan() -> Plan:
 def test_a_change_cannot_be_reassigned() -> None:
     change = _plan().changes[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        change.action = "delete"  # type: ignore[misc]
+        change.action = "delete"
 
 
 def test_with_blocker_is_a_new_plan_and_leaves_the_old_one_alone() -> None:

@@ -9,10 +9,10 @@ import pytest
 from repos import SmallRepo, apply_now, example_repo, plan_of, record_fail, record_pass
 
 from engine.config.models import Schedule
-from engine.validation.pipeline import load_repository
 from engine.plan.desired import Desired
 from engine.schedule.occurrences import preview
 from engine.state import StateStore
+from engine.validation.pipeline import load_repository
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 

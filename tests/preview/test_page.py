@@ -130,9 +130,9 @@ def test_a_changed_creative_is_shown_stored_and_new_side_by_side(example, tmp_pa
 
 def test_the_page_is_built_from_the_plan_value(example):
     """Plan fields the forecast work adds (sizes before/after, sms, forecast) are shown when present."""
-    from engine.validation.pipeline import load_repository
     from engine.preview.model import build_page
     from engine.state import StateStore
+    from engine.validation.pipeline import load_repository
 
     repository = load_repository(example)
     plan = {

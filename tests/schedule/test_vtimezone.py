@@ -11,10 +11,9 @@ import pytest
 import vobject
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_calendar_clients import forget_vobject_zones
 
 from engine.schedule.vtimezone import MonthRule, actual_transitions, current_rule, parse_posix, vtimezone
-
-from test_calendar_clients import forget_vobject_zones
 
 UTC = dt.timezone.utc
 ZONES = sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone and not zone.startswith(("Etc/", "posix/", "right/")))

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
 
 from engine.state import (
     Approval,
@@ -173,7 +173,7 @@ def test_task_states_keep_since_until_the_status_changes(state_store: StateStore
 
 def test_unknown_task_status_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown status"):
-        TaskStateWrite("t1", "active")  # type: ignore[arg-type]
+        TaskStateWrite("t1", "active")
 
 
 def test_history_records_approval_evidence_in_order(state_store: StateStore) -> None:
@@ -258,7 +258,7 @@ def test_twenty_thousand_resources_in_one_transaction_take_few_statements(state_
     meta = state_store.meta()
     statements: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement)
 
     event.listen(state_store._engine, "before_cursor_execute", count)

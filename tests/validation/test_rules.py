@@ -9,8 +9,8 @@ import pytest
 from repos import edit, example_repo, task_yaml, write
 
 from engine.clock import Clock
-from engine.validation.pipeline import validate_repository
 from engine.problems import CODES
+from engine.validation.pipeline import validate_repository
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_valid_ids_are_accepted(repo):
         (lambda d: d["creatives"].append("flash-z"), ("creatives", 2), "creative 'flash-z'"),
     ],
 )
-def test_unknown_references_from_tasks(repo, change, path, message):  # noqa: ARG001 - path documents the case
+def test_unknown_references_from_tasks(repo, change, path, message):
     edit(repo, "campaigns/december-flash-sale/flash-sale-push.yaml", change)
     found = problems(repo, "unknown-reference")
     assert {p.file for p in found} == {"campaigns/december-flash-sale/flash-sale-push.yaml"}

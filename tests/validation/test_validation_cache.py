@@ -19,6 +19,7 @@ from repos import PROJECT, example_repo, write
 
 from engine import localcache
 
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return example_repo(tmp_path / "repo")

@@ -54,7 +54,7 @@ def provider_config(channel: str, platform: Platform) -> OutboxProvider | Gatewa
     if channel not in CHANNELS:
         raise CampaignsError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
     providers = platform.providers
-    return providers.get(channel) or providers.get("default") or OutboxProvider(type="outbox")  # type: ignore[call-overload]
+    return providers.get(channel) or providers.get("default") or OutboxProvider(type="outbox")
 
 
 def describe_provider(channel: str, platform: Platform, base_dir: Path, *, env: Mapping[str, str] = os.environ) -> str:

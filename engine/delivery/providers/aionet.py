@@ -54,7 +54,7 @@ class TooLarge(Exception):
 class Headers(dict):
     """A reply's headers by lower-case name; ``get`` takes any case (``Signature``, ``Retry-After``)."""
 
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+    def get(self, name: str, default: str | None = None) -> str | None:
         return dict.get(self, name.lower(), default)
 
 
@@ -72,7 +72,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

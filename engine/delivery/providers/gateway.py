@@ -379,7 +379,7 @@ class Gateway:
             pending.append(index)
         if not pending:
             done: concurrent.futures.Future[list[Delivery]] = concurrent.futures.Future()
-            done.set_result(results)  # type: ignore[arg-type]
+            done.set_result(results)
             return done
         size = self.batch_size
         batches = [pending[start : start + size] for start in range(0, len(pending), size)]
@@ -440,7 +440,7 @@ class Gateway:
         else:
             await asyncio.gather(*(self._request(state, batch) for batch in batches))
         assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]
+        return results
 
     async def _pause(self, seconds: float) -> None:
         if self._sleep is not None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import zlib
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 
 import pytest

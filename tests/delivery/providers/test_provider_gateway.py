@@ -412,7 +412,7 @@ def test_connection_is_pooled_across_requests() -> None:
     class KeepAlive(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             peers.append(self.client_address)
             messages = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"]
             rows = [{"messageId": m["messageId"], "success": True, "retry": False} for m in messages]

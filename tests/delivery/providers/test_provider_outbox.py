@@ -36,7 +36,7 @@ def message(i: int, channel: str = "push", **changes: object) -> Message:
         "redirection": "https://shop.example/flash",
     }
     fields.update(changes)
-    return Message(**fields)  # type: ignore[arg-type]
+    return Message(**fields)
 
 
 def read_lines(path: Path) -> list[dict]:

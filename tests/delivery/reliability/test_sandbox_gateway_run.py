@@ -188,7 +188,7 @@ def test_kill_9_with_concurrent_requests_in_flight_loses_nothing_and_gives_no_us
     users = seed_users_and_task(store, tmp_path, 6000, signed_platform(sandbox, concurrency=16, batch_size=400))
     sandbox.latency = 0.03  # 16 requests of 20 in flight: about 10,000 msg/s at most, the fan-out lasts a while
     kills_in_flight = 0
-    for attempt in range(8):  # stop after two kills landed mid-request (or eight tries)
+    for _attempt in range(8):  # stop after two kills landed mid-request (or eight tries)
         if kills_in_flight >= 2:
             break
         before = sandbox.stats.requests
