@@ -44,17 +44,7 @@ def list_(repo: Path, state_url: str | None, output_format: str) -> None:
             {
                 "lineage": meta.lineage,
                 "serial": meta.serial,
-                "resources": [
-                    {
-                        "address": address,
-                        "kind": stored.kind,
-                        "id": stored.id,
-                        "digest": stored.digest,
-                        "serial": stored.serial,
-                        **({"status": status} if status else {}),
-                    }
-                    for address, stored, status in rows
-                ],
+                "resources": [{**stored.to_json(), **({"status": status} if status else {})} for address, stored, status in rows],
             }
         )
         return
@@ -93,26 +83,11 @@ def show(address: str, repo: Path, state_url: str | None, output_format: str) ->
             )
         task_state = store.task_states().get(stored.id) if stored.kind == "task" else None
         runs = store.pilot_tests(stored.id) if stored.kind == "task" else []
-    record: dict[str, Any] = {
-        "address": stored.address,
-        "kind": stored.kind,
-        "id": stored.id,
-        "digest": stored.digest,
-        "serial": stored.serial,
-    }
+    record: dict[str, Any] = stored.to_json()
     if task_state is not None:
-        record["status"] = {
-            "status": task_state.status,
-            "since": iso(task_state.since),
-            "content_digest": task_state.content_digest,
-        }
+        record["status"] = task_state.to_json()
         if runs:
-            last = runs[-1]
-            record["last_pilot_test"] = {
-                "tested_at": iso(last.tested_at),
-                "passed": last.passed,
-                "content_digest": last.content_digest,
-            }
+            record["last_pilot_test"] = runs[-1].to_json()
     record["body"] = stored.body
     if output_format == "json":
         echo_json(record)
@@ -140,31 +115,7 @@ def history(repo: Path, state_url: str | None, limit: int | None, output_format:
         entries = store.history(limit, with_changes=output_format == "json")
         controls = control.events(store, limit)
     if output_format == "json":
-        applies = [
-                {
-                    "event": "apply",
-                    "serial": entry.serial,
-                    "lineage": entry.lineage,
-                    "applied_at": iso(entry.applied_at),
-                    "applied_by": entry.applied_by,
-                    "approval": None
-                    if entry.approval is None
-                    else {
-                        "kind": entry.approval.kind,
-                        "approved_by": entry.approval.approved_by,
-                        "reason": entry.approval.reason,
-                        "pr_number": entry.approval.pr_number,
-                        "author": entry.approval.author,
-                        "merged_by": entry.approval.merged_by,
-                        "merge_commit": entry.approval.merge_commit,
-                        "pr_title": entry.approval.pr_title,
-                        "pr_url": entry.approval.pr_url,
-                    },
-                    "summary": entry.summary,
-                    "changes": entry.changes,
-                }
-                for entry in entries
-            ]
+        applies = [entry.to_json() for entry in entries]
         outside = [{"event": event.action, **event.to_json()} for event in controls]
         echo_json(sorted(applies + outside, key=lambda item: item.get("applied_at") or item.get("at") or ""))
         return

@@ -111,6 +111,10 @@ class StoredResource:
     def __hash__(self) -> int:
         return hash((self.address, self.digest, self.serial))
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``state list --format json`` shows of it (``state show`` adds the body)."""
+        return {"address": self.address, "kind": self.kind, "id": self.id, "digest": self.digest, "serial": self.serial}
+
 
 @dataclass(frozen=True)
 class TaskStateWrite:
@@ -135,6 +139,9 @@ class TaskState:
     since: datetime
     updated_at: datetime
     serial: int  # serial of the apply that last wrote it (unchanged by pilot tests)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "since": utc_iso(self.since), "content_digest": self.content_digest}
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,10 @@ class PilotTestRun:
     def passed(self) -> bool:
         return bool(self.results) and all(result.passed for result in self.results)
 
+    def to_json(self) -> dict[str, Any]:
+        """The run's outcome as ``state show`` shows it (without the per-tester results)."""
+        return {"tested_at": utc_iso(self.tested_at), "passed": self.passed, "content_digest": self.content_digest}
+
 
 @dataclass(frozen=True)
 class Approval:
@@ -183,6 +194,19 @@ class Approval:
     def merged_by(self) -> str | None:
         return self.approved_by if self.kind == "github" else None
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "approved_by": self.approved_by,
+            "reason": self.reason,
+            "pr_number": self.pr_number,
+            "author": self.author,
+            "merged_by": self.merged_by,
+            "merge_commit": self.merge_commit,
+            "pr_title": self.pr_title,
+            "pr_url": self.pr_url,
+        }
+
 
 @dataclass(frozen=True, eq=False)
 class HistoryEntry:
@@ -200,6 +224,19 @@ class HistoryEntry:
     def changes(self) -> list[Any]:
         """The list of changes the apply made (empty when loaded with ``with_changes=False``)."""
         return json.loads(self.changes_json) if self.changes_json else []
+
+    def to_json(self) -> dict[str, Any]:
+        """One apply as ``state history --format json`` lists it."""
+        return {
+            "event": "apply",
+            "serial": self.serial,
+            "lineage": self.lineage,
+            "applied_at": utc_iso(self.applied_at),
+            "applied_by": self.applied_by,
+            "approval": None if self.approval is None else self.approval.to_json(),
+            "summary": self.summary,
+            "changes": self.changes,
+        }
 
 
 @dataclass(frozen=True)
