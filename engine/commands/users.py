@@ -122,15 +122,7 @@ def info(repo: Path, state: str | None, output_format: str) -> None:
         found = directory_info(store)
         where = store.display_url
     if output_format == "json":
-        data = None
-        if found is not None:
-            data = {
-                "users": found.users,
-                "attributes": list(found.attributes),
-                "last_import": found.last_import.isoformat() if found.last_import else None,
-                "last_source": found.last_source,
-            }
-        click.echo(json.dumps({"directory": where, "imported": data}, indent=2))
+        click.echo(json.dumps({"directory": where, "imported": found.to_json() if found else None}, indent=2))
         return
     if found is None:
         click.echo(f"No user directory in {where} yet; load one with: campaigns users import FILE.csv")

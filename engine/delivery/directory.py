@@ -247,10 +247,20 @@ def lookup_users(store: StateStore, user_ids: Iterable[str]) -> dict[str, dict[s
 
 @dataclass(frozen=True)
 class DirectoryInfo:
+    """What ``users info`` tells of a directory."""
+
     users: int
     attributes: tuple[str, ...]
     last_import: datetime | None
     last_source: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "users": self.users,
+            "attributes": list(self.attributes),
+            "last_import": self.last_import.isoformat() if self.last_import else None,
+            "last_source": self.last_source,
+        }
 
 
 def directory_info(store: StateStore) -> DirectoryInfo | None:
