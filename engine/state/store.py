@@ -1,8 +1,11 @@
 """The state store: one narrow, domain-level interface over SQLite or PostgreSQL.
 
-Nothing outside ``engine.state`` sees tables or SQL. Reads return plain records
+Plan, apply, status and pilot see no tables or SQL: reads return plain records
 (``engine.state.records``); every change made by an apply goes through one ``transaction()``,
-which is a single database transaction ending in a compare-and-swap of the serial.
+which is a single database transaction ending in a compare-and-swap of the serial. Delivery's
+ledger and user directory keep their own tables in this database (``ledger_tables``,
+``directory_tables``) and reach them through ``reading()``/``writing()`` and
+``engine.state.dialect``, the one place that knows SQLite from PostgreSQL.
 """
 
 from __future__ import annotations
