@@ -5,15 +5,17 @@ the executor's CPU per message in httpx and httpcore (about 1.5 ms a request): U
 models for every request, and a connection pool that walks every connection several times per
 request (``_assign_requests_to_connections``: 660 ``is_idle`` calls a request at concurrency 32).
 The gateway needs little of that: POST one JSON body to one URL and read one bounded reply. This
-client does just that, about a tenth of the cost:
+client does just that, about a tenth of the cost, with ``h11`` (the HTTP/1.1 state machine
+httpcore itself uses) writing requests and parsing replies:
 
 - ``Client`` keeps up to ``size`` keep-alive connections (the provider's ``concurrency``), each
   carrying one request at a time (no pipelining); an idle connection the server has hung up on
   (end of file or unexpected bytes seen by its protocol, no system call) is dropped, not reused;
-- the request line and the fixed headers are built once; a request is one write (one system call);
-- a reply is read with ``Content-Length``, chunked transfer coding or up to the end of the
-  connection, 1xx replies skipped, and ``gzip``/``deflate`` decoded; what is read and what is
-  decoded are both capped (``TooLarge``), so a huge or inflating reply never piles up in memory;
+- the fixed headers are encoded once; a request is one write (one system call);
+- ``h11`` frames a reply (``Content-Length``, chunked transfer coding or up to the end of the
+  connection, 1xx replies skipped) and says whether the connection may carry the next request;
+  ``gzip``/``deflate`` are decoded here; what is read and what is decoded are both capped
+  (``TooLarge``), so a huge or inflating reply never piles up in memory;
 - reads pause the socket once ``READ_HIGH_WATER`` bytes wait unread.
 
 It speaks ``http://`` only: ``https://`` gateways (TLS) and gateways behind a proxy set in the
@@ -28,6 +30,8 @@ import socket
 import zlib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
+
+import h11
 
 READ_HIGH_WATER = 256 * 1024
 """Unread bytes at which the socket stops being read until the client catches up."""
@@ -59,10 +63,12 @@ class Headers(dict):
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP connection: what arrived (``buffer``), whether the peer is gone (``eof``)."""
+    """One TCP connection: its HTTP/1.1 state (``http``, an ``h11`` client), what arrived and is
+    not parsed yet (``buffer``), whether the peer is gone (``eof``)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_MAX)
         self.buffer = bytearray()
         self.eof = False
         self.error: BaseException | None = None
@@ -72,7 +78,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -96,135 +102,113 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # --- reading ---------------------------------------------------------------------------
+    # --- one exchange ----------------------------------------------------------------------
 
     @property
     def reusable(self) -> bool:
-        """Idle and still open: nothing arrived since its last reply and the peer has not hung up."""
-        return not self.eof and not self.buffer and self.transport is not None and not self.transport.is_closing()
+        """Idle and still open: between requests, nothing arrived since its last reply and the
+        peer has not hung up."""
+        return self.http.our_state is h11.IDLE and not self.eof and not self.buffer and self.transport is not None and not self.transport.is_closing()
 
-    async def _more(self) -> None:
-        """Wait for more bytes; ``NetworkError`` when the peer hung up instead."""
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-        if self.eof:
-            raise NetworkError(_lost(self.error))
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        await waiter
-        if not self.buffer and self.eof:
-            raise NetworkError(_lost(self.error))
+    def send(self, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Write a POST of ``body`` to ``target`` in one system call."""
+        assert self.transport is not None
+        http = self.http
+        try:
+            request = h11.Request(method=b"POST", target=target, headers=headers)
+            data = http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())  # type: ignore[operator]
+        except h11.LocalProtocolError as problem:  # a header value HTTP cannot carry (as httpx reports it)
+            raise NetworkError(f"the request cannot be sent ({problem})") from None
+        self.transport.write(data)
 
-    def _take(self, size: int) -> bytes:
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
-
-    async def _line(self) -> bytes:
+    async def _event(self) -> object:
+        """The next event of the reply, fed from the socket as ``h11`` needs it."""
+        http = self.http
         while True:
-            end = self.buffer.find(b"\r\n")
-            if end >= 0:
-                line = self._take(end)
-                del self.buffer[:2]
-                return line
-            if len(self.buffer) > HEAD_MAX:
-                raise NetworkError("a chunk line of the reply is too long")
-            await self._more()
-
-    async def _exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            await self._more()
-        return self._take(size)
+            event = http.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self.buffer:
+                data = bytes(self.buffer)
+                self.buffer.clear()
+                if self._paused and self.transport is not None:
+                    self._paused = False
+                    self.transport.resume_reading()
+                http.receive_data(data)
+            elif self.eof:
+                if self.error is not None:
+                    raise NetworkError(str(self.error) or type(self.error).__name__)
+                http.receive_data(b"")  # the end of the connection: h11 says what it cut short
+            else:
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                await waiter
 
     async def reply(self, max_bytes: int) -> tuple[int, Headers, bytes, bool]:
-        """The next reply: status, headers, body (as sent, not decoded) and whether the
-        connection may carry another request."""
+        """The next reply to the request sent: status, headers, body (as sent, not decoded) and
+        whether the connection may carry another request."""
+        try:
+            return await self._reply(max_bytes)
+        except h11.RemoteProtocolError as problem:
+            raise NetworkError(_broken(str(problem))) from None
+
+    async def _reply(self, max_bytes: int) -> tuple[int, Headers, bytes, bool]:
+        event = await self._event()
+        while isinstance(event, h11.InformationalResponse):  # 100 Continue and friends: the real reply follows
+            event = await self._event()
+        if not isinstance(event, h11.Response):
+            raise NetworkError("the server closed the connection without sending a reply")
+        status = event.status_code
+        headers = Headers()
+        for raw_name, raw_value in event.headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        declared = headers.get("content-length")
+        if declared is not None and int(declared) > max_bytes:  # h11 has checked it is a number
+            raise TooLarge(int(declared))
+        parts: list[bytes] = []
+        size = 0
         while True:
-            while True:
-                end = self.buffer.find(b"\r\n\r\n")
-                if end >= 0:
-                    break
-                if len(self.buffer) > HEAD_MAX:
-                    raise NetworkError(f"the reply's head is over {HEAD_MAX:,} bytes")
-                if self.eof and not self.buffer:
-                    raise NetworkError("the server closed the connection without sending a reply")
-                await self._more()
-            head = self._take(end).decode("latin-1")
-            del self.buffer[:4]
-            lines = head.split("\r\n")
-            status_line = lines[0].split(" ", 2)
-            if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not _number(status_line[1]) or len(status_line[1]) != 3:
-                raise NetworkError(f"not an HTTP/1.x reply: {lines[0][:80]!r}")
-            status = int(status_line[1])
-            headers = Headers()
-            for line in lines[1:]:
-                name, colon, value = line.partition(":")
-                if not colon:
-                    raise NetworkError(f"a reply header line without a colon: {line[:80]!r}")
-                key = name.strip().lower()
-                value = value.strip()
-                headers[key] = f"{headers[key]}, {value}" if key in headers else value
-            if 100 <= status < 200:  # 100 Continue and friends: the real reply follows
-                continue
-            break
-        connection = headers.get("connection", "").lower()
-        keep = "close" not in connection and (status_line[0] != "HTTP/1.0" or "keep-alive" in connection)
-        if status in (204, 304):
-            return status, headers, b"", keep
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            parts: list[bytes] = []
-            size = 0
-            while True:
-                line = await self._line()
-                try:
-                    length = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    raise NetworkError(f"a chunk size that is not hexadecimal: {line[:40]!r}")
-                if length == 0:
-                    while await self._line():  # trailers, up to the empty line
-                        pass
-                    return status, headers, b"".join(parts), keep
-                size += length
+            event = await self._event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
                 if size > max_bytes:
                     raise TooLarge(None)
-                parts.append(await self._exactly(length))
-                if await self._exactly(2) != b"\r\n":
-                    raise NetworkError("a chunk of the reply does not end with CRLF")
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not _number(declared):
-                raise NetworkError(f"a Content-Length that is not a number: {declared[:40]!r}")
-            length = int(declared)
-            if length > max_bytes:
-                raise TooLarge(length)
-            return status, headers, await self._exactly(length), keep
-        while not self.eof:  # no length: the body ends with the connection
-            if len(self.buffer) > max_bytes:
-                raise TooLarge(None)
-            try:
-                await self._more()
-            except NetworkError:
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
                 break
-        if len(self.buffer) > max_bytes:
-            raise TooLarge(None)
-        return status, headers, self._take(len(self.buffer)), False
+            else:
+                raise NetworkError("the server closed the connection before its reply was complete")
+        http = self.http
+        keep = http.our_state is h11.DONE and http.their_state is h11.DONE
+        if keep:
+            http.start_next_cycle()
+        return status, headers, b"".join(parts), keep
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
 
-def _number(text: str) -> bool:
-    """ASCII digits only (``str.isdigit`` also takes superscripts, which ``int`` refuses)."""
-    return text.isascii() and text.isdigit()
+_SAID = (
+    ("illegal status line", "not an HTTP/1.x reply"),
+    ("no response line received", "not an HTTP/1.x reply"),
+    ("illegal header line", "a reply header line that is not HTTP"),
+    ("illegal chunk header", "a chunk size that is not hexadecimal"),
+    ("malformed chunk footer", "a chunk of the reply does not end with CRLF"),
+    ("bad Content-Length", "a Content-Length that is not a number"),
+    ("Receive buffer too long", f"the reply's head is over {HEAD_MAX:,} bytes"),
+    ("peer unexpectedly closed connection", "the server closed the connection before its reply was complete"),
+    ("can't handle event type ConnectionClosed", "the server closed the connection without sending a reply"),
+)
+"""h11's words for a broken reply, and ours (what the gateway's errors have always said)."""
 
 
-def _lost(error: BaseException | None) -> str:
-    if error is not None:
-        return str(error) or type(error).__name__
-    return "the server closed the connection before its reply was complete"
+def _broken(problem: str) -> str:
+    for prefix, said in _SAID:
+        if problem.startswith(prefix):
+            rest = problem[len(prefix) :]
+            return said + rest[:100] if rest.startswith(":") else said  # h11 quotes the line whole
+    return problem
 
 
 def decode(body: bytes, encoding: str, max_bytes: int) -> bytes:
@@ -267,7 +251,8 @@ class Client:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rpartition("@")[2]
         fixed = {"Host": host, "Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive", **headers}
-        self._head = (f"POST {target} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in fixed.items())).encode("latin-1")
+        self._target = target.encode("latin-1")
+        self._headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fixed.items()]
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
         self._open: set[_Connection] = set()
@@ -277,14 +262,13 @@ class Client:
 
         Raises ``NetworkError`` (connection refused, lost, not HTTP), ``TooLarge`` (over
         ``max_bytes``, as sent or as decoded) or ``DecodeError``."""
-        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()) if headers else ""
-        request = self._head + f"{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+        fields = [*self._headers, *((name.encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items())]
+        fields.append((b"Content-Length", str(len(body)).encode("ascii")))
         async with self._slots:
             connection = await self._connection()
             keep = False
             try:
-                assert connection.transport is not None
-                connection.transport.write(request)
+                connection.send(self._target, fields, body)
                 status, reply_headers, raw, keep = await connection.reply(max_bytes)
             finally:
                 if keep and connection.reusable:
