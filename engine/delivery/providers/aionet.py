@@ -78,7 +78,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -116,7 +116,7 @@ class _Connection(asyncio.Protocol):
         http = self.http
         try:
             request = h11.Request(method=b"POST", target=target, headers=headers)
-            data = http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())  # type: ignore[operator]
+            data = http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
         except h11.LocalProtocolError as problem:  # a header value HTTP cannot carry (as httpx reports it)
             raise NetworkError(f"the request cannot be sent ({problem})") from None
         self.transport.write(data)
@@ -162,8 +162,8 @@ class _Connection(asyncio.Protocol):
         for raw_name, raw_value in event.headers:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        declared = headers.get("content-length")
-        if declared is not None and int(declared) > max_bytes:  # h11 has checked it is a number
+        declared = None if "transfer-encoding" in headers else headers.get("content-length")  # chunked wins, as in h11
+        if declared is not None and int(declared) > max_bytes:  # h11 has checked it is one number
             raise TooLarge(int(declared))
         parts: list[bytes] = []
         size = 0
