@@ -251,9 +251,7 @@ class Change:
 
 
 def _freeze(draft: Any) -> Change:
-    change = object.__new__(Change)  # the draft has exactly its fields: filled as in Change.no_op
-    change.__dict__.update(vars(draft))
-    return change
+    return Change(**vars(draft))  # the draft has exactly Change's fields
 
 
 def _is_change(draft: Any) -> bool:
