@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from engine.state import StateStore
 
 
-_iso = utc_iso
-
-
 @dataclass
 class TaskRow:
     task: str
@@ -53,12 +50,12 @@ class TaskRow:
             "campaign": self.campaign,
             "channel": self.channel,
             "status": self.status,
-            "since": _iso(self.since),
+            "since": utc_iso(self.since),
             "content_digest": self.content_digest,
             "last_pilot_test": None
             if self.last_test_at is None
             else {
-                "tested_at": _iso(self.last_test_at),
+                "tested_at": utc_iso(self.last_test_at),
                 "passed": self.last_test_passed,
                 "current_content": self.last_test_current,
             },

@@ -137,13 +137,6 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-def iso(moment) -> str | None:
-    """An instant as ISO 8601 UTC (``...Z``); SQLite hands back naive UTC datetimes."""
-    from engine.state.records import utc_iso
-
-    return utc_iso(moment)
-
-
 def table(rows: list[list[str]], header: list[str]) -> str:
     """Plain aligned columns (no colour, so it pipes cleanly)."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]

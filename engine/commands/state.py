@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from engine.commands.common import echo_json, format_option, iso, open_store, repo_option, state_option, table
+from engine.commands.common import echo_json, format_option, open_store, repo_option, state_option, table
 from engine.errors import UsageError
+from engine.state.records import utc_iso
 
 
 @click.group("state")
@@ -94,10 +95,10 @@ def show(address: str, repo: Path, state_url: str | None, output_format: str) ->
         return
     click.echo(f"# {stored.address} (serial {stored.serial}, digest {stored.digest[:12]})")
     if task_state is not None:
-        click.echo(f"# status: {task_state.status} since {iso(task_state.since)}")
+        click.echo(f"# status: {task_state.status} since {utc_iso(task_state.since)}")
         if runs:
             last = runs[-1]
-            click.echo(f"# last pilot test: {iso(last.tested_at)}, {'passed' if last.passed else 'failed'}")
+            click.echo(f"# last pilot test: {utc_iso(last.tested_at)}, {'passed' if last.passed else 'failed'}")
     click.echo(json.dumps(stored.body, indent=2, ensure_ascii=False))
 
 
@@ -136,10 +137,10 @@ def history(repo: Path, state_url: str | None, limit: int | None, output_format:
         s = entry.summary
         counts = f"+{s.get('create', 0)} ~{s.get('update', 0)} -{s.get('delete', 0)}"
         reason = (approval.reason or "").strip().splitlines()[0][:60] if approval and approval.reason else ""
-        rows.append([str(entry.serial), iso(entry.applied_at) or "", entry.applied_by, counts, who, reason])
+        rows.append([str(entry.serial), utc_iso(entry.applied_at) or "", entry.applied_by, counts, who, reason])
     for event in controls:  # outside git: no approval, the reason is the person's own
         what = f"{event.action} task.{event.task_id}"
-        rows.append([str(event.serial), iso(event.at) or "", f"{event.actor}@{event.host}", what, "outside git", event.reason[:60]])
+        rows.append([str(event.serial), utc_iso(event.at) or "", f"{event.actor}@{event.host}", what, "outside git", event.reason[:60]])
     rows.sort(key=lambda row: row[1])
     click.echo(table(rows, ["SERIAL", "APPLIED AT", "BY", "CHANGES", "APPROVAL", "REASON"]), nl=False)
 
