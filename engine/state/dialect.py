@@ -25,7 +25,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -172,7 +172,7 @@ class Dialect:
 
     def bulk_cache(self, conn: Connection, kib: int) -> Any:
         """A bigger SQLite page cache for one bulk write (a context manager; PostgreSQL: none)."""
-        return _SqliteCache(conn, kib) if not self.postgres else _Nothing()
+        return nullcontext() if self.postgres else _sqlite_cache(conn, kib)
 
     # -- advisory locks ------------------------------------------------------------------------
 
@@ -428,29 +428,18 @@ class _PostgresAttribute(JsonAttribute):
         self.text = document[name].astext.collate("C")
 
 
-class _SqliteCache:
-    def __init__(self, conn: Connection, kib: int) -> None:
-        self.cursor = conn.connection.driver_connection.cursor()
-        self.kib = kib
-        self.old = 0
-
-    def __enter__(self) -> None:
-        (self.old,) = self.cursor.execute("PRAGMA cache_size").fetchone()
-        self.cursor.execute(f"PRAGMA cache_size = -{self.kib}")
-
-    def __exit__(self, *exc: object) -> None:
+@contextmanager
+def _sqlite_cache(conn: Connection, kib: int) -> Iterator[None]:
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        (old,) = cursor.execute("PRAGMA cache_size").fetchone()
+        cursor.execute(f"PRAGMA cache_size = -{kib}")
         try:
-            self.cursor.execute(f"PRAGMA cache_size = {int(self.old)}")
+            yield
         finally:
-            self.cursor.close()
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+            cursor.execute(f"PRAGMA cache_size = {int(old)}")
+    finally:
+        cursor.close()
 
 
 def _partitions(result: Any) -> Iterator[Sequence[Any]]:
